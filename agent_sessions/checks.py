@@ -1,0 +1,170 @@
+"""System checks for ``settings.AGENT_SESSIONS`` (ids ``agent_sessions.E0xx``/``W0xx``).
+
+A typo in the retention settings should fail ``manage.py check`` at deploy
+time, not the cron job at 3 a.m.
+
+* E001 ``AGENT_SESSIONS`` is not a dict.
+* E002 unknown key in ``AGENT_SESSIONS``.
+* E003 ``RETENTION`` is rejected by :meth:`RetentionPolicy.validate`.
+* E004 a query limit is not a positive integer.
+* E005 a default query limit is above ``QUERY_MAX_LIMIT``.
+* E006 ``PRICING_TABLE`` does not have the documented shape.
+* W001 a database backend other than PostgreSQL or SQLite.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import connections
+
+from agent_sessions.conf import DEFAULTS, SETTING_NAME
+from agent_sessions.errors import AgentSessionsError
+
+LIMIT_KEYS = ("QUERY_DEFAULT_LIMIT", "QUERY_EVENT_DEFAULT_LIMIT", "QUERY_MAX_LIMIT")
+RATE_KEYS = frozenset({"input", "output", "cache_read", "cache_creation"})
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: list[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Validate ``settings.AGENT_SESSIONS`` as a whole."""
+    value = getattr(settings, SETTING_NAME, None)
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        return [
+            Error(
+                f"{SETTING_NAME} must be a dict, not {type(value).__name__}.",
+                hint="See docs/guide.md, 'Settings'.",
+                id="agent_sessions.E001",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for key in sorted(set(value) - set(DEFAULTS)):
+        errors.append(
+            Error(
+                f"Unknown key {key!r} in {SETTING_NAME}.",
+                hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
+                id="agent_sessions.E002",
+            )
+        )
+    errors.extend(_check_retention(value.get("RETENTION", {})))
+    errors.extend(_check_limits(value))
+    errors.extend(_check_pricing_table(value.get("PRICING_TABLE")))
+    return errors
+
+
+def _check_retention(retention: Any) -> list[CheckMessage]:
+    from agent_sessions.retention import RetentionPolicy
+
+    if not isinstance(retention, dict):
+        return [
+            Error(
+                f"{SETTING_NAME}['RETENTION'] must be a dict of RetentionPolicy fields.",
+                id="agent_sessions.E003",
+            )
+        ]
+    try:
+        RetentionPolicy.from_dict(retention).validate()
+    except AgentSessionsError as exc:
+        return [
+            Error(
+                f"{SETTING_NAME}['RETENTION'] is invalid: {exc.message}",
+                hint="Ages and counts are positive integers or None; see CONTRACT §7.",
+                id="agent_sessions.E003",
+            )
+        ]
+    return []
+
+
+def _check_limits(value: dict[str, Any]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    limits: dict[str, int] = {}
+    for key in LIMIT_KEYS:
+        limit = value.get(key, DEFAULTS[key])
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}[{key!r}] must be a positive integer, got {limit!r}.",
+                    id="agent_sessions.E004",
+                )
+            )
+        else:
+            limits[key] = limit
+    cap = limits.get("QUERY_MAX_LIMIT")
+    if cap is not None:
+        for key in ("QUERY_DEFAULT_LIMIT", "QUERY_EVENT_DEFAULT_LIMIT"):
+            if key in limits and limits[key] > cap:
+                errors.append(
+                    Error(
+                        f"{SETTING_NAME}[{key!r}] ({limits[key]}) is above "
+                        f"QUERY_MAX_LIMIT ({cap}).",
+                        hint="Lower the default or raise QUERY_MAX_LIMIT.",
+                        id="agent_sessions.E005",
+                    )
+                )
+    return errors
+
+
+def _pricing_problem(table: Any) -> str | None:
+    """Return what is wrong with a pricing table, or None when it is well-formed."""
+    if not isinstance(table, dict):
+        return "must be a dict of provider -> {'default': rates, 'models': {model: rates}}"
+    for provider, entry in table.items():
+        if not isinstance(entry, dict) or set(entry) - {"default", "models"}:
+            return f"provider {provider!r} must be a dict with 'default' and/or 'models'"
+        rate_sets = [("default", entry["default"])] if "default" in entry else []
+        models = entry.get("models", {})
+        if not isinstance(models, dict):
+            return f"{provider!r}['models'] must be a dict"
+        rate_sets += [(f"models[{m!r}]", rates) for m, rates in models.items()]
+        for where, rates in rate_sets:
+            if not isinstance(rates, dict) or not {"input", "output"} <= set(rates):
+                return f"{provider!r} {where} needs 'input' and 'output' rates"
+            if set(rates) - RATE_KEYS:
+                return (
+                    f"{provider!r} {where} has unknown rate keys {sorted(set(rates) - RATE_KEYS)}"
+                )
+            for name, rate in rates.items():
+                ok = isinstance(rate, int | float) and not isinstance(rate, bool)
+                if not ok or not math.isfinite(rate) or rate < 0:
+                    return f"{provider!r} {where}[{name!r}] must be a non-negative number"
+    return None
+
+
+def _check_pricing_table(table: Any) -> list[CheckMessage]:
+    if table is None:
+        return []
+    problem = _pricing_problem(table)
+    if problem is None:
+        return []
+    return [
+        Error(
+            f"{SETTING_NAME}['PRICING_TABLE'] {problem}.",
+            hint="Rates are USD per token; see docs/guide.md, 'Cost summaries'.",
+            id="agent_sessions.E006",
+        )
+    ]
+
+
+@register(Tags.database)
+def check_database_vendor(
+    app_configs: list[AppConfig] | None = None, databases: list[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn about database backends the asm_* schema is not built for."""
+    warnings: list[CheckMessage] = []
+    for alias in databases or []:
+        vendor = connections[alias].vendor
+        if vendor not in {"postgresql", "sqlite"}:
+            warnings.append(
+                Warning(
+                    f"Database {alias!r} uses {vendor}; agent_sessions supports PostgreSQL "
+                    "and SQLite.",
+                    id="agent_sessions.W001",
+                )
+            )
+    return warnings

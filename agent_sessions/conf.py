@@ -1,0 +1,72 @@
+"""Typed, lazily read access to ``settings.AGENT_SESSIONS``.
+
+All defaults live here. Settings are read on every access, so
+``override_settings`` in tests and per-process configuration both work::
+
+    from agent_sessions.conf import app_settings
+    app_settings.QUERY_MAX_LIMIT
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+SETTING_NAME = "AGENT_SESSIONS"
+
+#: Every key ``AGENT_SESSIONS`` may hold, with its default.
+DEFAULTS: dict[str, Any] = {
+    "RETENTION": {},
+    "QUERY_DEFAULT_LIMIT": 50,
+    "QUERY_EVENT_DEFAULT_LIMIT": 100,
+    "QUERY_MAX_LIMIT": 1000,
+    "PRICING_TABLE": None,
+    "ADMIN_ALLOW_EVENT_DELETE": False,
+    "ADMIN_ALLOW_EDIT": False,
+}
+
+
+class AppSettings:
+    """Attribute access to the ``AGENT_SESSIONS`` dict, falling back to :data:`DEFAULTS`."""
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        value = getattr(settings, SETTING_NAME, None)
+        return value if isinstance(value, dict) else {}
+
+    def _get(self, key: str) -> Any:
+        return self.user_settings.get(key, DEFAULTS[key])
+
+    @property
+    def RETENTION(self) -> dict[str, Any]:
+        value = self._get("RETENTION")
+        return dict(value) if isinstance(value, dict) else {}
+
+    @property
+    def QUERY_DEFAULT_LIMIT(self) -> int:
+        return int(self._get("QUERY_DEFAULT_LIMIT"))
+
+    @property
+    def QUERY_EVENT_DEFAULT_LIMIT(self) -> int:
+        return int(self._get("QUERY_EVENT_DEFAULT_LIMIT"))
+
+    @property
+    def QUERY_MAX_LIMIT(self) -> int:
+        return int(self._get("QUERY_MAX_LIMIT"))
+
+    @property
+    def PRICING_TABLE(self) -> dict[str, Any] | None:
+        value = self._get("PRICING_TABLE")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def ADMIN_ALLOW_EVENT_DELETE(self) -> bool:
+        return bool(self._get("ADMIN_ALLOW_EVENT_DELETE"))
+
+    @property
+    def ADMIN_ALLOW_EDIT(self) -> bool:
+        return bool(self._get("ADMIN_ALLOW_EDIT"))
+
+
+app_settings = AppSettings()

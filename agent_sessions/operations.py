@@ -1,0 +1,71 @@
+"""Migration operations that adopt tables an Elixir (Ecto/Ash) application created.
+
+ASM's Ecto migration and this app's first migration build the same five
+tables. When a Django project is pointed at a database that an Elixir service
+already migrated, ``manage.py migrate`` must take those tables over without
+touching their rows: :class:`AdoptOrCreateModel` creates a table only when it
+is missing. For an existing table it adds any column or index an older ASM
+version did not have yet, and refuses (with a readable error) a table whose
+required columns are absent, since that table is not ASM's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import migrations
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import ProjectState
+from django.db.models import NOT_PROVIDED
+
+
+class AdoptOrCreateModel(migrations.CreateModel):
+    """``CreateModel`` that adopts an existing table of the same name instead of failing."""
+
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
+        model = to_state.apps.get_model(app_label, self.name)
+        connection = schema_editor.connection
+        if not self.allow_migrate_model(connection.alias, model):
+            return
+        with connection.cursor() as cursor:
+            existing = set(connection.introspection.table_names(cursor))
+        if model._meta.db_table not in existing:
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+            return
+        self._adopt(model, schema_editor)
+
+    def _adopt(self, model: Any, schema_editor: BaseDatabaseSchemaEditor) -> None:
+        connection = schema_editor.connection
+        table = model._meta.db_table
+        with connection.cursor() as cursor:
+            columns = {
+                c.name for c in connection.introspection.get_table_description(cursor, table)
+            }
+            constraints = connection.introspection.get_constraints(cursor, table)
+        missing = [f for f in model._meta.local_concrete_fields if f.column not in columns]
+        required = [
+            f.column
+            for f in missing
+            if not f.null and f.default is NOT_PROVIDED and f.db_default is NOT_PROVIDED
+        ]
+        if required:
+            raise ImproperlyConfigured(
+                f"Table {table!r} already exists but lacks the required column(s) "
+                f"{', '.join(required)}; it was not created by AgentSessionManager. "
+                "Rename or drop it, then run 'manage.py migrate' again."
+            )
+        for field in missing:
+            schema_editor.add_field(model, field)
+        for index in model._meta.indexes:
+            if index.name not in constraints:
+                schema_editor.add_index(model, index)
+
+    def describe(self) -> str:
+        return f"Create model {self.name} (or adopt its existing table)"

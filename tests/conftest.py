@@ -1,0 +1,63 @@
+"""Shared fixtures. The same tests run on SQLite and PostgreSQL (see scripts/test.sh).
+
+Tests marked ``postgres_only`` exercise behaviour that only exists on
+PostgreSQL (the catalog, LISTEN/NOTIFY); on SQLite they are deselected at
+collection, never skipped, and they run in the PostgreSQL pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+
+
+def _vendor() -> str:
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"]
+    return "postgresql" if "postgresql" in engine else "sqlite"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"agent_sessions test database: {_vendor()}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    vendor = _vendor()
+    unwanted = "postgres_only" if vendor != "postgresql" else "sqlite_only"
+    kept, deselected = [], []
+    for item in items:
+        (deselected if item.get_closest_marker(unwanted) else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
+@pytest.fixture
+def vendor() -> str:
+    """``"postgresql"`` or ``"sqlite"``: the backend this run tests."""
+    return connection.vendor
+
+
+@pytest.fixture
+def raw_row() -> Any:
+    """Read one row with plain SQL, bypassing model field conversion."""
+
+    def read(table: str, pk_column: str, pk: str) -> dict[str, Any]:
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT * FROM "{table}" WHERE "{pk_column}" = %s', [pk])
+            row = cursor.fetchone()
+            assert row is not None, f"no row {pk!r} in {table}"
+            names = [col[0] for col in cursor.description]
+        return dict(zip(names, row, strict=True))
+
+    return read
+
+
+@pytest.fixture
+def in_time_zone(settings: Any) -> Any:
+    """Run with a project TIME_ZONE far from UTC."""
+    settings.TIME_ZONE = "Asia/Kolkata"
+    return settings
