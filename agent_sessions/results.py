@@ -1,0 +1,93 @@
+"""Result types returned by the QueryAPI and Maintenance ports.
+
+Plain dataclasses with no Django dependency; :mod:`agent_sessions.ports`
+re-exports them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_sessions.core import Event, Run, Session
+
+__all__ = ["EventPage", "MaintenanceReport", "RunPage", "SessionPage"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    """One page of :meth:`~agent_sessions.ports.QueryAPI.search_sessions` results.
+
+    Attributes:
+        sessions: The sessions on this page, in the requested order.
+        cursor: Opaque cursor for the next page; None when there is none.
+        total_count: Number of matches ignoring limit and cursor; None when
+            the query was made with ``with_total=False``.
+    """
+
+    sessions: list[Session]
+    cursor: str | None
+    total_count: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """One page of :meth:`~agent_sessions.ports.QueryAPI.search_runs` results.
+
+    Attributes:
+        runs: The runs on this page, in the requested order.
+        cursor: Opaque cursor for the next page; None when there is none.
+    """
+
+    runs: list[Run]
+    cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """One page of :meth:`~agent_sessions.ports.QueryAPI.search_events` results.
+
+    Attributes:
+        events: The events on this page, in the requested order.
+        cursor: Opaque cursor for the next page; None when there is none.
+    """
+
+    events: list[Event]
+    cursor: str | None
+
+
+@dataclass(slots=True)
+class MaintenanceReport:
+    """What one maintenance run did (or, in a dry run, would do).
+
+    Attributes:
+        sessions_soft_deleted: Sessions that got ``deleted_at`` set.
+        sessions_hard_deleted: Sessions removed with their runs, events,
+            sequence counter and artifacts.
+        events_pruned: Events deleted by the per-session and total caps.
+        artifacts_cleaned: Artifacts deleted because their session is gone.
+        orphaned_sequences_cleaned: Sequence counters deleted because their
+            session has neither a row nor events.
+        duration_ms: Wall-clock duration of the run, in milliseconds.
+        errors: One message per failed step; empty when everything worked.
+    """
+
+    sessions_soft_deleted: int = 0
+    sessions_hard_deleted: int = 0
+    events_pruned: int = 0
+    artifacts_cleaned: int = 0
+    orphaned_sequences_cleaned: int = 0
+    duration_ms: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no step failed."""
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report's fields as a JSON-ready dict (``errors`` is copied)."""
+        data = dataclasses.asdict(self)
+        data["errors"] = list(self.errors)
+        return data
