@@ -1,0 +1,259 @@
+"""Vendor-specific SQL of the event log: sequence reservation, inserts, notifications.
+
+The store (:mod:`agent_sessions.store`) decides *what* to write; this module
+is the one place that knows *how* PostgreSQL and SQLite spell it:
+
+- the per-session counter is one atomic upsert on ``asm_session_sequences``
+  (``INSERT … ON CONFLICT (session_id) DO UPDATE SET last_sequence =
+  last_sequence + n RETURNING last_sequence``), run in the same transaction as
+  the event insert, so a rolled-back append never consumes a number;
+- on PostgreSQL a single append is *one* statement (lookup, counter upsert,
+  insert and ``pg_notify`` in a CTE) and a batch is loaded with ``COPY``;
+- ``pg_notify`` is sent inside the appending transaction and delivered on
+  commit, which is what long-polling readers (:class:`EventNotifications`)
+  wait for;
+- SQLite takes its write lock up front (:func:`take_sqlite_write_lock`) so
+  concurrent writers queue on the busy timeout instead of failing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "NOTIFY_CHANNEL",
+    "EventNotifications",
+    "append_one_postgres",
+    "copy_events_postgres",
+    "insert_events_sqlite",
+    "notify_sessions",
+    "reserve_blocks",
+    "take_sqlite_write_lock",
+]
+
+#: The columns of ``asm_events`` in table order; rows are read and written in this order.
+EVENT_COLUMNS = (
+    "id",
+    "type",
+    "timestamp",
+    "session_id",
+    "run_id",
+    "sequence_number",
+    "data",
+    "metadata",
+    "schema_version",
+    "provider",
+    "correlation_id",
+)
+_QUOTED_COLUMNS = ", ".join(f'"{name}"' for name in EVENT_COLUMNS)
+
+#: The LISTEN/NOTIFY channel; the payload is the session id of the appended events.
+NOTIFY_CHANNEL = "agent_sessions_events"
+
+# One statement for a single append on PostgreSQL. ``existing`` finds an event
+# already stored under this id (idempotent append); only when there is none
+# does ``counter`` bump the session's counter and ``inserted`` store the event
+# with the number it returned. Should a concurrent transaction insert the same
+# new id first, the insert fails with a unique violation and the whole
+# statement, counter bump included, is rolled back; the caller then retries
+# and finds the stored event through ``existing``.
+_APPEND_ONE_POSTGRES = f"""
+WITH existing AS (
+    SELECT {_QUOTED_COLUMNS} FROM asm_events WHERE id = %(id)s
+), counter AS (
+    INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
+    SELECT %(session_id)s, 1, %(now)s WHERE NOT EXISTS (SELECT 1 FROM existing)
+    ON CONFLICT (session_id) DO UPDATE
+        SET last_sequence = seq.last_sequence + EXCLUDED.last_sequence,
+            updated_at = EXCLUDED.updated_at
+    RETURNING last_sequence
+), inserted AS (
+    INSERT INTO asm_events ({_QUOTED_COLUMNS})
+    SELECT %(id)s, %(type)s, %(timestamp)s, %(session_id)s, %(run_id)s, counter.last_sequence,
+           %(data)s::jsonb, %(metadata)s::jsonb, %(schema_version)s, %(provider)s,
+           %(correlation_id)s
+    FROM counter
+    RETURNING sequence_number
+), notified AS (
+    SELECT pg_notify('{NOTIFY_CHANNEL}', %(session_id)s) FROM inserted
+)
+SELECT (SELECT sequence_number FROM inserted), (SELECT count(*) FROM notified), existing.*
+FROM (VALUES (1)) AS one LEFT JOIN existing ON true
+"""
+
+_RESERVE_POSTGRES = """
+INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
+SELECT session_id, count, %s FROM unnest(%s::varchar[], %s::integer[]) AS t(session_id, count)
+ON CONFLICT (session_id) DO UPDATE
+    SET last_sequence = seq.last_sequence + EXCLUDED.last_sequence,
+        updated_at = EXCLUDED.updated_at
+RETURNING session_id, last_sequence
+"""
+
+_RESERVE_SQLITE = """
+INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
+VALUES {values}
+ON CONFLICT (session_id) DO UPDATE
+    SET last_sequence = seq.last_sequence + excluded.last_sequence,
+        updated_at = excluded.updated_at
+RETURNING session_id, last_sequence
+"""
+
+_INSERT_SQLITE = (
+    f"INSERT INTO asm_events ({_QUOTED_COLUMNS}) VALUES ({', '.join(['%s'] * len(EVENT_COLUMNS))})"
+)
+
+
+def append_one_postgres(
+    cursor: CursorWrapper, row: dict[str, Any], now: datetime
+) -> tuple[Any, ...]:
+    """Append one event on PostgreSQL in a single statement.
+
+    Args:
+        cursor: A cursor of the Django connection, inside the append's transaction.
+        row: The event's column values, ready for the database (JSON as text,
+            naive UTC timestamp); ``sequence_number`` is ignored.
+        now: The counter's ``updated_at`` (naive UTC).
+
+    Returns:
+        ``(assigned_number, _, *stored_columns)``: ``assigned_number`` is the
+        new event's number, or None when an event with this id was already
+        stored, in which case the stored row's columns follow.
+    """
+    cursor.execute(_APPEND_ONE_POSTGRES, {**row, "now": now})
+    result = cursor.fetchone()
+    assert result is not None  # the LEFT JOIN always yields one row
+    return tuple(result)
+
+
+def reserve_blocks(
+    connection: BaseDatabaseWrapper,
+    cursor: CursorWrapper,
+    counts: dict[str, int],
+    now: Any,
+) -> dict[str, int]:
+    """Bump several sessions' counters in one statement and return each new last number.
+
+    The block of session ``s`` is ``last - counts[s] + 1 .. last``. Sessions
+    are locked in sorted order so that concurrent batches never deadlock.
+
+    Args:
+        connection: The Django connection (for its vendor).
+        cursor: A cursor inside the append's transaction.
+        counts: Session id → how many numbers to reserve (each ≥ 1).
+        now: The counters' ``updated_at``, already prepared for the database.
+
+    Returns:
+        Session id → the last number of its reserved block.
+    """
+    session_ids = sorted(counts)
+    if connection.vendor == "postgresql":
+        cursor.execute(_RESERVE_POSTGRES, [now, session_ids, [counts[sid] for sid in session_ids]])
+    else:
+        values = ", ".join(["(%s, %s, %s)"] * len(session_ids))
+        params: list[Any] = []
+        for sid in session_ids:
+            params += [sid, counts[sid], now]
+        cursor.execute(_RESERVE_SQLITE.format(values=values), params)
+    return {sid: last for sid, last in cursor.fetchall()}
+
+
+def copy_events_postgres(cursor: CursorWrapper, rows: Iterable[Sequence[Any]]) -> None:
+    """Load event rows (in :data:`EVENT_COLUMNS` order) with ``COPY … FROM STDIN``."""
+    with cursor.copy(f"COPY asm_events ({_QUOTED_COLUMNS}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def insert_events_sqlite(cursor: CursorWrapper, rows: Sequence[Sequence[Any]]) -> None:
+    """Insert event rows (in :data:`EVENT_COLUMNS` order) on SQLite."""
+    cursor.executemany(_INSERT_SQLITE, rows)
+
+
+def notify_sessions(
+    connection: BaseDatabaseWrapper, cursor: CursorWrapper, session_ids: Iterable[str]
+) -> None:
+    """Tell long-polling readers that these sessions have new events (PostgreSQL only).
+
+    Sent inside the appending transaction: PostgreSQL delivers it on commit
+    and drops it on rollback. A no-op on other databases, whose readers poll.
+    """
+    if connection.vendor != "postgresql":
+        return
+    cursor.execute(
+        f"SELECT pg_notify('{NOTIFY_CHANNEL}', sid) FROM unnest(%s::text[]) AS t(sid)",
+        [sorted(set(session_ids))],
+    )
+
+
+def take_sqlite_write_lock(cursor: CursorWrapper) -> None:
+    """Take SQLite's write lock now, at the start of the transaction.
+
+    A transaction that reads first and writes later cannot wait for the lock
+    (SQLite fails it at once with "database is locked"); one that writes first
+    waits on the busy timeout like everybody else. The statement changes
+    nothing but still starts the write. Harmless when the transaction was
+    opened with ``BEGIN IMMEDIATE`` (Django's ``transaction_mode``).
+    """
+    cursor.execute("UPDATE asm_session_sequences SET last_sequence = last_sequence WHERE 1 = 0")
+
+
+class EventNotifications:
+    """A dedicated PostgreSQL connection that LISTENs for appended events.
+
+    Not Django's connection: ``LISTEN`` needs autocommit and a connection that
+    nobody else uses while it waits. Built from the alias's connection
+    parameters, so it reaches the same database as the store.
+
+    Use as a context manager::
+
+        with EventNotifications("default") as notes:
+            ...  # query once more (nothing may be missed between query and LISTEN)
+            notes.wait_for(session_id, deadline)
+    """
+
+    def __init__(self, alias: str) -> None:
+        import psycopg
+
+        params = dict(connections[alias].get_connection_params())
+        # Django's cursor class and adapters are for its own connection.
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        self._connection = psycopg.connect(**params, autocommit=True)
+        self._connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def wait_for(self, session_id: str, deadline: float) -> bool:
+        """Block until an append to ``session_id`` is committed or ``deadline`` passes.
+
+        Args:
+            session_id: The session to wait for; notifications for others are ignored.
+            deadline: A :func:`time.monotonic` value.
+
+        Returns:
+            True when a matching notification arrived, False on timeout.
+        """
+        while (remaining := deadline - time.monotonic()) > 0:
+            for note in self._connection.notifies(timeout=remaining):
+                if note.payload == session_id:
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+        return False
+
+    def close(self) -> None:
+        """Close the listening connection."""
+        self._connection.close()
+
+    def __enter__(self) -> EventNotifications:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,960 @@
+"""The SessionStore and ArtifactRegistry on the Django ORM's database connections.
+
+:class:`DjangoSessionStore` keeps sessions, runs and each session's ordered
+event log in the ``asm_*`` tables, with gap-free per-session sequence numbers
+under any concurrency; :class:`DjangoArtifactRegistry` indexes artifacts kept
+elsewhere. Both follow the database routers unless given a ``using`` alias::
+
+    store = DjangoSessionStore()
+    session = Session.new("agent-1")
+    store.save_session(session)
+    stored = store.append_event(Event.new("message_sent", session.id, data={"text": "hi"}))
+    stored.sequence_number  # 1
+
+Appends are lean: events are validated once, then written with raw SQL
+through Django's connection (one statement per single append on PostgreSQL,
+``COPY`` for batches), and reads build :class:`~agent_sessions.core.Event`
+objects straight from the cursor rows. The vendor-specific SQL lives in
+:mod:`agent_sessions.sequences`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from django.db import IntegrityError, OperationalError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+from django.db.models import Count, Sum
+
+from agent_sessions import core
+from agent_sessions import models as m
+from agent_sessions.db import db_for_read, db_for_write, is_sqlite_locked, translate_errors
+from agent_sessions.errors import NotFoundError, StorageError, ValidationError
+from agent_sessions.fields import to_utc_naive
+from agent_sessions.sequences import (
+    EVENT_COLUMNS,
+    EventNotifications,
+    append_one_postgres,
+    copy_events_postgres,
+    insert_events_sqlite,
+    notify_sessions,
+    reserve_blocks,
+    take_sqlite_write_lock,
+)
+from agent_sessions.validation import (
+    BIGINT_MAX,
+    check_choice,
+    check_datetime,
+    check_id,
+    check_int,
+    check_json,
+    check_varchar,
+    new_artifact_id,
+    utcnow,
+)
+
+__all__ = [
+    "SQLITE_LOCK_RETRY_SECONDS",
+    "DjangoArtifactRegistry",
+    "DjangoSessionStore",
+    "delete_sessions_cascade",
+]
+
+_T = TypeVar("_T")
+
+#: How long a write keeps retrying when SQLite reports "database is locked"
+#: (only when the store owns the transaction; inside the caller's
+#: ``atomic()`` block the error is raised at once as StorageError).
+SQLITE_LOCK_RETRY_SECONDS = 30.0
+#: How often an append is retried after losing a race to insert the same new
+#: event id; the retry finds the winner's row, so one retry is normally enough.
+_ID_RACE_RETRIES = 5
+#: Long-poll on SQLite: the polling interval starts here and doubles up to the cap.
+_POLL_FIRST_SECONDS = 0.01
+_POLL_MAX_SECONDS = 0.1
+
+_EVENT_SELECT = "SELECT {} FROM asm_events".format(", ".join(f'"{c}"' for c in EVENT_COLUMNS))
+_EVENT_TYPES = {t.value: t for t in core.EventType}
+_FETCH_CHUNK = 2000
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_loads = json.loads
+
+
+class _EventIdRace(Exception):
+    """Another transaction stored the same new event id first; retry to read its row."""
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def _write(alias: str, operation: str, work: Callable[[BaseDatabaseWrapper], _T]) -> _T:
+    """Run ``work(connection)`` in one transaction on ``alias``, translating errors.
+
+    Retries the whole transaction when it lost a race on a new event id, and,
+    on SQLite, when the database stayed locked (for at most
+    :data:`SQLITE_LOCK_RETRY_SECONDS`, only when this is the outermost
+    transaction: a rolled-back inner block cannot be replayed for the caller).
+    """
+    connection = connections[alias]
+    deadline = time.monotonic() + SQLITE_LOCK_RETRY_SECONDS
+    pause = 0.005
+    races = 0
+    while True:
+        outermost = not connection.in_atomic_block
+        locked = False
+        try:
+            with translate_errors(operation):
+                try:
+                    with transaction.atomic(using=alias):
+                        return work(connection)
+                except OperationalError as exc:
+                    if not (outermost and is_sqlite_locked(exc) and time.monotonic() < deadline):
+                        raise
+                    locked = True
+        except _EventIdRace as exc:
+            races += 1
+            if races > _ID_RACE_RETRIES:
+                raise StorageError(
+                    "storage_error",
+                    f"{operation} kept colliding with concurrent appends of the same event id",
+                    details={"operation": operation, "cause": str(exc.__cause__)},
+                ) from exc
+            continue
+        if locked:
+            # Jitter spreads out writers that were all woken by the same commit.
+            time.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, 0.2)
+
+
+def _is_event_id_conflict(exc: IntegrityError) -> bool:
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    if diag is not None:
+        return getattr(diag, "constraint_name", None) == "asm_events_pkey"
+    return "asm_events.id" in str(exc)
+
+
+def _db_time(connection: BaseDatabaseWrapper, value: datetime) -> Any:
+    """An aware datetime as a ``timestamp`` parameter: naive UTC, text on SQLite."""
+    naive = to_utc_naive(value)
+    if connection.vendor == "postgresql":
+        return naive
+    # The fixed-width text UTCDateTimeField writes, so comparisons stay chronological.
+    return naive.isoformat(" ", timespec="microseconds")
+
+
+def _aware(value: Any) -> datetime:
+    if type(value) is str:
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+
+
+def _json_object(value: Any) -> Any:
+    if value is None:
+        return {}
+    return _loads(value) if type(value) is str else value
+
+
+def _event_from_row(row: Sequence[Any]) -> core.Event:
+    """Build an Event from a stored row without validating it again (it was validated on write).
+
+    Rows written by other applications get the same read conversions as the
+    ORM's: NULL JSON maps read as ``{}``, timestamps come back aware UTC.
+    """
+    event = _BLANK_EVENT()
+    (
+        event.id,
+        type_,
+        timestamp,
+        event.session_id,
+        event.run_id,
+        event.sequence_number,
+        data,
+        metadata,
+        event.schema_version,
+        event.provider,
+        event.correlation_id,
+    ) = row
+    event.type = _EVENT_TYPES.get(type_) or core.EventType(type_)
+    event.timestamp = _aware(timestamp)
+    event.data = _json_object(data)
+    event.metadata = _json_object(metadata)
+    return event
+
+
+def _blank_event_factory() -> Callable[[], core.Event]:
+    new = object.__new__
+
+    def blank() -> core.Event:
+        return new(core.Event)  # type: ignore[no-any-return]
+
+    return blank
+
+
+_BLANK_EVENT = _blank_event_factory()
+
+
+def _prepared_event(event: core.Event) -> core.Event:
+    """A validated copy of ``event`` without its caller-supplied sequence number."""
+    if not isinstance(event, core.Event):
+        raise ValidationError(
+            "validation_error", f"expected an Event, not {type(event).__name__}", field="event"
+        )
+    # ``replace`` runs the dataclass validation on the copy; the caller's object is untouched.
+    return dataclasses.replace(event, sequence_number=None)
+
+
+def _check_events(events: Sequence[core.Event]) -> list[core.Event]:
+    if isinstance(events, str | bytes) or not isinstance(events, Sequence | tuple | list):
+        raise ValidationError(
+            "validation_error", "events must be a sequence of Event objects", field="events"
+        )
+    return [_prepared_event(event) for event in events]
+
+
+def _event_row(connection: BaseDatabaseWrapper, event: core.Event, number: int) -> list[Any]:
+    return [
+        event.id,
+        event.type.value,
+        _db_time(connection, event.timestamp),
+        event.session_id,
+        event.run_id,
+        number,
+        _dumps(event.data),
+        _dumps(event.metadata),
+        event.schema_version,
+        event.provider,
+        event.correlation_id,
+    ]
+
+
+def _fetch_events(cursor: CursorWrapper, sql: str, params: Sequence[Any]) -> list[core.Event]:
+    cursor.execute(sql, params)
+    events: list[core.Event] = []
+    # Chunks keep only one slice of raw rows alive next to the Event objects.
+    while rows := cursor.fetchmany(_FETCH_CHUNK):
+        events.extend(map(_event_from_row, rows))
+    return events
+
+
+def _stored_events_by_id(
+    connection: BaseDatabaseWrapper, cursor: CursorWrapper, ids: Sequence[str]
+) -> dict[str, core.Event]:
+    found: dict[str, core.Event] = {}
+    # Bounded IN lists keep SQLite under its bound-parameter limit.
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        placeholders = ", ".join(["%s"] * len(chunk))
+        for event in _fetch_events(cursor, f"{_EVENT_SELECT} WHERE id IN ({placeholders})", chunk):
+            found[event.id] = event
+    return found
+
+
+def _append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) -> list[core.Event]:
+    """Store validated events inside the current transaction; results in input order."""
+    if not events:
+        return []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and len(events) == 1:
+            return [_append_one_postgres(connection, cursor, events[0])]
+        if connection.vendor == "sqlite":
+            take_sqlite_write_lock(cursor)
+        unique_ids = list(dict.fromkeys(event.id for event in events))
+        stored = _stored_events_by_id(connection, cursor, unique_ids)
+        new_events: list[core.Event] = []
+        seen: set[str] = set(stored)
+        for event in events:
+            if event.id not in seen:
+                seen.add(event.id)
+                new_events.append(event)
+        if new_events:
+            counts: dict[str, int] = {}
+            for event in new_events:
+                counts[event.session_id] = counts.get(event.session_id, 0) + 1
+            now = _db_time(connection, utcnow())
+            last = reserve_blocks(connection, cursor, counts, now)
+            next_number = {sid: last[sid] - count + 1 for sid, count in counts.items()}
+            rows = []
+            for event in new_events:
+                event.sequence_number = next_number[event.session_id]
+                next_number[event.session_id] += 1
+                rows.append(_event_row(connection, event, event.sequence_number))
+                stored[event.id] = event
+            try:
+                if connection.vendor == "postgresql":
+                    copy_events_postgres(cursor, rows)
+                else:
+                    insert_events_sqlite(cursor, rows)
+            except IntegrityError as exc:
+                if _is_event_id_conflict(exc):
+                    raise _EventIdRace from exc
+                raise
+            notify_sessions(connection, cursor, counts)
+    return [stored[event.id] for event in events]
+
+
+def _append_one_postgres(
+    connection: BaseDatabaseWrapper, cursor: CursorWrapper, event: core.Event
+) -> core.Event:
+    row = dict(zip(EVENT_COLUMNS, _event_row(connection, event, 0), strict=True))
+    try:
+        number, _, *existing = append_one_postgres(cursor, row, to_utc_naive(utcnow()))
+    except IntegrityError as exc:
+        if _is_event_id_conflict(exc):
+            raise _EventIdRace from exc
+        raise
+    if number is None:
+        return _event_from_row(existing)
+    event.sequence_number = number
+    return event
+
+
+def delete_sessions_cascade(session_ids: Iterable[str], *, using: str | None = None) -> int:
+    """Delete sessions with their runs, events, sequence counters and artifacts.
+
+    Each session's cascade is one transaction of its own, so a failure leaves
+    every session either wholly present or wholly gone, and no transaction
+    grows with the number of sessions. Ids without a session row still have
+    their runs, events, counter and artifacts deleted.
+
+    Args:
+        session_ids: The sessions to delete.
+        using: Database alias; None follows the routers.
+
+    Returns:
+        How many session rows were deleted.
+
+    Raises:
+        ValidationError: an id is not a valid id.
+        StorageError: the database failed (sessions handled before stay deleted).
+        MigrationRequiredError: the tables are missing.
+    """
+    alias = db_for_write(using, m.Session)
+    deleted = 0
+    for session_id in session_ids:
+        session_id = check_id(session_id, "session_id")
+
+        def cascade(connection: BaseDatabaseWrapper, session_id: str = session_id) -> int:
+            with connection.cursor() as cursor:
+                if connection.vendor == "sqlite":
+                    take_sqlite_write_lock(cursor)
+                for table in ("asm_events", "asm_runs", "asm_artifacts", "asm_session_sequences"):
+                    cursor.execute(f"DELETE FROM {table} WHERE session_id = %s", [session_id])
+                cursor.execute("DELETE FROM asm_sessions WHERE id = %s", [session_id])
+                return int(cursor.rowcount)
+
+        deleted += _write(alias, "delete_session", cascade)
+    return deleted
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class DjangoSessionStore:
+    """The :class:`~agent_sessions.ports.SessionStore` on a Django database.
+
+    Args:
+        using: Database alias to use; None follows the database routers
+            (writes go to ``db_for_write``, reads to ``db_for_read``, except
+            read-after-write reads such as :meth:`get_active_run` and
+            long-polls, which use the write database).
+
+    Every public method raises only ``agent_sessions`` errors: invalid input
+    → :class:`~agent_sessions.errors.ValidationError` before anything is
+    written; database failure → :class:`~agent_sessions.errors.StorageError`
+    (cause in ``details``); missing tables →
+    :class:`~agent_sessions.errors.MigrationRequiredError`.
+    """
+
+    def __init__(self, using: str | None = None) -> None:
+        if using is not None:
+            check_varchar(using, "using", required=True)
+        self.using = using
+
+    def _write_alias(self) -> str:
+        return db_for_write(self.using, m.Event)
+
+    def _read_alias(self) -> str:
+        return db_for_read(self.using, m.Event)
+
+    # ----------------------------------------------------------------- sessions
+
+    def save_session(self, session: core.Session) -> None:
+        """Insert the session, or replace every column but ``id`` of the stored one.
+
+        Raises:
+            ValidationError: the session holds an invalid value.
+            StorageError: the database failed.
+        """
+        session = _checked(session, core.Session, "session")
+        alias = db_for_write(self.using, m.Session)
+        _write(alias, "save_session", lambda _c: _upsert(alias, m.Session.from_domain(session)))
+
+    def get_session(self, session_id: str) -> core.Session:
+        """Return the stored session, soft-deleted or not.
+
+        Raises:
+            NotFoundError: ``session_not_found`` when no row has this id.
+        """
+        session_id = check_id(session_id, "session_id")
+        with translate_errors("get_session"):
+            row = (
+                m.Session.objects.using(db_for_read(self.using, m.Session))
+                .filter(id=session_id)
+                .first()
+            )
+            if row is None:
+                raise NotFoundError(
+                    "session_not_found",
+                    f"Session {session_id!r} not found.",
+                    {"session_id": session_id},
+                )
+            return row.to_domain()
+
+    def list_sessions(
+        self,
+        *,
+        status: str | None = None,
+        agent_id: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[core.Session]:
+        """Return sessions (soft-deleted included), newest ``created_at`` first, then by id.
+
+        Args:
+            status: Only sessions with this status.
+            agent_id: Only sessions of this agent.
+            limit: At most this many (≥ 0).
+            offset: Skip this many first (≥ 0).
+
+        Raises:
+            ValidationError: ``invalid_status`` for an unknown status, or a bad limit/offset.
+        """
+        queryset = m.Session.objects.using(db_for_read(self.using, m.Session))
+        if status is not None:
+            queryset = queryset.filter(
+                status=check_choice(status, core.SessionStatus, "status", code="invalid_status")
+            )
+        if agent_id is not None:
+            queryset = queryset.filter(agent_id=check_varchar(agent_id, "agent_id"))
+        queryset = _page(queryset.order_by("-created_at", "id"), limit=limit, offset=offset)
+        with translate_errors("list_sessions"):
+            return [row.to_domain() for row in queryset]
+
+    def delete_session(self, session_id: str) -> None:
+        """Delete the session with its runs, events, sequence counter and artifacts.
+
+        One transaction; deleting a missing session is not an error. See
+        :func:`delete_sessions_cascade` for many at once.
+        """
+        delete_sessions_cascade([session_id], using=db_for_write(self.using, m.Session))
+
+    # ----------------------------------------------------------------- runs
+
+    def save_run(self, run: core.Run) -> None:
+        """Insert the run, or replace every column but ``id`` of the stored one.
+
+        Raises:
+            ValidationError: the run holds an invalid value.
+            StorageError: the database failed.
+        """
+        run = _checked(run, core.Run, "run")
+        alias = db_for_write(self.using, m.Run)
+        _write(alias, "save_run", lambda _c: _upsert(alias, m.Run.from_domain(run)))
+
+    def get_run(self, run_id: str) -> core.Run:
+        """Return the stored run.
+
+        Raises:
+            NotFoundError: ``run_not_found`` when no row has this id.
+        """
+        run_id = check_id(run_id, "run_id")
+        with translate_errors("get_run"):
+            row = m.Run.objects.using(db_for_read(self.using, m.Run)).filter(id=run_id).first()
+            if row is None:
+                raise NotFoundError(
+                    "run_not_found", f"Run {run_id!r} not found.", {"run_id": run_id}
+                )
+            return row.to_domain()
+
+    def list_runs(
+        self, session_id: str, *, status: str | None = None, limit: int | None = None
+    ) -> list[core.Run]:
+        """Return the session's runs, oldest ``started_at`` first (then by id).
+
+        Raises:
+            ValidationError: ``invalid_status`` for an unknown status, or a bad limit.
+        """
+        session_id = check_id(session_id, "session_id")
+        queryset = m.Run.objects.using(db_for_read(self.using, m.Run)).filter(session_id=session_id)
+        if status is not None:
+            queryset = queryset.filter(
+                status=check_choice(status, core.RunStatus, "status", code="invalid_status")
+            )
+        queryset = _page(queryset.order_by("started_at", "id"), limit=limit, offset=None)
+        with translate_errors("list_runs"):
+            return [row.to_domain() for row in queryset]
+
+    def get_active_run(self, session_id: str) -> core.Run | None:
+        """Return the session's ``running`` run (the latest started if several), or None.
+
+        Reads from the write database, so a run saved just before is seen even
+        when routers send reads to a replica.
+        """
+        session_id = check_id(session_id, "session_id")
+        with translate_errors("get_active_run"):
+            row = (
+                m.Run.objects.using(db_for_write(self.using, m.Run))
+                .filter(session_id=session_id, status=core.RunStatus.RUNNING.value)
+                .order_by("-started_at", "-id")
+                .first()
+            )
+            return None if row is None else row.to_domain()
+
+    # ----------------------------------------------------------------- events
+
+    def append_event(self, event: core.Event) -> core.Event:
+        """Store the event with the next sequence number (as :meth:`append_event_with_sequence`)."""
+        return self.append_event_with_sequence(event)
+
+    def append_event_with_sequence(self, event: core.Event) -> core.Event:
+        """Store the event with the session's next sequence number and return the stored event.
+
+        The caller's object is not modified; a caller-supplied
+        ``sequence_number`` is ignored. Appending an id that is already stored
+        returns the stored event unchanged and consumes no number; so does a
+        rejected append.
+
+        Raises:
+            ValidationError: the event holds an invalid value (nothing written).
+            StorageError: the database failed (nothing written, no number used).
+        """
+        prepared = [_prepared_event(event)]
+        return _write(self._write_alias(), "append_event", lambda c: _append_prepared(c, prepared))[
+            0
+        ]
+
+    def append_events(self, events: Sequence[core.Event]) -> list[core.Event]:
+        """Store several events in one transaction and return the stored events in input order.
+
+        Numbers are contiguous per session within the batch. Events already
+        stored, and repeats of an id within the batch, return the stored event
+        and consume no number. Any invalid event → nothing is written.
+
+        Raises:
+            ValidationError: an event holds an invalid value (nothing written).
+            StorageError: the database failed (nothing written, no number used).
+        """
+        prepared = _check_events(events)
+        if not prepared:
+            return []
+        return _write(self._write_alias(), "append_events", lambda c: _append_prepared(c, prepared))
+
+    def flush(
+        self,
+        *,
+        session: core.Session,
+        run: core.Run,
+        events: Sequence[core.Event],
+        provider_metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Save the session and the run and append the events, all in one transaction.
+
+        ``provider_metadata``, when given, is merged into the run's
+        ``provider_metadata`` (its keys win) and saved with the run.
+        Everything is validated before anything is written.
+
+        Raises:
+            ValidationError: any part is invalid (nothing written).
+            StorageError: the database failed (nothing written).
+        """
+        session = _checked(session, core.Session, "session")
+        run = _checked(run, core.Run, "run")
+        if provider_metadata is not None:
+            extra = check_json(provider_metadata, "provider_metadata", require_object=True)
+            run = dataclasses.replace(run, provider_metadata={**run.provider_metadata, **extra})
+        prepared = _check_events(events)
+        alias = self._write_alias()
+
+        def work(connection: BaseDatabaseWrapper) -> None:
+            if connection.vendor == "sqlite":
+                with connection.cursor() as cursor:
+                    take_sqlite_write_lock(cursor)
+            _upsert(alias, m.Session.from_domain(session))
+            _upsert(alias, m.Run.from_domain(run))
+            _append_prepared(connection, prepared)
+
+        _write(alias, "flush", work)
+
+    def get_events(
+        self,
+        session_id: str,
+        *,
+        run_id: str | None = None,
+        type: str | Sequence[str] | None = None,
+        since: datetime | None = None,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int | None = None,
+        wait_timeout_ms: int | None = None,
+    ) -> list[core.Event]:
+        """Return the session's events in ascending sequence order.
+
+        Args:
+            session_id: The session whose log to read.
+            run_id: Only events of this run.
+            type: One event type or a sequence of types (any of).
+            since: Only events with ``timestamp > since`` (aware datetime).
+            after: Only events with ``sequence_number > after``.
+            before: Only events with ``sequence_number < before``.
+            limit: At most this many, counted after ordering (≥ 0).
+            wait_timeout_ms: Long-poll: when nothing matches, wait up to this
+                many milliseconds for a matching event to be committed. On
+                PostgreSQL the wait uses LISTEN/NOTIFY and wakes as soon as
+                the append commits; on SQLite it polls (10 → 100 ms).
+
+        Returns:
+            The matching events, possibly ``[]``.
+
+        Raises:
+            ValidationError: an unknown event type or an invalid argument.
+        """
+        sql, params = self._events_query(
+            session_id,
+            run_id=run_id,
+            type=type,
+            since=since,
+            after=after,
+            before=before,
+            limit=limit,
+        )
+        timeout = check_int(wait_timeout_ms, "wait_timeout_ms", minimum=0, required=False)
+        if not timeout:
+            return self._query_events(self._read_alias(), sql, params)
+        # Appends land on the write database; reading there avoids replica lag.
+        alias = self._write_alias()
+        events = self._query_events(alias, sql, params)
+        if events:
+            return events
+        deadline = time.monotonic() + timeout / 1000
+        if connections[alias].vendor == "postgresql":
+            return self._wait_postgres(alias, params[0], sql, params, deadline)
+        return self._wait_polling(alias, sql, params, deadline)
+
+    def get_latest_sequence(self, session_id: str) -> int:
+        """Return the session's counter: the last number handed out, 0 when none."""
+        session_id = check_id(session_id, "session_id")
+        alias = db_for_write(self.using, m.SessionSequence)
+        with translate_errors("get_latest_sequence"), connections[alias].cursor() as cursor:
+            cursor.execute(
+                "SELECT last_sequence FROM asm_session_sequences WHERE session_id = %s",
+                [session_id],
+            )
+            row = cursor.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    # ----------------------------------------------------------------- event reads
+
+    def _events_query(
+        self,
+        session_id: str,
+        *,
+        run_id: str | None,
+        type: str | Sequence[str] | None,
+        since: datetime | None,
+        after: int | None,
+        before: int | None,
+        limit: int | None,
+    ) -> tuple[str, list[Any]]:
+        clauses = ["session_id = %s"]
+        params: list[Any] = [check_id(session_id, "session_id")]
+        if run_id is not None:
+            clauses.append("run_id = %s")
+            params.append(check_id(run_id, "run_id"))
+        if type is not None:
+            types = [type] if isinstance(type, str) else list(type)
+            if not types:
+                raise ValidationError(
+                    "validation_error", "type must name at least one event type", field="type"
+                )
+            values = [
+                check_choice(t, core.EventType, "type", code="invalid_event_type").value
+                for t in types
+            ]
+            clauses.append(f"type IN ({', '.join(['%s'] * len(values))})")
+            params.extend(values)
+        if since is not None:
+            clauses.append('"timestamp" > %s')
+            params.append(_TimeParam(check_datetime(since, "since")))
+        if after is not None:
+            clauses.append("sequence_number > %s")
+            params.append(check_int(after, "after", minimum=None))
+        if before is not None:
+            clauses.append("sequence_number < %s")
+            params.append(check_int(before, "before", minimum=None))
+        sql = f"{_EVENT_SELECT} WHERE {' AND '.join(clauses)} ORDER BY sequence_number"
+        if limit is not None:
+            sql += " LIMIT %s"
+            params.append(check_int(limit, "limit", minimum=0))
+        return sql, params
+
+    def _query_events(self, alias: str, sql: str, params: list[Any]) -> list[core.Event]:
+        connection = connections[alias]
+        params = [p.for_db(connection) if isinstance(p, _TimeParam) else p for p in params]
+        with translate_errors("get_events"), connection.cursor() as cursor:
+            return _fetch_events(cursor, sql, params)
+
+    def _wait_postgres(
+        self, alias: str, session_id: str, sql: str, params: list[Any], deadline: float
+    ) -> list[core.Event]:
+        with translate_errors("get_events"):
+            try:
+                notifications = EventNotifications(alias)
+            except Exception as exc:  # psycopg.Error; imported lazily with the driver
+                raise StorageError(
+                    "storage_error",
+                    f"get_events could not open its LISTEN connection: {exc}",
+                    details={"operation": "get_events", "cause": str(exc)},
+                ) from exc
+        with notifications:
+            # Query again now that LISTEN is active: an append committed
+            # between the first query and LISTEN sends no notification to us.
+            while True:
+                events = self._query_events(alias, sql, params)
+                if events:
+                    return events
+                try:
+                    woke = notifications.wait_for(session_id, deadline)
+                except Exception as exc:
+                    raise StorageError(
+                        "storage_error",
+                        f"get_events lost its LISTEN connection: {exc}",
+                        details={"operation": "get_events", "cause": str(exc)},
+                    ) from exc
+                if not woke:
+                    return self._query_events(alias, sql, params)
+
+    def _wait_polling(
+        self, alias: str, sql: str, params: list[Any], deadline: float
+    ) -> list[core.Event]:
+        pause = _POLL_FIRST_SECONDS
+        while (remaining := deadline - time.monotonic()) > 0:
+            time.sleep(min(pause, remaining))
+            events = self._query_events(alias, sql, params)
+            if events:
+                return events
+            pause = min(pause * 2, _POLL_MAX_SECONDS)
+        return []
+
+
+class _TimeParam:
+    """A datetime parameter whose database form depends on the connection's vendor."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: datetime) -> None:
+        self.value = value
+
+    def for_db(self, connection: BaseDatabaseWrapper) -> Any:
+        return _db_time(connection, self.value)
+
+
+def _checked(value: Any, cls: type[_T], field: str) -> _T:
+    if not isinstance(value, cls):
+        raise ValidationError(
+            "validation_error",
+            f"{field} must be a {cls.__name__}, not {type(value).__name__}",
+            field=field,
+        )
+    value.validate()  # type: ignore[attr-defined]
+    return value
+
+
+def _upsert(alias: str, row: m.Session | m.Run) -> None:
+    """Insert ``row`` or replace every column but the primary key (one statement)."""
+    model = type(row)
+    fields = [f.name for f in model._meta.concrete_fields if not f.primary_key]
+    model.objects.using(alias).bulk_create(  # type: ignore[attr-defined]
+        [row], update_conflicts=True, unique_fields=["id"], update_fields=fields
+    )
+
+
+def _page(queryset: Any, *, limit: int | None, offset: int | None) -> Any:
+    start = check_int(offset, "offset", minimum=0, required=False) or 0
+    if limit is None:
+        return queryset[start:] if start else queryset
+    return queryset[start : start + check_int(limit, "limit", minimum=0)]
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+_ARTIFACT_FIELDS = (
+    "id",
+    "session_id",
+    "run_id",
+    "key",
+    "content_type",
+    "byte_size",
+    "checksum_sha256",
+    "storage_backend",
+    "storage_ref",
+    "metadata",
+    "created_at",
+    "deleted_at",
+)
+
+
+class DjangoArtifactRegistry:
+    """The :class:`~agent_sessions.ports.ArtifactRegistry` on a Django database.
+
+    Artifacts are returned as dicts of their ``asm_artifacts`` columns.
+    Soft-deleted artifacts are invisible to every read; registering their key
+    again replaces the deleted row.
+
+    Args:
+        using: Database alias to use; None follows the database routers.
+    """
+
+    def __init__(self, using: str | None = None) -> None:
+        if using is not None:
+            check_varchar(using, "using", required=True)
+        self.using = using
+
+    def register(
+        self,
+        *,
+        key: str,
+        byte_size: int,
+        checksum_sha256: str,
+        storage_backend: str,
+        storage_ref: str,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        id: str | None = None,
+    ) -> dict[str, Any]:
+        """Record an artifact and return it as a dict.
+
+        Args:
+            key: Unique key (e.g. a storage path).
+            byte_size: Size in bytes (≥ 0).
+            checksum_sha256: The content's SHA-256 (hex).
+            storage_backend: Where the content lives (``s3``, ``local``…).
+            storage_ref: The backend's reference to it.
+            session_id: The session it belongs to, if any.
+            run_id: The run it belongs to, if any.
+            content_type: MIME type.
+            metadata: JSON object.
+            id: The artifact id; generated (``art_…``) when None.
+
+        Returns:
+            The stored artifact's columns.
+
+        Raises:
+            ValidationError: the key (or id) is already registered, or a value is invalid.
+        """
+        row = m.Artifact(
+            id=check_id(id, "id") if id is not None else new_artifact_id(),
+            session_id=check_id(session_id, "session_id", required=False),
+            run_id=check_id(run_id, "run_id", required=False),
+            key=check_id(key, "key"),
+            content_type=check_varchar(content_type, "content_type"),
+            byte_size=check_int(byte_size, "byte_size", minimum=0, maximum=BIGINT_MAX),
+            checksum_sha256=check_varchar(checksum_sha256, "checksum_sha256", required=True),
+            storage_backend=check_varchar(storage_backend, "storage_backend", required=True),
+            storage_ref=check_varchar(storage_ref, "storage_ref", required=True),
+            metadata=check_json(
+                {} if metadata is None else metadata, "metadata", require_object=True
+            ),
+            created_at=utcnow(),
+            deleted_at=None,
+        )
+        alias = db_for_write(self.using, m.Artifact)
+
+        def work(connection: BaseDatabaseWrapper) -> None:
+            artifacts = m.Artifact.objects.using(alias)
+            # A soft-deleted artifact no longer owns its key.
+            artifacts.filter(key=row.key, deleted_at__isnull=False).delete()
+            taken = artifacts.filter(key=row.key).exists()
+            if taken or artifacts.filter(id=row.id).exists():
+                field = "key" if taken else "id"
+                raise ValidationError(
+                    "validation_error",
+                    f"an artifact with this {field} is already registered: {getattr(row, field)!r}",
+                    {"key": row.key, "id": row.id},
+                    field=field,
+                )
+            try:
+                with transaction.atomic(using=alias):
+                    row.save(using=alias, force_insert=True)
+            except IntegrityError as exc:
+                # A concurrent registration of the same key won the race.
+                raise ValidationError(
+                    "validation_error",
+                    f"an artifact with this key is already registered: {row.key!r}",
+                    {"key": row.key, "id": row.id, "cause": str(exc)},
+                    field="key",
+                ) from exc
+
+        _write(alias, "register_artifact", work)
+        return {name: getattr(row, name) for name in _ARTIFACT_FIELDS}
+
+    def get_by_key(self, key: str) -> dict[str, Any] | None:
+        """Return the artifact with this key, or None (also when soft-deleted)."""
+        key = check_id(key, "key")
+        with translate_errors("get_artifact"):
+            return self._live().filter(key=key).values(*_ARTIFACT_FIELDS).first()
+
+    def list_by_session(self, session_id: str) -> list[dict[str, Any]]:
+        """Return the session's artifacts, oldest first (then by id)."""
+        session_id = check_id(session_id, "session_id")
+        with translate_errors("list_artifacts"):
+            return list(
+                self._live()
+                .filter(session_id=session_id)
+                .order_by("created_at", "id")
+                .values(*_ARTIFACT_FIELDS)
+            )
+
+    def session_stats(self, session_id: str) -> dict[str, int]:
+        """Return ``{"artifact_count": n, "total_bytes": n}`` over the session's live artifacts."""
+        session_id = check_id(session_id, "session_id")
+        with translate_errors("artifact_stats"):
+            totals = (
+                self._live()
+                .filter(session_id=session_id)
+                .aggregate(artifact_count=Count("id"), total_bytes=Sum("byte_size"))
+            )
+        return {
+            "artifact_count": int(totals["artifact_count"] or 0),
+            "total_bytes": int(totals["total_bytes"] or 0),
+        }
+
+    def delete(self, key: str) -> None:
+        """Soft-delete the artifact with this key; a missing or deleted key is not an error."""
+        key = check_id(key, "key")
+        alias = db_for_write(self.using, m.Artifact)
+        now = utcnow()
+        _write(
+            alias,
+            "delete_artifact",
+            lambda _c: (
+                m.Artifact.objects.using(alias)
+                .filter(key=key, deleted_at__isnull=True)
+                .update(deleted_at=now)
+            ),
+        )
+
+    def _live(self) -> Any:
+        return m.Artifact.objects.using(db_for_read(self.using, m.Artifact)).filter(
+            deleted_at__isnull=True
+        )
