@@ -61,3 +61,35 @@ def in_time_zone(settings: Any) -> Any:
     """Run with a project TIME_ZONE far from UTC."""
     settings.TIME_ZONE = "Asia/Kolkata"
     return settings
+
+
+@pytest.fixture
+def store() -> Any:
+    """A ``DjangoSessionStore`` on the default database."""
+    from agent_sessions.store import DjangoSessionStore
+
+    return DjangoSessionStore()
+
+
+@pytest.fixture
+def artifact_registry() -> Any:
+    """A ``DjangoArtifactRegistry`` on the default database."""
+    from agent_sessions.store import DjangoArtifactRegistry
+
+    return DjangoArtifactRegistry()
+
+
+@pytest.fixture
+def stored_sequences() -> Any:
+    """The sequence numbers stored for a session, ascending, read with plain SQL."""
+
+    def read(session_id: str) -> list[int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT sequence_number FROM asm_events WHERE session_id = %s "
+                "ORDER BY sequence_number",
+                [session_id],
+            )
+            return [row[0] for row in cursor.fetchall()]
+
+    return read
