@@ -35,6 +35,7 @@ from django.db.models import Count, Sum
 
 from agent_sessions import core
 from agent_sessions import models as m
+from agent_sessions.aio import with_async_twins
 from agent_sessions.db import db_for_read, db_for_write, is_sqlite_locked, translate_errors
 from agent_sessions.errors import NotFoundError, StorageError, ValidationError
 from agent_sessions.fields import to_utc_naive
@@ -357,6 +358,7 @@ def delete_sessions_cascade(session_ids: Iterable[str], *, using: str | None = N
 # --------------------------------------------------------------------------- the store
 
 
+@with_async_twins
 class DjangoSessionStore:
     """The :class:`~agent_sessions.ports.SessionStore` on a Django database.
 
@@ -812,6 +814,7 @@ _ARTIFACT_FIELDS = (
 )
 
 
+@with_async_twins
 class DjangoArtifactRegistry:
     """The :class:`~agent_sessions.ports.ArtifactRegistry` on a Django database.
 
