@@ -166,9 +166,15 @@ def reserve_blocks(
     return {sid: last for sid, last in cursor.fetchall()}
 
 
-def copy_events_postgres(cursor: CursorWrapper, rows: Iterable[Sequence[Any]]) -> None:
+def copy_events_postgres(
+    connection: BaseDatabaseWrapper, cursor: CursorWrapper, rows: Iterable[Sequence[Any]]
+) -> None:
     """Load event rows (in :data:`EVENT_COLUMNS` order) with ``COPY … FROM STDIN``."""
-    with cursor.copy(f"COPY asm_events ({_QUOTED_COLUMNS}) FROM STDIN") as copy:
+    # ``copy()`` is psycopg's own method: wrap its errors as Django does for execute().
+    with (
+        connection.wrap_database_errors,
+        cursor.copy(f"COPY asm_events ({_QUOTED_COLUMNS}) FROM STDIN") as copy,
+    ):
         for row in rows:
             copy.write_row(row)
 

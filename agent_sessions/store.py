@@ -290,7 +290,7 @@ def _append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) 
                 stored[event.id] = event
             try:
                 if connection.vendor == "postgresql":
-                    copy_events_postgres(cursor, rows)
+                    copy_events_postgres(connection, cursor, rows)
                 else:
                     insert_events_sqlite(cursor, rows)
             except IntegrityError as exc:
