@@ -72,6 +72,14 @@ def store() -> Any:
 
 
 @pytest.fixture
+def query_api() -> Any:
+    """A ``DjangoQueryAPI`` on the default database."""
+    from agent_sessions.query import DjangoQueryAPI
+
+    return DjangoQueryAPI()
+
+
+@pytest.fixture
 def artifact_registry() -> Any:
     """A ``DjangoArtifactRegistry`` on the default database."""
     from agent_sessions.store import DjangoArtifactRegistry

@@ -1,0 +1,94 @@
+"""Numbers read from JSON columns inside SQL: the one vendor-specific place for it.
+
+Token counts live in the ``token_usage`` JSON object of ``asm_runs``; sums,
+filters and orderings on them must run in the database. Values written by
+other applications may be strings, booleans or nested objects, so only JSON
+numbers are read and anything else counts as missing (SQL NULL) instead of
+failing the whole query:
+
+- PostgreSQL: ``CASE WHEN jsonb_typeof(col -> 'key') = 'number'
+  THEN (col ->> 'key')::numeric END`` (``numeric`` never overflows, whatever
+  the magnitude);
+- SQLite: ``CASE WHEN json_type(col, '$."key"') IN ('integer', 'real')
+  THEN json_extract(col, '$."key"') END``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db import NotSupportedError
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Expression, F, FloatField, Value
+from django.db.models.functions import Coalesce
+from django.db.models.sql.compiler import SQLCompiler
+
+__all__ = ["JSONNumber", "as_int", "json_number"]
+
+
+class JSONNumber(Expression):
+    """The number stored under ``key`` in the JSON object column ``column``, else NULL."""
+
+    output_field = FloatField()
+
+    def __init__(self, column: str, key: str) -> None:
+        super().__init__()
+        self.column = F(column)
+        self.key = key
+
+    def get_source_expressions(self) -> list[Any]:
+        return [self.column]
+
+    def set_source_expressions(self, exprs: list[Any]) -> None:
+        (self.column,) = exprs
+
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> Any:
+        raise NotSupportedError(
+            f"Reading JSON numbers in SQL is not implemented for {connection.vendor}."
+        )
+
+    def as_postgresql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.column)
+        sql = (
+            f"CASE WHEN jsonb_typeof({column} -> %s) = 'number' THEN ({column} ->> %s)::numeric END"
+        )
+        return sql, [*params, self.key, *params, self.key]
+
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.column)
+        # A quoted path step, so that any key (dots, brackets) is taken literally.
+        path = "$." + json.dumps(self.key)
+        sql = (
+            f"CASE WHEN json_type({column}, %s) IN ('integer', 'real') "
+            f"THEN json_extract({column}, %s) END"
+        )
+        return sql, [*params, path, *params, path]
+
+
+def json_number(column: str, key: str, *, default: int | None = None) -> Any:
+    """A SQL expression for ``column[key]`` as a number; ``default`` when missing or not a number.
+
+    Args:
+        column: Name of a JSON object column, e.g. ``"token_usage"``.
+        key: The key to read, e.g. ``"input_tokens"``.
+        default: Value used when the key is missing or not a number; None
+            leaves SQL NULL (which ``SUM`` skips).
+
+    Returns:
+        A Django expression usable in ``annotate``, ``aggregate``, ``filter``
+        and ``order_by``.
+    """
+    expression = JSONNumber(column, key)
+    if default is None:
+        return expression
+    return Coalesce(expression, Value(default), output_field=FloatField())
+
+
+def as_int(value: Any) -> int:
+    """A database number (``Decimal`` on PostgreSQL, int/float on SQLite; None → 0) as an int."""
+    return 0 if value is None else int(value)

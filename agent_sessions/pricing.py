@@ -1,0 +1,147 @@
+"""Token prices and the cost rules of :meth:`DjangoQueryAPI.get_cost_summary`.
+
+Rates are USD per token. A pricing table maps a provider to its ``default``
+rates and per-model rates::
+
+    {"claude": {"default": {"input": 3e-6, "output": 15e-6},
+                "models": {"claude-opus-4-6": {"input": 15e-6, "output": 75e-6,
+                                               "cache_read": 1.5e-6,
+                                               "cache_creation": 18.75e-6}}}}
+
+A run's rates are those of its exact model, else of the longest model key its
+model starts with, else the provider's ``default``; cache rates default to the
+input rate. ``settings.AGENT_SESSIONS["PRICING_TABLE"]`` replaces
+:data:`DEFAULT_PRICING_TABLE` as a whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agent_sessions.checks import _pricing_problem
+from agent_sessions.conf import app_settings
+from agent_sessions.errors import ValidationError
+from agent_sessions.validation import copy_json
+
+__all__ = [
+    "DEFAULT_PRICING_TABLE",
+    "TOKEN_KEYS",
+    "active_pricing_table",
+    "check_pricing_table",
+    "cost_usd",
+    "resolve_rates",
+]
+
+#: AgentSessionManager's pricing table (USD per token).
+DEFAULT_PRICING_TABLE: dict[str, Any] = {
+    "claude": {
+        "default": {"input": 3e-6, "output": 15e-6},
+        "models": {
+            "claude-opus-4-6": {
+                "input": 15e-6,
+                "output": 75e-6,
+                "cache_read": 1.5e-6,
+                "cache_creation": 18.75e-6,
+            },
+            "claude-sonnet-4-5": {
+                "input": 3e-6,
+                "output": 15e-6,
+                "cache_read": 0.3e-6,
+                "cache_creation": 3.75e-6,
+            },
+            "claude-haiku-4-5": {
+                "input": 0.8e-6,
+                "output": 4e-6,
+                "cache_read": 0.08e-6,
+                "cache_creation": 1e-6,
+            },
+        },
+    },
+    "codex": {
+        "default": {"input": 3e-6, "output": 15e-6},
+        "models": {
+            "o3": {"input": 10e-6, "output": 40e-6},
+            "o3-mini": {"input": 1.1e-6, "output": 4.4e-6},
+            "gpt-4o": {"input": 2.5e-6, "output": 10e-6},
+            "gpt-4o-mini": {"input": 0.15e-6, "output": 0.6e-6},
+        },
+    },
+    "amp": {"default": {"input": 3e-6, "output": 15e-6}},
+}
+
+#: The ``token_usage`` keys that are priced, by rate name.
+TOKEN_KEYS: dict[str, str] = {
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cache_read": "cache_read_tokens",
+    "cache_creation": "cache_creation_tokens",
+}
+
+
+def check_pricing_table(table: object, field: str = "pricing_table") -> dict[str, Any]:
+    """Check a pricing table's shape (the same rules as system check ``agent_sessions.E006``).
+
+    Args:
+        table: The candidate table.
+        field: The argument name used in the error.
+
+    Returns:
+        A deep copy of the table.
+
+    Raises:
+        ValidationError: ``validation_error`` saying what is wrong.
+    """
+    problem = _pricing_problem(table)
+    if problem is not None:
+        raise ValidationError("validation_error", f"{field} {problem}", field=field)
+    return dict(copy_json(table))
+
+
+def active_pricing_table() -> dict[str, Any]:
+    """The configured ``PRICING_TABLE`` setting, or :data:`DEFAULT_PRICING_TABLE`."""
+    configured = app_settings.PRICING_TABLE
+    return DEFAULT_PRICING_TABLE if configured is None else configured
+
+
+def resolve_rates(
+    table: Mapping[str, Any], provider: str | None, model: str | None
+) -> dict[str, float] | None:
+    """The rates for a provider and model, or None when the table has none.
+
+    Args:
+        table: A pricing table.
+        provider: The run's provider (None matches nothing).
+        model: ``provider_metadata["model"]``, or None.
+
+    Returns:
+        ``{"input", "output", "cache_read", "cache_creation"}`` rates, the
+        cache rates defaulting to the input rate; None when the provider is
+        not priced (or has neither a matching model nor a default).
+    """
+    entry = table.get(provider) if provider is not None else None
+    if not isinstance(entry, Mapping):
+        return None
+    models = entry.get("models") or {}
+    rates = None
+    if model is not None:
+        rates = models.get(model)
+        if rates is None:
+            prefixes = [key for key in models if model.startswith(key)]
+            if prefixes:
+                rates = models[max(prefixes, key=len)]
+    if rates is None:
+        rates = entry.get("default")
+    if rates is None:
+        return None
+    return {
+        "input": rates["input"],
+        "output": rates["output"],
+        "cache_read": rates.get("cache_read", rates["input"]),
+        "cache_creation": rates.get("cache_creation", rates["input"]),
+    }
+
+
+def cost_usd(rates: Mapping[str, float], tokens: Mapping[str, int | float]) -> float:
+    """The cost of ``tokens`` (``{"input_tokens": n, …}``; missing keys count 0) at ``rates``."""
+    return float(sum(rates[name] * tokens.get(key, 0) for name, key in TOKEN_KEYS.items()))

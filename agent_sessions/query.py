@@ -1,0 +1,784 @@
+"""Read-only search and reporting across sessions, runs and events (CONTRACT §6).
+
+:class:`DjangoQueryAPI` validates its typed arguments, filters through the
+FilterSets of :mod:`agent_sessions.filters`, pages with signed keyset cursors
+(:mod:`agent_sessions.cursors`) and computes statistics, usage and cost with
+aggregate SQL::
+
+    from agent_sessions.query import DjangoQueryAPI
+
+    api = DjangoQueryAPI()
+    page = api.search_sessions(status=["active", "paused"], tags=["prod"], limit=20)
+    while page.cursor:
+        page = api.search_sessions(status=["active", "paused"], tags=["prod"],
+                                   limit=20, cursor=page.cursor)
+
+No call loads more than one page of rows into Python, except
+:meth:`DjangoQueryAPI.export_session`, whose result is the whole session.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import django_filters
+from django.db.models import Count, Max, Min, Model, Q, QuerySet, Sum
+from django.db.models.fields.json import KeyTextTransform
+
+from agent_sessions import models
+from agent_sessions.conf import app_settings
+from agent_sessions.core import EventType, RunStatus, SessionStatus
+from agent_sessions.cursors import decode_cursor, encode_cursor
+from agent_sessions.db import db_for_read, translate_errors
+from agent_sessions.errors import NotFoundError, ValidationError
+from agent_sessions.filters import EventFilterSet, RunFilterSet, SessionFilterSet, total_tokens
+from agent_sessions.jsonsql import as_int, json_number
+from agent_sessions.pricing import (
+    TOKEN_KEYS,
+    active_pricing_table,
+    check_pricing_table,
+    cost_usd,
+    resolve_rates,
+)
+from agent_sessions.results import EventPage, RunPage, SessionPage
+from agent_sessions.validation import (
+    BIGINT_MAX,
+    check_bool,
+    check_choice,
+    check_datetime,
+    check_id,
+    check_int,
+    check_tags,
+    check_varchar,
+    parse_datetime,
+)
+
+__all__ = ["EVENT_ORDERS", "RUN_ORDERS", "SESSION_ORDERS", "DjangoQueryAPI", "KeysetOrder"]
+
+_M = TypeVar("_M", bound=Model)
+
+#: Shown as the provider or model of runs that have none.
+UNKNOWN = "unknown"
+
+#: Annotation holding ``token_usage["total_tokens"]`` when runs are ordered by it.
+_TOTAL_TOKENS = "total_tokens_value"
+
+
+# --------------------------------------------------------------------------- keyset orders
+
+
+@dataclass(frozen=True)
+class KeysetOrder:
+    """A total order for keyset paging: sort keys ending with a unique one, one direction.
+
+    Attributes:
+        keys: Field (or annotation) names, most significant first; the last
+            makes the order total (``id``).
+        kinds: How each key's value travels in a cursor: ``"datetime"``,
+            ``"text"``, ``"int"`` or ``"number"``.
+        descending: True for newest/largest first.
+    """
+
+    keys: tuple[str, ...]
+    kinds: tuple[str, ...]
+    descending: bool
+
+    def order_by(self) -> list[str]:
+        """The ``QuerySet.order_by`` arguments."""
+        sign = "-" if self.descending else ""
+        return [sign + key for key in self.keys]
+
+    def after(self, position: Sequence[Any]) -> Q:
+        """Rows strictly after ``position`` in this order.
+
+        ``(a, b) > (x, y)`` spelled as ``a >= x AND (a > x OR (a = x AND b > y))``:
+        the leading ``a >= x`` is what lets the database start an index scan at
+        the position instead of filtering everything before it.
+        """
+        strict = "lt" if self.descending else "gt"
+        condition = Q(**{f"{self.keys[-1]}__{strict}": position[-1]})
+        for key, value in reversed(list(zip(self.keys[:-1], position[:-1], strict=True))):
+            condition = Q(**{f"{key}__{strict}": value}) | (Q(**{key: value}) & condition)
+        return Q(**{f"{self.keys[0]}__{strict}e": position[0]}) & condition
+
+    def position_of(self, row: Model) -> list[Any]:
+        """The JSON-serialisable sort key of ``row``, for a cursor."""
+        return [
+            _encode_value(getattr(row, key), kind)
+            for key, kind in zip(self.keys, self.kinds, strict=True)
+        ]
+
+    def decode(self, values: Sequence[Any]) -> list[Any]:
+        """Turn a cursor's values back into query parameters.
+
+        Raises:
+            ValidationError: ``invalid_cursor`` when a value has the wrong kind.
+        """
+        try:
+            return [_decode_value(v, kind) for v, kind in zip(values, self.kinds, strict=True)]
+        except (ValidationError, TypeError, ValueError):
+            raise ValidationError(
+                "invalid_cursor", "cursor holds an unexpected position", field="cursor"
+            ) from None
+
+
+def _encode_value(value: Any, kind: str) -> Any:
+    if kind == "datetime":
+        return value.isoformat()
+    if kind == "number":
+        # Decimal on PostgreSQL, int or float on SQLite: one portable spelling.
+        number = float(value)
+        return int(number) if number.is_integer() else number
+    return value
+
+
+def _decode_value(value: Any, kind: str) -> Any:
+    if kind == "datetime":
+        return parse_datetime(value, "cursor")
+    if kind == "text":
+        return check_varchar(value, "cursor", required=True)
+    if kind == "int":
+        return check_int(value, "cursor")
+    if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"unexpected {kind} value in cursor")
+
+
+_DT_ID = ("datetime", "text")
+
+#: ``search_sessions`` orders.
+SESSION_ORDERS: dict[str, KeysetOrder] = {
+    "updated_at_desc": KeysetOrder(("updated_at", "id"), _DT_ID, descending=True),
+    "created_at_desc": KeysetOrder(("created_at", "id"), _DT_ID, descending=True),
+    "created_at_asc": KeysetOrder(("created_at", "id"), _DT_ID, descending=False),
+}
+#: ``search_runs`` orders.
+RUN_ORDERS: dict[str, KeysetOrder] = {
+    "started_at_desc": KeysetOrder(("started_at", "id"), _DT_ID, descending=True),
+    "started_at_asc": KeysetOrder(("started_at", "id"), _DT_ID, descending=False),
+    "token_usage_desc": KeysetOrder((_TOTAL_TOKENS, "id"), ("number", "text"), descending=True),
+}
+#: ``search_events`` orders.
+EVENT_ORDERS: dict[str, KeysetOrder] = {
+    "sequence_asc": KeysetOrder(
+        ("sequence_number", "session_id", "id"), ("int", "text", "text"), descending=False
+    ),
+    "timestamp_asc": KeysetOrder(("timestamp", "id"), _DT_ID, descending=False),
+    "timestamp_desc": KeysetOrder(("timestamp", "id"), _DT_ID, descending=True),
+}
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _check_order(order_by: object, orders: dict[str, KeysetOrder]) -> tuple[str, KeysetOrder]:
+    if isinstance(order_by, str) and order_by in orders:
+        return order_by, orders[order_by]
+    raise ValidationError(
+        "validation_error",
+        f"order_by {order_by!r} is not one of: {', '.join(orders)}",
+        {"allowed": list(orders)},
+        field="order_by",
+    )
+
+
+def _check_limit(limit: object, default: int) -> int:
+    if limit is None:
+        return default
+    return check_int(limit, "limit", minimum=1, maximum=app_settings.QUERY_MAX_LIMIT)
+
+
+def _any_of(value: object, field: str, check_item: Callable[[object], str]) -> list[str] | None:
+    """One value or a collection of values (any of), each checked; None when not given."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [check_item(value)]
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise ValidationError(
+            "validation_error",
+            f"{field} must be a string or a list of strings, not {type(value).__name__}",
+            field=field,
+        )
+    return [check_item(item) for item in value]
+
+
+def _ids(field: str) -> Callable[[object], str]:
+    return lambda item: check_id(item, field)
+
+
+def _choice(enum_class: type[enum.Enum], field: str, code: str) -> Callable[[object], str]:
+    def check(item: object) -> str:
+        if not isinstance(item, str):
+            raise ValidationError(code, f"{field} {item!r} is not a string", field=field)
+        return str(check_choice(item, enum_class, field, code=code).value)
+
+    return check
+
+
+def _filtered(
+    filterset_class: type[django_filters.FilterSet],
+    data: dict[str, Any],
+    queryset: QuerySet[_M],
+) -> QuerySet[_M]:
+    """Apply a FilterSet to already validated arguments (None means "not given")."""
+    filterset = filterset_class(
+        {name: value for name, value in data.items() if value is not None}, queryset=queryset
+    )
+    if not filterset.is_valid():
+        # The arguments were validated already; this only guards against drift.
+        raise ValidationError(
+            "validation_error",
+            f"invalid filters: {filterset.errors.as_text()}",
+            {"errors": filterset.errors.get_json_data()},
+        )
+    return filterset.qs  # type: ignore[no-any-return]
+
+
+def _page(
+    queryset: QuerySet[_M],
+    kind: str,
+    order_name: str,
+    order: KeysetOrder,
+    position: list[Any] | None,
+    limit: int,
+) -> tuple[list[_M], str | None]:
+    """One page after ``position``, and the cursor of the next page (None after the last)."""
+    if position is not None:
+        queryset = queryset.filter(order.after(position))
+    # One row more than asked tells whether another page exists.
+    rows = list(queryset.order_by(*order.order_by())[: limit + 1])
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(kind, order_name, order.position_of(rows[-1]))
+
+
+def _position(cursor: object, kind: str, order_name: str, order: KeysetOrder) -> list[Any] | None:
+    if cursor is None:
+        return None
+    return order.decode(decode_cursor(cursor, kind, order_name, len(order.keys)))
+
+
+# --------------------------------------------------------------------------- the API
+
+
+class DjangoQueryAPI:
+    """The :class:`~agent_sessions.ports.QueryAPI` on a Django database (read-only).
+
+    Args:
+        using: Database alias to read from; None follows the database routers.
+    """
+
+    def __init__(self, using: str | None = None) -> None:
+        if using is not None:
+            check_varchar(using, "using", required=True)
+        self.using = using
+
+    def _objects(self, model: type[_M]) -> QuerySet[_M]:
+        return model._default_manager.using(db_for_read(self.using, model))
+
+    # ----------------------------------------------------------------- sessions
+
+    def search_sessions(
+        self,
+        *,
+        agent_id: str | None = None,
+        status: str | Sequence[str] | None = None,
+        provider: str | Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        include_deleted: bool = False,
+        order_by: str = "updated_at_desc",
+        limit: int | None = None,
+        cursor: str | None = None,
+        with_total: bool = True,
+    ) -> SessionPage:
+        """Return a page of sessions matching every given filter.
+
+        Args:
+            agent_id: Only this agent's sessions.
+            status: A status or a list of statuses (any of).
+            provider: A provider or a list (any of); a session matches when
+                any of its runs has one of them.
+            tags: The session carries every one of these tags.
+            created_after: ``created_at`` at or after this (aware) datetime.
+            created_before: ``created_at`` at or before this datetime.
+            include_deleted: Include soft-deleted sessions.
+            order_by: ``updated_at_desc`` (default), ``created_at_desc`` or
+                ``created_at_asc``; ties are broken by id.
+            limit: Page size, 1..``QUERY_MAX_LIMIT`` (default ``QUERY_DEFAULT_LIMIT``).
+            cursor: The ``cursor`` of the previous page.
+            with_total: Count all matches (one ``COUNT`` query); False skips it.
+
+        Returns:
+            ``SessionPage(sessions, cursor, total_count)``; ``cursor`` is None
+            after the last page, ``total_count`` None when ``with_total`` is False.
+
+        Raises:
+            ValidationError: ``invalid_status`` for an unknown status,
+                ``invalid_cursor`` for a bad cursor, ``validation_error`` for
+                any other bad argument (limit, order_by, types).
+        """
+        order_name, order = _check_order(order_by, SESSION_ORDERS)
+        limit = _check_limit(limit, app_settings.QUERY_DEFAULT_LIMIT)
+        data = {
+            "agent_id": check_id(agent_id, "agent_id", required=False),
+            "status": _any_of(status, "status", _choice(SessionStatus, "status", "invalid_status")),
+            "provider": _any_of(provider, "provider", _ids("provider")),
+            "tags": None if tags is None else check_tags(tags, "tags"),
+            "created_after": check_datetime(created_after, "created_after", required=False),
+            "created_before": check_datetime(created_before, "created_before", required=False),
+            "include_deleted": check_bool(include_deleted, "include_deleted"),
+        }
+        with_total = check_bool(with_total, "with_total")
+        position = _position(cursor, "sessions", order_name, order)
+        with translate_errors("search_sessions"):
+            queryset = _filtered(SessionFilterSet, data, self._objects(models.Session))
+            total = queryset.count() if with_total else None
+            rows, next_cursor = _page(queryset, "sessions", order_name, order, position, limit)
+        return SessionPage([row.to_domain() for row in rows], next_cursor, total)
+
+    def get_session_stats(self, session_id: str) -> dict[str, Any]:
+        """Return counts and totals for one session, computed in SQL.
+
+        Soft-deleted sessions are included.
+
+        Args:
+            session_id: The session.
+
+        Returns:
+            ``{"event_count", "run_count", "token_totals": {"input_tokens",
+            "output_tokens", "total_tokens"}, "providers_used", "first_event_at",
+            "last_event_at", "status_counts"}``. ``providers_used`` is the sorted
+            distinct non-null run providers; the event times are None without
+            events; ``status_counts`` maps run status → count.
+
+        Raises:
+            NotFoundError: ``session_not_found``.
+            ValidationError: ``session_id`` is not a valid id.
+        """
+        session_id = check_id(session_id, "session_id")
+        with translate_errors("get_session_stats"):
+            if not self._objects(models.Session).filter(id=session_id).exists():
+                raise NotFoundError("session_not_found", details={"session_id": session_id})
+            events = (
+                self._objects(models.Event)
+                .filter(session_id=session_id)
+                .aggregate(count=Count("id"), first=Min("timestamp"), last=Max("timestamp"))
+            )
+            groups = list(
+                self._objects(models.Run)
+                .filter(session_id=session_id)
+                .order_by()
+                .values("status", "provider")
+                .annotate(run_count=Count("id"), **_token_sums())
+            )
+        token_totals = dict.fromkeys(("input_tokens", "output_tokens", "total_tokens"), 0)
+        status_counts: dict[str, int] = {}
+        providers: set[str] = set()
+        for group in groups:
+            for key in token_totals:
+                token_totals[key] += as_int(group[key])
+            status_counts[group["status"]] = status_counts.get(group["status"], 0) + int(
+                group["run_count"]
+            )
+            if group["provider"] is not None:
+                providers.add(group["provider"])
+        return {
+            "event_count": int(events["count"]),
+            "run_count": sum(status_counts.values()),
+            "token_totals": token_totals,
+            "providers_used": sorted(providers),
+            "first_event_at": events["first"],
+            "last_event_at": events["last"],
+            "status_counts": status_counts,
+        }
+
+    # ----------------------------------------------------------------- runs
+
+    def search_runs(
+        self,
+        *,
+        session_id: str | None = None,
+        provider: str | None = None,
+        status: str | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        min_tokens: int | None = None,
+        order_by: str = "started_at_desc",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Return a page of runs matching every given filter.
+
+        Args:
+            session_id: Only this session's runs.
+            provider: A provider (a list is accepted too: any of).
+            status: A run status (a list is accepted too: any of).
+            started_after: ``started_at`` at or after this (aware) datetime.
+            started_before: ``started_at`` at or before this datetime.
+            min_tokens: ``token_usage["total_tokens"]`` at least this (≥ 0;
+                a missing value counts as 0).
+            order_by: ``started_at_desc`` (default), ``started_at_asc`` or
+                ``token_usage_desc`` (by ``total_tokens``); ties by id.
+            limit: Page size, 1..``QUERY_MAX_LIMIT`` (default ``QUERY_DEFAULT_LIMIT``).
+            cursor: The ``cursor`` of the previous page.
+
+        Returns:
+            ``RunPage(runs, cursor)``; ``cursor`` is None after the last page.
+
+        Raises:
+            ValidationError: ``invalid_status``, ``invalid_cursor`` or
+                ``validation_error`` (limit, order_by, min_tokens, types).
+        """
+        order_name, order = _check_order(order_by, RUN_ORDERS)
+        limit = _check_limit(limit, app_settings.QUERY_DEFAULT_LIMIT)
+        data = {
+            "session_id": check_id(session_id, "session_id", required=False),
+            "provider": _any_of(provider, "provider", _ids("provider")),
+            "status": _any_of(status, "status", _choice(RunStatus, "status", "invalid_status")),
+            "started_after": check_datetime(started_after, "started_after", required=False),
+            "started_before": check_datetime(started_before, "started_before", required=False),
+            "min_tokens": check_int(
+                min_tokens, "min_tokens", minimum=0, maximum=BIGINT_MAX, required=False
+            ),
+        }
+        position = _position(cursor, "runs", order_name, order)
+        with translate_errors("search_runs"):
+            queryset = _filtered(RunFilterSet, data, self._objects(models.Run))
+            if _TOTAL_TOKENS in order.keys:
+                queryset = queryset.annotate(**{_TOTAL_TOKENS: total_tokens()})
+            rows, next_cursor = _page(queryset, "runs", order_name, order, position, limit)
+        return RunPage([row.to_domain() for row in rows], next_cursor)
+
+    def _run_filters(
+        self,
+        *,
+        session_id: object = None,
+        agent_id: object = None,
+        provider: object = None,
+        since: object = None,
+        until: object = None,
+    ) -> dict[str, Any]:
+        return {
+            "session_id": check_id(session_id, "session_id", required=False),
+            "agent_id": check_id(agent_id, "agent_id", required=False),
+            "provider": _any_of(provider, "provider", _ids("provider")),
+            "started_after": check_datetime(since, "since", required=False),
+            "started_before": check_datetime(until, "until", required=False),
+        }
+
+    def get_usage_summary(
+        self,
+        *,
+        session_id: str | None = None,
+        provider: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Return token totals over the matching runs, computed in SQL (``GROUP BY provider``).
+
+        Token values are read from ``token_usage`` in the database; a missing
+        or non-numeric value counts as 0. ``total_tokens`` sums the stored
+        ``total_tokens`` values.
+
+        Args:
+            session_id: Only this session's runs.
+            provider: Only runs of this provider (a list: any of).
+            since: ``started_at`` at or after this (aware) datetime.
+            until: ``started_at`` at or before this datetime.
+
+        Returns:
+            ``{"total_input_tokens", "total_output_tokens", "total_tokens",
+            "run_count", "by_provider": {provider: {"input_tokens",
+            "output_tokens", "total_tokens", "run_count"}}}``; runs without a
+            provider count under ``"unknown"``.
+
+        Raises:
+            ValidationError: a bad argument.
+        """
+        data = self._run_filters(session_id=session_id, provider=provider, since=since, until=until)
+        with translate_errors("get_usage_summary"):
+            groups = list(
+                _filtered(RunFilterSet, data, self._objects(models.Run))
+                .order_by()
+                .values("provider")
+                .annotate(run_count=Count("id"), **_token_sums())
+            )
+        by_provider: dict[str, dict[str, int]] = {}
+        for group in groups:
+            bucket = by_provider.setdefault(
+                group["provider"] if group["provider"] is not None else UNKNOWN,
+                dict.fromkeys(("input_tokens", "output_tokens", "total_tokens", "run_count"), 0),
+            )
+            for key in bucket:
+                bucket[key] += as_int(group[key])
+        return {
+            "total_input_tokens": sum(b["input_tokens"] for b in by_provider.values()),
+            "total_output_tokens": sum(b["output_tokens"] for b in by_provider.values()),
+            "total_tokens": sum(b["total_tokens"] for b in by_provider.values()),
+            "run_count": sum(b["run_count"] for b in by_provider.values()),
+            "by_provider": by_provider,
+        }
+
+    def get_cost_summary(
+        self,
+        *,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        provider: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        pricing_table: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Return costs in USD over the matching runs.
+
+        One ``GROUP BY provider, provider_metadata->>'model'`` query sums the
+        stored ``cost_usd`` of runs that have one (a stored 0.0 is a cost) and
+        the token counts of runs that have none; the rates are then applied
+        per group in Python (cost is linear in the token counts). Rates: the
+        exact model, else the longest model prefix, else the provider's
+        ``default``; cache tokens default to the input rate.
+
+        Args:
+            session_id: Only this session's runs.
+            agent_id: Only runs of this agent's sessions.
+            provider: Only runs of this provider (a list: any of).
+            since: ``started_at`` at or after this (aware) datetime.
+            until: ``started_at`` at or before this datetime.
+            pricing_table: Rates to use instead of the configured
+                ``PRICING_TABLE`` (or :data:`~agent_sessions.pricing.DEFAULT_PRICING_TABLE`).
+
+        Returns:
+            ``{"total_cost_usd", "run_count", "by_provider": {provider:
+            {"cost_usd", "run_count"}}, "by_model": {model: {"cost_usd",
+            "input_tokens", "output_tokens"}}, "unmapped_runs"}``. Runs with
+            no stored cost and no rates count in ``unmapped_runs`` (and cost
+            0); missing providers and models are ``"unknown"``.
+
+        Raises:
+            ValidationError: a bad argument or pricing table.
+        """
+        data = self._run_filters(
+            session_id=session_id, agent_id=agent_id, provider=provider, since=since, until=until
+        )
+        table = (
+            active_pricing_table()
+            if pricing_table is None
+            else check_pricing_table(pricing_table, "pricing_table")
+        )
+        unpriced = Q(cost_usd__isnull=True)
+        with translate_errors("get_cost_summary"):
+            groups = list(
+                _filtered(RunFilterSet, data, self._objects(models.Run))
+                .order_by()
+                .values("provider", model=KeyTextTransform("model", "provider_metadata"))
+                .annotate(
+                    run_count=Count("id"),
+                    stored_runs=Count("cost_usd"),
+                    stored_cost=Sum("cost_usd"),
+                    input_tokens=Sum(json_number("token_usage", "input_tokens")),
+                    output_tokens=Sum(json_number("token_usage", "output_tokens")),
+                    **{
+                        f"unpriced_{key}": Sum(json_number("token_usage", key), filter=unpriced)
+                        for key in TOKEN_KEYS.values()
+                    },
+                )
+            )
+        summary: dict[str, Any] = {
+            "total_cost_usd": 0.0,
+            "run_count": 0,
+            "by_provider": {},
+            "by_model": {},
+            "unmapped_runs": 0,
+        }
+        for group in groups:
+            provider_name = group["provider"]
+            model_name = None if group["model"] is None else str(group["model"])
+            cost = float(group["stored_cost"] or 0.0)
+            unpriced_runs = int(group["run_count"]) - int(group["stored_runs"])
+            if unpriced_runs:
+                rates = resolve_rates(table, provider_name, model_name)
+                if rates is None:
+                    summary["unmapped_runs"] += unpriced_runs
+                else:
+                    tokens = {key: as_int(group[f"unpriced_{key}"]) for key in TOKEN_KEYS.values()}
+                    cost += cost_usd(rates, tokens)
+            by_provider = summary["by_provider"].setdefault(
+                provider_name if provider_name is not None else UNKNOWN,
+                {"cost_usd": 0.0, "run_count": 0},
+            )
+            by_provider["cost_usd"] += cost
+            by_provider["run_count"] += int(group["run_count"])
+            by_model = summary["by_model"].setdefault(
+                model_name if model_name is not None else UNKNOWN,
+                {"cost_usd": 0.0, "input_tokens": 0, "output_tokens": 0},
+            )
+            by_model["cost_usd"] += cost
+            by_model["input_tokens"] += as_int(group["input_tokens"])
+            by_model["output_tokens"] += as_int(group["output_tokens"])
+            summary["total_cost_usd"] += cost
+            summary["run_count"] += int(group["run_count"])
+        return summary
+
+    # ----------------------------------------------------------------- events
+
+    def _event_filters(
+        self,
+        *,
+        session_ids: object,
+        run_ids: object,
+        types: object,
+        providers: object,
+        since: object,
+        until: object,
+        correlation_id: object,
+    ) -> dict[str, Any]:
+        return {
+            "session_ids": _any_of(session_ids, "session_ids", _ids("session_ids")),
+            "run_ids": _any_of(run_ids, "run_ids", _ids("run_ids")),
+            "types": _any_of(types, "types", _choice(EventType, "types", "invalid_event_type")),
+            "providers": _any_of(providers, "providers", _ids("providers")),
+            "since": check_datetime(since, "since", required=False),
+            "until": check_datetime(until, "until", required=False),
+            "correlation_id": check_id(correlation_id, "correlation_id", required=False),
+        }
+
+    def search_events(
+        self,
+        *,
+        session_ids: Sequence[str] | None = None,
+        run_ids: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        providers: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        correlation_id: str | None = None,
+        order_by: str = "sequence_asc",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> EventPage:
+        """Return a page of events across sessions.
+
+        Args:
+            session_ids: Events of any of these sessions.
+            run_ids: Events of any of these runs.
+            types: Events of any of these types.
+            providers: Events of any of these providers.
+            since: ``timestamp`` at or after this (aware) datetime.
+            until: ``timestamp`` at or before this datetime.
+            correlation_id: Only events with this correlation id.
+            order_by: ``sequence_asc`` (default: sequence number, then session
+                id, then id), ``timestamp_asc`` or ``timestamp_desc`` (ties by id).
+            limit: Page size, 1..``QUERY_MAX_LIMIT`` (default
+                ``QUERY_EVENT_DEFAULT_LIMIT``).
+            cursor: The ``cursor`` of the previous page.
+
+        Returns:
+            ``EventPage(events, cursor)``; ``cursor`` is None after the last page.
+
+        Raises:
+            ValidationError: ``invalid_event_type``, ``invalid_cursor`` or
+                ``validation_error`` (limit, order_by, types of arguments).
+        """
+        order_name, order = _check_order(order_by, EVENT_ORDERS)
+        limit = _check_limit(limit, app_settings.QUERY_EVENT_DEFAULT_LIMIT)
+        data = self._event_filters(
+            session_ids=session_ids,
+            run_ids=run_ids,
+            types=types,
+            providers=providers,
+            since=since,
+            until=until,
+            correlation_id=correlation_id,
+        )
+        position = _position(cursor, "events", order_name, order)
+        with translate_errors("search_events"):
+            queryset = _filtered(EventFilterSet, data, self._objects(models.Event))
+            rows, next_cursor = _page(queryset, "events", order_name, order, position, limit)
+        return EventPage([row.to_domain() for row in rows], next_cursor)
+
+    def count_events(
+        self,
+        *,
+        session_ids: Sequence[str] | None = None,
+        run_ids: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        providers: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        correlation_id: str | None = None,
+    ) -> int:
+        """Return how many events :meth:`search_events` would find with these filters.
+
+        Raises:
+            ValidationError: ``invalid_event_type`` or ``validation_error``.
+        """
+        data = self._event_filters(
+            session_ids=session_ids,
+            run_ids=run_ids,
+            types=types,
+            providers=providers,
+            since=since,
+            until=until,
+            correlation_id=correlation_id,
+        )
+        with translate_errors("count_events"):
+            return _filtered(EventFilterSet, data, self._objects(models.Event)).count()
+
+    # ----------------------------------------------------------------- export
+
+    def export_session(self, session_id: str, *, include_artifacts: bool = False) -> dict[str, Any]:
+        """Return a whole session: the session, its runs and its events (and artifacts).
+
+        Args:
+            session_id: The session (soft-deleted ones too).
+            include_artifacts: Add ``"artifacts"``: the session's live
+                artifacts as dicts of their columns, oldest first (the shape
+                :class:`~agent_sessions.store.DjangoArtifactRegistry` returns).
+
+        Returns:
+            ``{"session": Session, "runs": [Run…] (oldest started first),
+            "events": [Event…] (by sequence)}``, plus ``"artifacts"`` when asked.
+
+        Raises:
+            NotFoundError: ``session_not_found``.
+            ValidationError: ``session_id`` is not a valid id.
+        """
+        session_id = check_id(session_id, "session_id")
+        include_artifacts = check_bool(include_artifacts, "include_artifacts")
+        with translate_errors("export_session"):
+            row = self._objects(models.Session).filter(id=session_id).first()
+            if row is None:
+                raise NotFoundError("session_not_found", details={"session_id": session_id})
+            runs = self._objects(models.Run).filter(session_id=session_id)
+            events = self._objects(models.Event).filter(session_id=session_id)
+            export: dict[str, Any] = {
+                "session": row.to_domain(),
+                "runs": _domain(runs.order_by("started_at", "id")),
+                "events": _domain(events.order_by("sequence_number", "id")),
+            }
+        if include_artifacts:
+            from agent_sessions.store import DjangoArtifactRegistry
+
+            export["artifacts"] = DjangoArtifactRegistry(self.using).list_by_session(session_id)
+        return export
+
+
+def _token_sums() -> dict[str, Any]:
+    """``SUM`` of each token count read from ``token_usage`` (non-numbers skipped)."""
+    return {
+        key: Sum(json_number("token_usage", key))
+        for key in ("input_tokens", "output_tokens", "total_tokens")
+    }
+
+
+def _domain(queryset: QuerySet[Any]) -> list[Any]:
+    # ``iterator()`` streams rows instead of caching model instances next to the result.
+    return [row.to_domain() for row in queryset.iterator()]
