@@ -212,6 +212,26 @@ class HasAllTags(models.Lookup):  # type: ignore[type-arg]
         return sql, [*rhs_params, *lhs_params]
 
 
+@TagsField.register_lookup
+class HasAnyTags(HasAllTags):
+    """``tags__has_any=[...]``: the row carries at least one listed tag (NULL tags: none)."""
+
+    lookup_name = "has_any"
+
+    def as_sql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        if connection.vendor == "postgresql":
+            return f"{lhs} && ({rhs})::varchar[]", [*lhs_params, *rhs_params]
+        sql = (
+            f"EXISTS (SELECT 1 FROM json_each(COALESCE({lhs}, '[]')) AS have "
+            f"WHERE have.value IN (SELECT wanted.value FROM json_each({rhs}) AS wanted))"
+        )
+        return sql, [*lhs_params, *rhs_params]
+
+
 class AsmIndex(models.Index):
     """An index with ASM's long Ecto-style name (``asm_events_session_id_type_index``).
 

@@ -1,0 +1,739 @@
+"""Retention maintenance: apply a :class:`~agent_sessions.retention.RetentionPolicy`.
+
+:class:`DjangoMaintenance` soft-deletes expired sessions, hard-deletes the ones
+soft-deleted long enough ago (with their runs, events, sequence counter and
+artifacts), prunes events above the per-session and total caps, and cleans
+orphaned artifacts and sequence counters::
+
+    report = DjangoMaintenance().execute(RetentionPolicy.from_settings())
+    report.sessions_hard_deleted, report.errors
+
+How it stays safe on a live database:
+
+- Every step walks its table by primary key (keyset: ``WHERE id > last ORDER
+  BY id LIMIT batch_size``) and changes one batch per short transaction, so
+  memory does not grow with the table and no transaction spans the run.
+  Conditions are checked again inside each write, so a row that stopped
+  qualifying meanwhile is left alone.
+- Appends are never blocked for longer than one batch: a hard delete locks
+  the sessions' sequence counters (which every append takes) only for its own
+  short transaction; pruning deletes old events, which appends never touch;
+  and a counter is only removed while it is locked and has no events, so an
+  in-flight append to it is neither lost nor renumbered.
+- With ``archive_before_prune``, rows are written to the JSON Lines archive
+  (:mod:`agent_sessions.archive`) and fsynced inside the same transaction,
+  before they are deleted. If the archive cannot be written, nothing is
+  deleted and the step fails.
+- ``dry_run=True`` takes the same path, reads the same batches and counts
+  what would change, without writing. Inside :meth:`DjangoMaintenance.execute`
+  the dry run of event pruning leaves out the sessions that the hard delete
+  would have removed first, so every count matches the real run's.
+
+"Oldest" for ``max_total_events`` means the lowest ``timestamp``, then the
+lowest ``sequence_number``, then the lowest id.
+
+Overlap protection (one run at a time per database) is
+:func:`agent_sessions.locks.maintenance_lock`, which the ``asm_maintenance``
+command takes around :meth:`~DjangoMaintenance.execute`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+
+from agent_sessions import models as m
+from agent_sessions.archive import ArchiveWriter
+from agent_sessions.db import db_for_write, translate_errors
+from agent_sessions.errors import StorageError
+from agent_sessions.results import MaintenanceReport
+from agent_sessions.retention import RetentionPolicy
+from agent_sessions.sequences import take_sqlite_write_lock
+from agent_sessions.validation import check_id, check_int, utcnow
+
+__all__ = ["PROTECTED_EVENT_TYPES", "DjangoMaintenance", "MaintenanceProgress", "MaintenanceReport"]
+
+#: Event types that pruning never deletes: they anchor a session's history.
+PROTECTED_EVENT_TYPES: frozenset[str] = frozenset(
+    {"session_created", "run_started", "run_completed", "run_failed", "error_occurred"}
+)
+
+#: ``progress(step, rows_in_batch, step_total_so_far)``, called after every batch.
+MaintenanceProgress = Callable[[str, int, int], None]
+
+_ARCHIVE_OPERATION = "archive"
+_READ_CHUNK = 2000
+
+
+@dataclass
+class _Context:
+    """What the steps of one run share: the clock, the mode and the archive."""
+
+    now: datetime
+    dry_run: bool
+    archive: ArchiveWriter | None
+    batch_size: int
+    # In a dry run of execute(): sessions deleted before this moment count as
+    # already hard-deleted when pruning is estimated.
+    hard_delete_cutoff: datetime | None = None
+
+
+class DjangoMaintenance:
+    """The :class:`~agent_sessions.ports.Maintenance` port on a Django database.
+
+    Args:
+        using: Database alias; None follows the routers' choice for writes.
+        progress: Called after each batch as ``progress(step, rows, total)``,
+            e.g. to print progress from a management command.
+
+    One instance runs one :meth:`execute` at a time. Public methods raise only
+    ``agent_sessions`` errors.
+    """
+
+    def __init__(self, using: str | None = None, *, progress: MaintenanceProgress | None = None):
+        self.using = using
+        self.progress = progress
+        self._context: _Context | None = None
+
+    @property
+    def alias(self) -> str:
+        """The database alias this instance works on."""
+        return db_for_write(self.using, m.Session)
+
+    # ----------------------------------------------------------------- execute
+
+    def execute(self, policy: RetentionPolicy, *, dry_run: bool = False) -> MaintenanceReport:
+        """Validate the policy, then run every step and report what was done.
+
+        Steps, in order: soft delete, hard delete, event pruning (per session,
+        then ``max_total_events``), orphaned artifacts, orphaned sequence
+        counters. A failing step is recorded in ``report.errors`` with its
+        count 0 (the message says what it had done before failing), and the
+        other steps still run.
+
+        Args:
+            policy: What to delete.
+            dry_run: Count what would be done; change nothing.
+
+        Returns:
+            The report.
+
+        Raises:
+            ValidationError: the policy is invalid; nothing was done.
+        """
+        policy.validate()
+        started = time.monotonic()
+        now = utcnow()
+        archive = self._archive_for(policy, dry_run, now)
+        hard_cutoff = None
+        if dry_run and policy.hard_delete_after_days is not None:
+            hard_cutoff = now - timedelta(days=policy.hard_delete_after_days)
+        self._context = _Context(
+            now, dry_run, archive, policy.batch_size, hard_delete_cutoff=hard_cutoff
+        )
+        report = MaintenanceReport()
+        steps: list[tuple[str, str, Callable[[], int]]] = [
+            (
+                "sessions_soft_deleted",
+                "soft_delete_expired_sessions",
+                lambda: self.soft_delete_expired_sessions(policy, dry_run=dry_run),
+            ),
+            (
+                "sessions_hard_deleted",
+                "hard_delete_expired_sessions",
+                lambda: self.hard_delete_expired_sessions(policy, dry_run=dry_run),
+            ),
+            ("events_pruned", "prune_events", lambda: self.prune_events(policy, dry_run=dry_run)),
+            (
+                "artifacts_cleaned",
+                "clean_orphaned_artifacts",
+                lambda: self.clean_orphaned_artifacts(dry_run=dry_run),
+            ),
+            (
+                "orphaned_sequences_cleaned",
+                "clean_orphaned_sequences",
+                lambda: self.clean_orphaned_sequences(dry_run=dry_run),
+            ),
+        ]
+        try:
+            for field, name, step in steps:
+                try:
+                    setattr(report, field, step())
+                except Exception as exc:  # one failing step must not stop the others
+                    report.errors.append(f"{name}: {exc}")
+        finally:
+            self._context = None
+            if archive is not None:
+                try:
+                    archive.close()
+                except StorageError as exc:
+                    report.errors.append(f"archive: {exc}")
+        report.duration_ms = round((time.monotonic() - started) * 1000)
+        return report
+
+    # ----------------------------------------------------------------- steps
+
+    def soft_delete_expired_sessions(
+        self, policy: RetentionPolicy, *, dry_run: bool = False
+    ) -> int:
+        """Set ``deleted_at`` to now on expired sessions; return how many.
+
+        Expired: not yet soft-deleted, no tag in ``exempt_tags``, and either
+        a status outside ``exempt_statuses`` with ``updated_at`` older than
+        ``max_completed_session_age_days``, or (any status) ``created_at``
+        older than ``max_session_age_days``.
+
+        Raises:
+            ValidationError: the policy is invalid.
+            StorageError: the database failed (earlier batches stay done).
+        """
+        policy.validate()
+        with self._step(policy, dry_run) as context:
+            expired = self._expired_sessions(policy, context.now)
+            if expired is None:
+                return 0
+            total = 0
+            for ids in self._batches(expired, "id", policy.batch_size):
+                if context.dry_run:
+                    total += len(ids)
+                else:
+                    with self._write("soft_delete_expired_sessions"):
+                        total += expired.filter(id__in=ids).update(deleted_at=context.now)
+                self._report("soft_delete_expired_sessions", len(ids), total)
+            return total
+
+    def hard_delete_expired_sessions(
+        self, policy: RetentionPolicy, *, dry_run: bool = False
+    ) -> int:
+        """Delete sessions soft-deleted longer ago than ``hard_delete_after_days``.
+
+        Each session goes with its runs, events, sequence counter and
+        artifacts. A batch is one transaction; should it fail, its sessions
+        are retried one per transaction, so each session is either wholly
+        deleted or wholly kept, and the others still go.
+
+        Returns:
+            How many sessions were (or, in a dry run, would be) deleted.
+
+        Raises:
+            ValidationError: the policy is invalid.
+            StorageError: the archive could not be written (nothing more is
+                deleted), or some sessions could not be deleted (the message
+                names them and says how many others were).
+        """
+        policy.validate()
+        if policy.hard_delete_after_days is None:
+            return 0
+        with self._step(policy, dry_run) as context:
+            cutoff = context.now - timedelta(days=policy.hard_delete_after_days)
+            expired = self._sessions().filter(deleted_at__lt=cutoff)
+            total = 0
+            failed: dict[str, StorageError] = {}
+            for ids in self._batches(expired, "id", policy.batch_size):
+                if context.dry_run:
+                    total += len(ids)
+                else:
+                    deleted, errors = self._delete_sessions(ids, cutoff, context.archive)
+                    total += deleted
+                    failed.update(errors)
+                self._report("hard_delete_expired_sessions", len(ids), total)
+            if failed:
+                first = next(iter(failed.values()))
+                raise StorageError(
+                    "storage_error",
+                    f"could not delete {len(failed)} session(s) ({', '.join(sorted(failed))}): "
+                    f"{first.message}; {total} other session(s) were deleted",
+                    details={"failed": sorted(failed), "deleted": total},
+                )
+            return total
+
+    def prune_events(self, policy: RetentionPolicy, *, dry_run: bool = False) -> int:
+        """Prune every session above ``max_events_per_session``, then all events above
+        ``max_total_events``; return how many events were (or would be) deleted.
+
+        Per session, as :meth:`prune_session_events`. Across sessions, the
+        same order applies to the whole table: ``prune_event_types_first``
+        oldest first, then the oldest unprotected events, until the total
+        fits or only protected events are left.
+
+        Raises:
+            ValidationError: the policy is invalid.
+            StorageError: the database or the archive failed.
+        """
+        policy.validate()
+        with self._step(policy, dry_run) as context:
+            per_session = 0
+            if policy.max_events_per_session is not None:
+                per_session = self._prune_sessions(policy, context, session_id=None)
+            total_cap = 0
+            if policy.max_total_events is not None:
+                total_cap = self._prune_total(policy, context, already_pruned=per_session)
+            return per_session + total_cap
+
+    def prune_session_events(
+        self, session_id: str, policy: RetentionPolicy, *, dry_run: bool = False
+    ) -> int:
+        """Delete the session's events above ``max_events_per_session``; return how many.
+
+        ``prune_event_types_first`` go first, lowest sequence first, then the
+        other events, lowest sequence first. ``session_created``,
+        ``run_started``, ``run_completed``, ``run_failed`` and
+        ``error_occurred`` are never deleted, so a session with only those
+        left stays above the cap. The sequence counter is never lowered.
+
+        Raises:
+            ValidationError: invalid session id or policy.
+            StorageError: the database or the archive failed.
+        """
+        session_id = check_id(session_id, "session_id")
+        policy.validate()
+        if policy.max_events_per_session is None:
+            return 0
+        with self._step(policy, dry_run) as context:
+            return self._prune_sessions(policy, context, session_id=session_id)
+
+    def clean_orphaned_artifacts(self, *, dry_run: bool = False, batch_size: int = 100) -> int:
+        """Delete artifacts whose non-null ``session_id`` has no session row; return how many.
+
+        Args:
+            dry_run: Count only.
+            batch_size: Rows per batch (``execute`` passes the policy's).
+
+        Raises:
+            StorageError: the database failed (earlier batches stay done).
+        """
+        batch_size = self._orphan_batch_size(batch_size)
+        orphans = (
+            self._artifacts()
+            .filter(session_id__isnull=False)
+            .filter(~Exists(self._sessions().filter(id=OuterRef("session_id"))))
+        )
+        total = 0
+        for ids in self._batches(orphans, "id", batch_size):
+            if dry_run:
+                total += len(ids)
+            else:
+                with self._write("clean_orphaned_artifacts"):
+                    total += orphans.filter(id__in=ids).delete()[0]
+            self._report("clean_orphaned_artifacts", len(ids), total)
+        return total
+
+    def clean_orphaned_sequences(self, *, dry_run: bool = False, batch_size: int = 100) -> int:
+        """Delete sequence counters whose session has neither a row nor events.
+
+        A counter is deleted only while this transaction holds its row lock
+        and no event exists, so an append in flight is never renumbered.
+
+        Args:
+            dry_run: Count only.
+            batch_size: Rows per batch (``execute`` passes the policy's).
+
+        Returns:
+            How many counters were (or would be) deleted.
+
+        Raises:
+            StorageError: the database failed (earlier batches stay done).
+        """
+        batch_size = self._orphan_batch_size(batch_size)
+        orphans = self._counters().filter(
+            ~Exists(self._sessions().filter(id=OuterRef("session_id"))),
+            ~Exists(self._events().filter(session_id=OuterRef("session_id"))),
+        )
+        total = 0
+        for ids in self._batches(orphans, "session_id", batch_size):
+            if dry_run:
+                total += len(ids)
+            else:
+                with self._write("clean_orphaned_sequences"):
+                    # Counters an append is updating right now are skipped (it
+                    # will create events); the DELETE re-checks with a fresh view.
+                    locked = list(
+                        orphans.filter(session_id__in=ids)
+                        .select_for_update(skip_locked=True)
+                        .values_list("session_id", flat=True)
+                    )
+                    total += orphans.filter(session_id__in=locked).delete()[0]
+            self._report("clean_orphaned_sequences", len(ids), total)
+        return total
+
+    def health_check(self) -> list[str]:
+        """Return one message per consistency problem; an empty list means healthy.
+
+        Messages, in this order: ``"<n> events reference non-existent
+        sessions"``, ``"<n> runs reference non-existent sessions"``, then one
+        ``"Sequence mismatch for <session_id>: counter=<n>, max_sequence=<m>"``
+        per counter below its session's highest stored sequence (the next
+        append would collide), by session id.
+
+        Raises:
+            StorageError: the database failed.
+        """
+        issues: list[str] = []
+        missing_session = ~Exists(self._sessions().filter(id=OuterRef("session_id")))
+        with translate_errors("health_check"):
+            events = self._events().filter(missing_session).count()
+            runs = m.Run.objects.using(self.alias).filter(missing_session).count()
+            if events:
+                issues.append(f"{events} events reference non-existent sessions")
+            if runs:
+                issues.append(f"{runs} runs reference non-existent sessions")
+            with connections[self.alias].cursor() as cursor:
+                cursor.execute(_SEQUENCE_MISMATCH_SQL)
+                for session_id, counter, highest in cursor.fetchall():
+                    issues.append(
+                        f"Sequence mismatch for {session_id}: "
+                        f"counter={counter}, max_sequence={highest}"
+                    )
+        return issues
+
+    # ----------------------------------------------------------------- pruning
+
+    def _prune_sessions(
+        self, policy: RetentionPolicy, context: _Context, *, session_id: str | None
+    ) -> int:
+        cap = policy.max_events_per_session
+        assert cap is not None
+        events = self._events()
+        if session_id is not None:
+            events = events.filter(session_id=session_id)
+        if context.hard_delete_cutoff is not None:
+            events = events.exclude(self._hard_deletable(context.hard_delete_cutoff))
+        unprotected = ~Q(type__in=PROTECTED_EVENT_TYPES)
+        over_cap = (
+            events.values("session_id")
+            .annotate(total=Count("id"), prunable=Count("id", filter=unprotected))
+            .filter(total__gt=cap, prunable__gt=0)
+        )
+        pruned = 0
+        last: str | None = None
+        while True:
+            page = over_cap if last is None else over_cap.filter(session_id__gt=last)
+            with translate_errors("prune_events"):
+                groups = list(page.order_by("session_id")[: policy.batch_size])
+            if not groups:
+                return pruned
+            if context.dry_run:
+                for group in groups:
+                    pruned += min(group["total"] - cap, group["prunable"])
+                self._report("prune_events", len(groups), pruned)
+            else:
+                ids = [group["session_id"] for group in groups]
+                pruned += self._prune_over_cap(ids, cap, policy, context.archive, pruned)
+            if len(groups) < policy.batch_size:
+                return pruned
+            last = groups[-1]["session_id"]
+
+    def _prune_over_cap(
+        self,
+        session_ids: list[str],
+        cap: int,
+        policy: RetentionPolicy,
+        archive: ArchiveWriter | None,
+        pruned_before: int,
+    ) -> int:
+        """Delete the events of these sessions above the cap, ``batch_size`` per transaction."""
+        sql, params = _over_cap_sql(session_ids, cap, policy.prune_event_types_first)
+        pruned = 0
+        while True:
+            with self._write("prune_events"), connections[self.alias].cursor() as cursor:
+                cursor.execute(sql, [*params, policy.batch_size])
+                ids = [row[0] for row in cursor.fetchall()]
+                deleted = self._delete_events(ids, archive)
+            pruned += deleted
+            if ids:
+                self._report("prune_events", deleted, pruned_before + pruned)
+            if len(ids) < policy.batch_size:
+                return pruned
+
+    def _prune_total(self, policy: RetentionPolicy, context: _Context, already_pruned: int) -> int:
+        cap = policy.max_total_events
+        assert cap is not None
+        events = self._events()
+        if context.hard_delete_cutoff is not None:
+            events = events.exclude(self._hard_deletable(context.hard_delete_cutoff))
+        unprotected = events.exclude(type__in=PROTECTED_EVENT_TYPES)
+        with translate_errors("prune_events"):
+            excess = events.count() - cap
+            if context.dry_run:
+                # Per-session pruning already deleted unprotected events only.
+                excess -= already_pruned
+                if excess <= 0:
+                    return 0
+                prunable = unprotected.count() - already_pruned
+                pruned = max(0, min(excess, prunable))
+                self._report("prune_events", pruned, already_pruned + pruned)
+                return pruned
+        first = [t for t in policy.prune_event_types_first if t not in PROTECTED_EVENT_TYPES]
+        phases = [unprotected.filter(type__in=first), unprotected.exclude(type__in=first)]
+        pruned = 0
+        for phase in phases:
+            if excess <= pruned:
+                break
+            pruned += self._prune_oldest(phase, excess - pruned, policy, context.archive)
+        return pruned
+
+    def _prune_oldest(
+        self,
+        candidates: QuerySet[m.Event],
+        limit: int,
+        policy: RetentionPolicy,
+        archive: ArchiveWriter | None,
+    ) -> int:
+        """Delete up to ``limit`` of the oldest candidates, walking (timestamp, sequence, id)."""
+        ordered = candidates.order_by("timestamp", "sequence_number", "id")
+        pruned = 0
+        last: tuple[Any, int, str] | None = None
+        while pruned < limit:
+            page = ordered
+            if last is not None:
+                stamp, number, event_id = last
+                page = ordered.filter(
+                    Q(timestamp__gt=stamp)
+                    | Q(timestamp=stamp, sequence_number__gt=number)
+                    | Q(timestamp=stamp, sequence_number=number, id__gt=event_id)
+                )
+            with self._write("prune_events"):
+                keys = list(
+                    page.values_list("timestamp", "sequence_number", "id")[
+                        : min(policy.batch_size, limit - pruned)
+                    ]
+                )
+                deleted = self._delete_events([key[2] for key in keys], archive)
+            if not keys:
+                break
+            pruned += deleted
+            last = keys[-1]
+            self._report("prune_events", deleted, pruned)
+        return pruned
+
+    def _delete_events(self, ids: Sequence[str], archive: ArchiveWriter | None) -> int:
+        """Archive (when asked) then delete these events; call inside a transaction."""
+        if not ids:
+            return 0
+        doomed = self._events().filter(id__in=ids)
+        if archive is not None:
+            rows = doomed.order_by("session_id", "sequence_number")
+            archive.write("event", (row.to_domain() for row in rows.iterator(_READ_CHUNK)))
+            archive.sync()
+        return int(doomed.delete()[0])
+
+    # ----------------------------------------------------------------- hard delete
+
+    def _delete_sessions(
+        self, ids: list[str], cutoff: datetime, archive: ArchiveWriter | None
+    ) -> tuple[int, dict[str, StorageError]]:
+        """Delete a batch in one transaction; on failure, retry each session on its own."""
+        try:
+            return self._delete_session_cascade(ids, cutoff, archive), {}
+        except StorageError as exc:
+            if _is_archive_error(exc) or len(ids) == 1:
+                raise
+        deleted = 0
+        failed: dict[str, StorageError] = {}
+        for session_id in ids:
+            try:
+                deleted += self._delete_session_cascade([session_id], cutoff, archive)
+            except StorageError as exc:
+                if _is_archive_error(exc):
+                    raise
+                failed[session_id] = exc
+        return deleted, failed
+
+    def _delete_session_cascade(
+        self, ids: list[str], cutoff: datetime, archive: ArchiveWriter | None
+    ) -> int:
+        """Delete the sessions among ``ids`` still expired, with everything they own.
+
+        One transaction. Their counters are locked before anything is read,
+        so appends to these sessions wait for the commit: what is archived is
+        exactly what is deleted.
+        """
+        with self._write("hard_delete_expired_sessions"):
+            sessions = self._sessions().filter(id__in=ids, deleted_at__lt=cutoff)
+            rows = list(sessions.select_for_update().order_by("id"))
+            if not rows:
+                return 0
+            doomed = [row.id for row in rows]
+            list(
+                self._counters()
+                .filter(session_id__in=doomed)
+                .select_for_update()
+                .values_list("session_id", flat=True)
+            )
+            if archive is not None:
+                runs = m.Run.objects.using(self.alias).filter(session_id__in=doomed)
+                events = self._events().filter(session_id__in=doomed)
+                archive.write("session", (row.to_domain() for row in rows))
+                archive.write(
+                    "run",
+                    (r.to_domain() for r in runs.order_by("session_id", "started_at", "id")),
+                )
+                archive.write(
+                    "event",
+                    (
+                        e.to_domain()
+                        for e in events.order_by("session_id", "sequence_number").iterator(
+                            _READ_CHUNK
+                        )
+                    ),
+                )
+                archive.sync()
+            for model in (m.SessionSequence, m.Event, m.Run, m.Artifact):
+                model.objects.using(self.alias).filter(session_id__in=doomed).delete()
+            return int(self._sessions().filter(id__in=doomed).delete()[0])
+
+    # ----------------------------------------------------------------- helpers
+
+    def _expired_sessions(
+        self, policy: RetentionPolicy, now: datetime
+    ) -> QuerySet[m.Session] | None:
+        """Sessions the soft delete applies to, or None when the policy sets no age."""
+        expired = Q()
+        if policy.max_completed_session_age_days is not None:
+            cutoff = now - timedelta(days=policy.max_completed_session_age_days)
+            expired |= Q(updated_at__lt=cutoff) & ~Q(status__in=policy.exempt_statuses)
+        if policy.max_session_age_days is not None:
+            expired |= Q(created_at__lt=now - timedelta(days=policy.max_session_age_days))
+        if not expired:
+            return None
+        sessions = self._sessions().filter(expired, deleted_at__isnull=True)
+        if policy.exempt_tags:
+            sessions = sessions.exclude(tags__has_any=list(policy.exempt_tags))
+        return sessions
+
+    def _hard_deletable(self, cutoff: datetime) -> Exists:
+        return Exists(self._sessions().filter(id=OuterRef("session_id"), deleted_at__lt=cutoff))
+
+    def _batches(self, queryset: QuerySet[Any], key: str, batch_size: int) -> Iterator[list[str]]:
+        """Yield the keys of ``queryset`` in ascending batches (keyset paging, no OFFSET)."""
+        last: str | None = None
+        while True:
+            page = queryset if last is None else queryset.filter(**{f"{key}__gt": last})
+            with translate_errors("maintenance"):
+                keys = list(page.order_by(key).values_list(key, flat=True)[:batch_size])
+            if not keys:
+                return
+            yield keys
+            if len(keys) < batch_size:
+                return
+            last = keys[-1]
+
+    @contextmanager
+    def _write(self, operation: str) -> Iterator[None]:
+        """One short write transaction, errors translated; SQLite's write lock taken first."""
+        connection = connections[self.alias]
+        with translate_errors(operation), transaction.atomic(using=self.alias):
+            if connection.vendor == "sqlite":
+                with connection.cursor() as cursor:
+                    take_sqlite_write_lock(cursor)
+            yield
+
+    @contextmanager
+    def _step(self, policy: RetentionPolicy, dry_run: bool) -> Iterator[_Context]:
+        """The run's context inside :meth:`execute`; otherwise a fresh one for this call."""
+        if self._context is not None:
+            yield self._context
+            return
+        now = utcnow()
+        archive = self._archive_for(policy, dry_run, now)
+        try:
+            yield _Context(now, dry_run, archive, policy.batch_size)
+        finally:
+            if archive is not None:
+                archive.close()
+
+    def _archive_for(
+        self, policy: RetentionPolicy, dry_run: bool, now: datetime
+    ) -> ArchiveWriter | None:
+        if not policy.archive_before_prune or dry_run or policy.archive_store is None:
+            return None
+        return ArchiveWriter(policy.archive_store, started_at=now)
+
+    def _orphan_batch_size(self, batch_size: int) -> int:
+        """Inside :meth:`execute` the policy's batch size; otherwise the argument, checked."""
+        if self._context is not None:
+            return self._context.batch_size
+        return check_int(batch_size, "batch_size", minimum=1)
+
+    def _report(self, step: str, rows: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(step, rows, total)
+
+    def _sessions(self) -> QuerySet[m.Session]:
+        return m.Session.objects.using(self.alias)
+
+    def _events(self) -> QuerySet[m.Event]:
+        return m.Event.objects.using(self.alias)
+
+    def _counters(self) -> QuerySet[m.SessionSequence]:
+        return m.SessionSequence.objects.using(self.alias)
+
+    def _artifacts(self) -> QuerySet[m.Artifact]:
+        return m.Artifact.objects.using(self.alias)
+
+
+def _is_archive_error(exc: StorageError) -> bool:
+    return exc.details.get("operation") == _ARCHIVE_OPERATION
+
+
+def _over_cap_sql(
+    session_ids: Sequence[str], cap: int, prune_first: Sequence[str]
+) -> tuple[str, list[Any]]:
+    """The next events to prune from these sessions, in pruning order; LIMIT is the last param.
+
+    Ranks each session's unprotected events (``prune_first`` types first,
+    then by sequence) and keeps those within the session's excess over the
+    cap, where the excess counts protected events too. Portable SQL: window
+    functions exist in PostgreSQL and SQLite ≥ 3.25.
+    """
+    in_sessions = ", ".join(["%s"] * len(session_ids))
+    protected = sorted(PROTECTED_EVENT_TYPES)
+    not_protected = ", ".join(["%s"] * len(protected))
+    if prune_first:
+        priority = (
+            f'CASE WHEN e."type" IN ({", ".join(["%s"] * len(prune_first))}) THEN 0 ELSE 1 END'
+        )
+        priority_params: list[Any] = list(prune_first)
+    else:
+        priority, priority_params = "0", []
+    sql = f"""
+        SELECT ranked.id FROM (
+            SELECT e.id, e.session_id,
+                   ROW_NUMBER() OVER (
+                       PARTITION BY e.session_id ORDER BY {priority}, e.sequence_number
+                   ) AS position,
+                   totals.total - %s AS excess
+            FROM asm_events AS e
+            JOIN (
+                SELECT session_id, COUNT(*) AS total FROM asm_events
+                WHERE session_id IN ({in_sessions}) GROUP BY session_id
+            ) AS totals ON totals.session_id = e.session_id
+            WHERE e.session_id IN ({in_sessions}) AND e."type" NOT IN ({not_protected})
+        ) AS ranked
+        WHERE ranked.position <= ranked.excess
+        ORDER BY ranked.session_id, ranked.position
+        LIMIT %s
+    """
+    params = [*priority_params, cap, *session_ids, *session_ids, *protected]
+    return sql, params
+
+
+# Counters below their session's highest stored sequence: the next append
+# would hand out a number that is already taken.
+_SEQUENCE_MISMATCH_SQL = """
+    SELECT seq.session_id, seq.last_sequence, highest.max_sequence
+    FROM asm_session_sequences AS seq
+    JOIN (
+        SELECT session_id, MAX(sequence_number) AS max_sequence
+        FROM asm_events GROUP BY session_id
+    ) AS highest ON highest.session_id = seq.session_id
+    WHERE seq.last_sequence < highest.max_sequence
+    ORDER BY seq.session_id
+"""
