@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/_setup.sh"
 cd "$ROOT"
 
-ensure_venv test
+ensure_venv test,openai-agents,langchain,adk
 ensure_postgres
 
 status=0

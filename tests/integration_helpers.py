@@ -1,0 +1,45 @@
+"""Run test code in real OS processes connected to the test database.
+
+Used by the adapter tests whose contract speaks of several processes
+(``pop_item`` atomicity, concurrent ADK appends). Children are started with the
+``spawn`` context, set Django up with the parent's settings module and point
+at the database the parent's test run created.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.db import connection
+
+
+def _setup_django_child(settings_module: str, db_name: str) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    from django.conf import settings
+
+    # Before django.setup(): connections read DATABASES when first used.
+    settings.DATABASES["default"]["NAME"] = db_name
+    import django
+
+    django.setup()
+
+
+def run_in_processes(target: Callable[..., Any], calls: Iterable[tuple[Any, ...]]) -> list[Any]:
+    """Run ``target(*args)`` for each ``args`` in ``calls``, each call in its own process.
+
+    ``target`` must be a module-level function (children import it). All calls
+    start together and run concurrently; results come back in ``calls`` order.
+    """
+    calls = list(calls)
+    context = multiprocessing.get_context("spawn")
+    settings_module = os.environ["DJANGO_SETTINGS_MODULE"]
+    db_name = connection.settings_dict["NAME"]
+    with context.Pool(
+        processes=len(calls),
+        initializer=_setup_django_child,
+        initargs=(settings_module, db_name),
+    ) as pool:
+        return pool.starmap(target, calls)
