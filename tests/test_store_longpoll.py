@@ -1,0 +1,135 @@
+"""Long-poll reads: get_events(..., wait_timeout_ms=N) on PostgreSQL (NOTIFY) and SQLite."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from django.db import connection, transaction
+
+from agent_sessions.core import Event, EventType
+from agent_sessions.sequences import EventNotifications
+from agent_sessions.store import DjangoSessionStore
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+#: Far longer than any wake-up: a reader that returns before it was woken by the append.
+LONG_WAIT_MS = 10_000
+
+
+@contextmanager
+def writer(*steps: tuple[float, Callable[[DjangoSessionStore], object]]) -> Iterator[None]:
+    """Run ``(delay_seconds, action)`` steps in a thread with its own connection."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            store = DjangoSessionStore()
+            for delay, action in steps:
+                time.sleep(delay)
+                action(store)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join(timeout=30)
+    assert not failures, failures
+
+
+def append(event: Event) -> Callable[[DjangoSessionStore], object]:
+    return lambda store: store.append_event(event)
+
+
+@pytest.fixture
+def session_id() -> str:
+    return f"ses_{uuid.uuid4().hex}"
+
+
+def test_long_poll_returns_existing_events_at_once(
+    store: DjangoSessionStore, session_id: str
+) -> None:
+    stored = store.append_event(Event.new("message_sent", session_id))
+    assert store.get_events(session_id, wait_timeout_ms=LONG_WAIT_MS) == [stored]
+
+
+def test_long_poll_wakes_when_a_matching_event_is_committed(
+    store: DjangoSessionStore, session_id: str
+) -> None:
+    event = Event.new("message_sent", session_id)
+    start = time.monotonic()
+    with writer((0.2, append(event))):
+        events = store.get_events(session_id, wait_timeout_ms=LONG_WAIT_MS)
+    assert [e.id for e in events] == [event.id]
+    assert time.monotonic() - start < LONG_WAIT_MS / 2000, "woken by the append, not the timeout"
+
+
+def test_long_poll_ignores_appends_to_other_sessions_runs_and_types(
+    store: DjangoSessionStore, session_id: str
+) -> None:
+    wanted = Event.new(EventType.TOOL_CALL_STARTED, session_id, run_id="run_1")
+    with writer(
+        (0.1, append(Event.new(EventType.TOOL_CALL_STARTED, "ses_other", run_id="run_1"))),
+        (0.1, append(Event.new(EventType.TOOL_CALL_STARTED, session_id, run_id="run_2"))),
+        (0.1, append(Event.new(EventType.MESSAGE_SENT, session_id, run_id="run_1"))),
+        (0.2, append(wanted)),
+    ):
+        events = store.get_events(
+            session_id, run_id="run_1", type="tool_call_started", wait_timeout_ms=LONG_WAIT_MS
+        )
+    assert [e.id for e in events] == [wanted.id]
+
+
+def test_long_poll_with_after_waits_for_the_next_event(
+    store: DjangoSessionStore, session_id: str
+) -> None:
+    store.append_event(Event.new("message_sent", session_id))
+    with writer((0.2, append(Event.new("message_received", session_id)))):
+        events = store.get_events(session_id, after=1, wait_timeout_ms=LONG_WAIT_MS)
+    assert [(e.sequence_number, e.type) for e in events] == [(2, EventType.MESSAGE_RECEIVED)]
+
+
+def test_long_poll_returns_empty_after_the_timeout(
+    store: DjangoSessionStore, session_id: str
+) -> None:
+    start = time.monotonic()
+    with writer((0.05, append(Event.new("message_sent", "ses_other")))):
+        events = store.get_events(session_id, wait_timeout_ms=300)
+    assert events == []
+    assert time.monotonic() - start >= 0.3
+
+
+def test_zero_wait_does_not_block(store: DjangoSessionStore, session_id: str) -> None:
+    assert store.get_events(session_id, wait_timeout_ms=0) == []
+
+
+@pytest.mark.postgres_only
+def test_notification_is_delivered_on_commit_and_not_on_rollback(
+    store: DjangoSessionStore, session_id: str
+) -> None:
+    class Abort(Exception):
+        pass
+
+    def append_then_roll_back() -> None:
+        with transaction.atomic():
+            store.append_event(Event.new("message_sent", session_id))
+            raise Abort
+
+    with EventNotifications("default") as notifications:
+        with pytest.raises(Abort):
+            append_then_roll_back()
+        assert not notifications.wait_for(session_id, time.monotonic() + 0.2)
+
+        with transaction.atomic():
+            store.append_event(Event.new("message_sent", session_id))
+            assert not notifications.wait_for(session_id, time.monotonic() + 0.2)
+        assert notifications.wait_for(session_id, time.monotonic() + 5)
