@@ -50,6 +50,7 @@ from django.db import connections, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from agent_sessions import models as m
+from agent_sessions.aio import with_async_twins
 from agent_sessions.archive import ArchiveWriter
 from agent_sessions.db import db_for_write, translate_errors
 from agent_sessions.errors import StorageError
@@ -85,6 +86,7 @@ class _Context:
     hard_delete_cutoff: datetime | None = None
 
 
+@with_async_twins
 class DjangoMaintenance:
     """The :class:`~agent_sessions.ports.Maintenance` port on a Django database.
 

@@ -30,6 +30,7 @@ from django.db.models import Count, Max, Min, Model, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
 
 from agent_sessions import models
+from agent_sessions.aio import with_async_twins
 from agent_sessions.conf import app_settings
 from agent_sessions.core import EventType, RunStatus, SessionStatus
 from agent_sessions.cursors import decode_cursor, encode_cursor
@@ -267,6 +268,7 @@ def _position(cursor: object, kind: str, order_name: str, order: KeysetOrder) ->
 # --------------------------------------------------------------------------- the API
 
 
+@with_async_twins
 class DjangoQueryAPI:
     """The :class:`~agent_sessions.ports.QueryAPI` on a Django database (read-only).
 

@@ -1,4 +1,7 @@
-"""Run test code in real OS processes connected to the test database.
+"""Helpers for the async and adapter tests.
+
+:class:`Api` calls a service synchronously or through its async twins.
+:func:`run_in_processes` runs test code in real OS processes connected to the test database.
 
 Used by the adapter tests whose contract speaks of several processes
 (``pop_item`` atomicity, concurrent ADK appends). Children are started with the
@@ -8,6 +11,7 @@ at the database the parent's test run created.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable
@@ -43,3 +47,17 @@ def run_in_processes(target: Callable[..., Any], calls: Iterable[tuple[Any, ...]
         initargs=(settings_module, db_name),
     ) as pool:
         return pool.starmap(target, calls)
+
+
+class Api:
+    """Calls store methods by their sync name, either directly or through the async twin."""
+
+    def __init__(self, target: Any, mode: str) -> None:
+        self.target = target
+        self.mode = mode
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if self.mode == "sync":
+            return getattr(self.target, name)
+        twin = getattr(self.target, f"a{name}")
+        return lambda *args, **kwargs: asyncio.run(twin(*args, **kwargs))

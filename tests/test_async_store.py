@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,22 +19,9 @@ from django.db import connection
 from agent_sessions import core
 from agent_sessions.errors import NotFoundError, ValidationError
 from agent_sessions.store import DjangoArtifactRegistry, DjangoSessionStore
+from tests.integration_helpers import Api
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class Api:
-    """Calls store methods by their sync name, either directly or through the async twin."""
-
-    def __init__(self, target: Any, mode: str) -> None:
-        self.target = target
-        self.mode = mode
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        if self.mode == "sync":
-            return getattr(self.target, name)
-        twin = getattr(self.target, f"a{name}")
-        return lambda *args, **kwargs: asyncio.run(twin(*args, **kwargs))
 
 
 @pytest.fixture(params=["sync", "async"])
