@@ -11,20 +11,32 @@ of them:
 - :mod:`agent_sessions.integrations.adk` — Google ADK ``BaseSessionService``
   (``[adk]``).
 
-This module holds the little they share: the ImportError for a missing extra
-and the "create the asm session on first use" write.
+This module holds what they share: the ImportError for a missing extra, the
+"create the asm session on first use" write, and :class:`PayloadLog`, a
+framework's records kept as events of one asm session.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from django.db import connections, transaction
 
 from agent_sessions import core
 from agent_sessions import models as m
-from agent_sessions.db import db_for_write, translate_errors
-from agent_sessions.validation import utcnow
+from agent_sessions.db import db_for_read, db_for_write, translate_errors
+from agent_sessions.sequences import take_sqlite_write_lock
+from agent_sessions.store import DjangoSessionStore
+from agent_sessions.validation import check_id, utcnow
 
-__all__ = ["ensure_session", "missing_extra", "touch_session"]
+__all__ = ["PayloadLog", "ensure_session", "missing_extra", "touch_session", "write_transaction"]
+
+_T = TypeVar("_T")
+
+#: Keep ``asm_sessions.updated_at`` (what retention ages by) at most this stale, in seconds.
+TOUCH_INTERVAL_SECONDS = 60.0
 
 
 def missing_extra(extra: str, exc: ImportError) -> ImportError:
@@ -84,3 +96,150 @@ def touch_session(session_id: str, *, using: str | None = None, **changes: Any) 
             .filter(id=session_id)
             .update(updated_at=utcnow(), **changes)
         )
+
+
+def write_transaction(alias: str, operation: str, work: Callable[[], _T]) -> _T:
+    """Run ``work()`` in one transaction that writes, translating database errors.
+
+    On SQLite the write lock is taken by the first statement, so a
+    read-then-delete never fails half-way with "database is locked" but waits
+    on the busy timeout like any other writer.
+    """
+    with translate_errors(operation), transaction.atomic(using=alias):
+        connection = connections[alias]
+        if connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                take_sqlite_write_lock(cursor)
+        return work()
+
+
+class PayloadLog:
+    """A framework's records (items, messages) kept as events of one asm session.
+
+    Each record is one event whose ``data[key]`` holds it; other events of the
+    session (written by ASM or the store) are left alone by every method. The
+    asm session is created on first append, and its ``updated_at`` kept at
+    most :data:`TOUCH_INTERVAL_SECONDS` stale so that retention ages it right.
+
+    Args:
+        session_id: The asm session id.
+        key: The key of ``data`` that holds a record (and marks the event as one).
+        source: Written to each event's ``metadata["source"]`` and the new
+            session's ``metadata["framework"]``.
+        agent_id: ``agent_id`` of the asm session when it is created here.
+        using: Database alias; None follows the routers.
+        status: Status of the asm session when it is created here.
+        metadata: More metadata of the asm session when it is created here.
+
+    Raises:
+        ValidationError: an invalid id or status.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        key: str,
+        source: str,
+        agent_id: str,
+        using: str | None = None,
+        status: core.SessionStatus | str = core.SessionStatus.PENDING,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.session_id = check_id(session_id, "session_id")
+        self.key = key
+        self.source = source
+        self.using = using
+        self.new_session = core.Session.new(
+            check_id(agent_id, "agent_id"),
+            id=self.session_id,
+            status=status,
+            metadata={"framework": source, **(metadata or {})},
+        )
+        self.store = DjangoSessionStore(using=using)
+        self._touched_at: float | None = None
+
+    def _records(self, alias: str) -> Any:
+        return m.Event.objects.using(alias).filter(
+            session_id=self.session_id, data__has_key=self.key
+        )
+
+    def read(self, limit: int | None = None) -> list[Any]:
+        """Return the records oldest first; with ``limit``, only the latest ``limit`` (≥ 0)."""
+        if limit == 0:
+            return []
+        alias = db_for_read(self.using, m.Event)
+        with translate_errors("read"):
+            if limit is None or limit < 0:
+                rows = list(self._records(alias).order_by("sequence_number").values_list("data"))
+            else:
+                newest_first = self._records(alias).order_by("-sequence_number")
+                rows = list(newest_first.values_list("data")[:limit])
+                rows.reverse()
+        return [data[self.key] for (data,) in rows]
+
+    def append(
+        self, records: Sequence[Any], types: Sequence[core.EventType | str]
+    ) -> list[core.Event]:
+        """Append the records in order, each as an event of the given type (one transaction).
+
+        Raises:
+            ValidationError: a record holds a value the database cannot store;
+                nothing is written.
+        """
+        events = [
+            core.Event.new(
+                event_type,
+                self.session_id,
+                data={self.key: record},
+                metadata={"source": self.source},
+            )
+            for record, event_type in zip(records, types, strict=True)
+        ]
+        if not events:
+            return []
+        self.keep_session_fresh()
+        return self.store.append_events(events)
+
+    def pop(self) -> Any | None:
+        """Remove and return the latest record, or None; atomic across processes."""
+        alias = db_for_write(self.using, m.Event)
+
+        def work() -> Any | None:
+            # Locking the counter row queues pops (and appends, which bump it)
+            # of this session behind each other; the delete count below still
+            # guards events written without a counter.
+            list(
+                m.SessionSequence.objects.using(alias)
+                .select_for_update()
+                .filter(session_id=self.session_id)
+                .values_list("session_id")
+            )
+            while True:
+                newest_first = self._records(alias).order_by("-sequence_number")
+                latest = newest_first.values_list("id", "data").first()
+                if latest is None:
+                    return None
+                event_id, data = latest
+                if m.Event.objects.using(alias).filter(id=event_id).delete()[0]:
+                    return data[self.key]
+
+        return write_transaction(alias, "pop", work)
+
+    def clear(self) -> None:
+        """Delete every record; the session row and its counter stay (numbers keep rising)."""
+        alias = db_for_write(self.using, m.Event)
+        write_transaction(alias, "clear", lambda: self._records(alias).delete())
+
+    def keep_session_fresh(self) -> None:
+        """Create the asm session if needed, and refresh its ``updated_at`` now and then."""
+        # Creating the row once per instance, then touching updated_at at
+        # most once a minute, keeps retention's clock right without paying an
+        # extra statement on every append.
+        now = time.monotonic()
+        if self._touched_at is not None and now - self._touched_at < TOUCH_INTERVAL_SECONDS:
+            return
+        if self._touched_at is None:
+            ensure_session(self.new_session, using=self.using)
+        touch_session(self.session_id, using=self.using)
+        self._touched_at = now

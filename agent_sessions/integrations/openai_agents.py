@@ -20,14 +20,9 @@ Needs ``pip install django-agent-sessions[openai-agents]``.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from django.db import connections, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
-
-from agent_sessions.integrations import missing_extra
+from agent_sessions.integrations import PayloadLog, missing_extra
 
 # The framework first: without the extra, this is the error users see.
 try:
@@ -37,24 +32,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise missing_extra("openai-agents", exc) from exc
 
 from agent_sessions import core
-from agent_sessions import models as m
 from agent_sessions.aio import run_in_worker
-from agent_sessions.db import db_for_read, db_for_write, translate_errors
-from agent_sessions.integrations import ensure_session, touch_session
-from agent_sessions.sequences import take_sqlite_write_lock
-from agent_sessions.store import DjangoSessionStore
-from agent_sessions.validation import check_id
 
 __all__ = ["DjangoAgentsSession", "event_type_for_item"]
-
-_T = TypeVar("_T")
 
 #: Where the SDK item sits inside the event's ``data``; also what marks an event as an item.
 ITEM_KEY = "item"
 #: Written into each event's ``metadata`` so that other readers can tell where it came from.
 SOURCE = "openai-agents"
-#: Keep ``asm_sessions.updated_at`` (what retention ages by) at most this stale, in seconds.
-TOUCH_INTERVAL_SECONDS = 60.0
 
 _USER_ROLES = frozenset({"user", "system", "developer"})
 
@@ -89,17 +74,6 @@ def event_type_for_item(item: Any) -> core.EventType:
             core.EventType.TOOL_APPROVAL_GRANTED if granted else core.EventType.TOOL_APPROVAL_DENIED
         )
     return core.EventType.MESSAGE_RECEIVED
-
-
-def _write(alias: str, operation: str, work: Callable[[], _T]) -> _T:
-    # One transaction that holds SQLite's write lock from its first statement,
-    # so a read-then-delete never fails half-way with "database is locked".
-    with translate_errors(operation), transaction.atomic(using=alias):
-        connection: BaseDatabaseWrapper = connections[alias]
-        if connection.vendor == "sqlite":
-            with connection.cursor() as cursor:
-                take_sqlite_write_lock(cursor)
-        return work()
 
 
 class DjangoAgentsSession:
@@ -139,18 +113,18 @@ class DjangoAgentsSession:
         status: core.SessionStatus | str = core.SessionStatus.PENDING,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        self.session_id = check_id(session_id, "session_id")
-        self.agent_id = check_id(agent_id, "agent_id")
+        self._log = PayloadLog(
+            session_id,
+            key=ITEM_KEY,
+            source=SOURCE,
+            agent_id=agent_id,
+            using=using,
+            status=status,
+            metadata=metadata,
+        )
+        self.session_id = self._log.session_id
         self.using = using
         self.session_settings = session_settings or SessionSettings()
-        self._new_session = core.Session.new(
-            agent_id,
-            id=self.session_id,
-            status=status,
-            metadata={"framework": SOURCE, **(metadata or {})},
-        )
-        self._store = DjangoSessionStore(using=using)
-        self._touched_at: float | None = None
 
     # ------------------------------------------------------------------ protocol
 
@@ -196,85 +170,19 @@ class DjangoAgentsSession:
 
     # ------------------------------------------------------------------ sync work
 
-    def _items(self, alias: str) -> Any:
-        return m.Event.objects.using(alias).filter(
-            session_id=self.session_id, data__has_key=ITEM_KEY
-        )
-
     def get_items_sync(self, limit: int | None = None) -> list[TResponseInputItem]:
         """Synchronous :meth:`get_items` (same arguments and result)."""
-        if limit == 0:
-            return []
-        alias = db_for_read(self.using, m.Event)
-        with translate_errors("get_items"):
-            if limit is None or limit < 0:
-                rows = list(self._items(alias).order_by("sequence_number").values_list("data"))
-            else:
-                rows = list(
-                    self._items(alias).order_by("-sequence_number").values_list("data")[:limit]
-                )
-                rows.reverse()
-        return [data[ITEM_KEY] for (data,) in rows]
+        return self._log.read(limit)
 
     def add_items_sync(self, items: list[TResponseInputItem]) -> None:
         """Synchronous :meth:`add_items`."""
-        if not items:
-            return
-        events = [
-            core.Event.new(
-                event_type_for_item(item),
-                self.session_id,
-                data={ITEM_KEY: item},
-                metadata={"source": SOURCE},
-            )
-            for item in items
-        ]
-        self._keep_session_fresh()
-        self._store.append_events(events)
+        self._log.append(items, [event_type_for_item(item) for item in items])
 
     def pop_item_sync(self) -> TResponseInputItem | None:
         """Synchronous :meth:`pop_item`."""
-        alias = db_for_write(self.using, m.Event)
-
-        def work() -> TResponseInputItem | None:
-            # Locking the counter row queues pops (and appends, which bump it)
-            # of this session behind each other; the delete count below still
-            # guards the case of events written without a counter.
-            list(
-                m.SessionSequence.objects.using(alias)
-                .select_for_update()
-                .filter(session_id=self.session_id)
-                .values_list("session_id")
-            )
-            while True:
-                latest = (
-                    self._items(alias)
-                    .order_by("-sequence_number")
-                    .values_list("id", "data")
-                    .first()
-                )
-                if latest is None:
-                    return None
-                event_id, data = latest
-                if m.Event.objects.using(alias).filter(id=event_id).delete()[0]:
-                    item: TResponseInputItem = data[ITEM_KEY]
-                    return item
-
-        return _write(alias, "pop_item", work)
+        item: TResponseInputItem | None = self._log.pop()
+        return item
 
     def clear_session_sync(self) -> None:
         """Synchronous :meth:`clear_session`."""
-        alias = db_for_write(self.using, m.Event)
-        _write(alias, "clear_session", lambda: self._items(alias).delete())
-
-    def _keep_session_fresh(self) -> None:
-        # Creating the row once per instance, then refreshing updated_at at
-        # most once a minute, keeps retention's clock right without paying an
-        # extra statement on every append.
-        now = time.monotonic()
-        if self._touched_at is not None and now - self._touched_at < TOUCH_INTERVAL_SECONDS:
-            return
-        if self._touched_at is None:
-            ensure_session(self._new_session, using=self.using)
-        touch_session(self.session_id, using=self.using)
-        self._touched_at = now
+        self._log.clear()
