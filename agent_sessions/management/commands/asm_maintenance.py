@@ -17,7 +17,7 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from agent_sessions.errors import AgentSessionsError, ValidationError
 from agent_sessions.locks import maintenance_lock
@@ -98,6 +98,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["database"] not in connections.settings:
+            raise CommandError(
+                f"--database: no database alias {options['database']!r} in settings.DATABASES",
+                returncode=BAD_FLAGS,
+            )
         policy = _policy_from(options)
         verbosity = int(options["verbosity"])
         as_json = options["format"] == "json"
