@@ -95,13 +95,25 @@ class _EventIdRace(Exception):
 # --------------------------------------------------------------------------- plumbing
 
 
-def _write(alias: str, operation: str, work: Callable[[BaseDatabaseWrapper], _T]) -> _T:
+def _write(
+    alias: str,
+    operation: str,
+    work: Callable[[BaseDatabaseWrapper], _T],
+    *,
+    single_statement: bool = False,
+) -> _T:
     """Run ``work(connection)`` in one transaction on ``alias``, translating errors.
 
     Retries the whole transaction when it lost a race on a new event id, and,
     on SQLite, when the database stayed locked (for at most
     :data:`SQLITE_LOCK_RETRY_SECONDS`, only when this is the outermost
     transaction: a rolled-back inner block cannot be replayed for the caller).
+
+    With ``single_statement=True`` the caller promises that ``work`` runs
+    exactly one statement. Outside any transaction, in autocommit mode, that
+    statement is already atomic on its own, so it runs without BEGIN/COMMIT
+    (two round trips fewer on the hot append path); a failure still undoes
+    all of it, counter bump included.
     """
     connection = connections[alias]
     deadline = time.monotonic() + SQLITE_LOCK_RETRY_SECONDS
@@ -113,6 +125,8 @@ def _write(alias: str, operation: str, work: Callable[[BaseDatabaseWrapper], _T]
         try:
             with translate_errors(operation):
                 try:
+                    if single_statement and outermost and connection.get_autocommit():
+                        return work(connection)
                     with transaction.atomic(using=alias):
                         return work(connection)
                 except OperationalError as exc:
@@ -539,9 +553,14 @@ class DjangoSessionStore:
             StorageError: the database failed (nothing written, no number used).
         """
         prepared = [_prepared_event(event)]
-        return _write(self._write_alias(), "append_event", lambda c: _append_prepared(c, prepared))[
-            0
-        ]
+        alias = self._write_alias()
+        return _write(
+            alias,
+            "append_event",
+            lambda c: _append_prepared(c, prepared)[0],
+            # On PostgreSQL a single append is one statement (see sequences.py).
+            single_statement=connections[alias].vendor == "postgresql",
+        )
 
     def append_events(self, events: Sequence[core.Event]) -> list[core.Event]:
         """Store several events in one transaction and return the stored events in input order.
