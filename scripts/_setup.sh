@@ -72,3 +72,15 @@ ensure_postgres() {
         createdb -h "${ASM_PG_HOST:-127.0.0.1}" -p "${ASM_PG_PORT:-5432}" -U "$ASM_PG_USER" "$name" ||
         die "could not create database $name"
 }
+
+# ensure_chromium: the admin browser test drives the system chromium (not a
+# browser downloaded by `playwright install`); install it with apt-get when missing.
+ensure_chromium() {
+    local chromium="${ASM_CHROMIUM:-/usr/bin/chromium}"
+    [ -x "$chromium" ] && return
+    log "Installing chromium with apt-get (for the admin browser test)"
+    command -v apt-get >/dev/null 2>&1 || die "$chromium is missing and apt-get is unavailable; install chromium."
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
+        die "could not install chromium with apt-get (needed by tests/browser)."
+    [ -x "$chromium" ] || die "chromium was installed but $chromium does not exist (set ASM_CHROMIUM)."
+}

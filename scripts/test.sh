@@ -9,6 +9,7 @@ cd "$ROOT"
 
 ensure_venv test,openai-agents,langchain,adk
 ensure_postgres
+ensure_chromium
 
 status=0
 for backend in ${ASM_TEST_DATABASES:-sqlite postgres}; do

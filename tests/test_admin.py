@@ -303,6 +303,25 @@ def test_session_page_lists_at_most_50_runs(admin_client: Client):
     assert response.context["asm_runs_truncated"] is True
 
 
+def test_session_page_shows_stats_from_the_query_api(admin_client: Client):
+    session = SessionFactory()
+    RunFactory(
+        session_id=session.id,
+        provider="claude",
+        token_usage={"input_tokens": 10, "output_tokens": 5},
+        cost_usd=0.25,
+    )
+    events_of(session, 3)
+
+    response = admin_client.get(change_page("session", session.id))
+
+    stats = response.context["asm_stats"]
+    assert (stats["event_count"], stats["run_count"]) == (3, 1)
+    assert stats["providers_used"] == ["claude"]
+    assert response.context["asm_cost"]["total_cost_usd"] == pytest.approx(0.25)
+    assert "0.250000" in response.content.decode()
+
+
 def test_sessions_are_editable_when_the_setting_allows(admin_client: Client, settings: Any):
     settings.AGENT_SESSIONS = {"ADMIN_ALLOW_EDIT": True}
     session = SessionFactory(status="active", agent_id="agent-1")
