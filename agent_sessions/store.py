@@ -183,7 +183,7 @@ def _event_from_row(row: Sequence[Any]) -> core.Event:
     Rows written by other applications get the same read conversions as the
     ORM's: NULL JSON maps read as ``{}``, timestamps come back aware UTC.
     """
-    event = _BLANK_EVENT()
+    event = _blank_event()
     (
         event.id,
         type_,
@@ -204,16 +204,9 @@ def _event_from_row(row: Sequence[Any]) -> core.Event:
     return event
 
 
-def _blank_event_factory() -> Callable[[], core.Event]:
-    new = object.__new__
-
-    def blank() -> core.Event:
-        return new(core.Event)  # type: ignore[no-any-return]
-
-    return blank
-
-
-_BLANK_EVENT = _blank_event_factory()
+def _blank_event() -> core.Event:
+    # Skips __init__ and with it validation: the row was validated when written.
+    return object.__new__(core.Event)
 
 
 def _prepared_event(event: core.Event) -> core.Event:
@@ -800,9 +793,9 @@ def _checked(value: Any, cls: type[_T], field: str) -> _T:
 
 def _upsert(alias: str, row: m.Session | m.Run) -> None:
     """Insert ``row`` or replace every column but the primary key (one statement)."""
-    model = type(row)
-    fields = [f.name for f in model._meta.concrete_fields if not f.primary_key]
-    model.objects.using(alias).bulk_create(  # type: ignore[attr-defined]
+    manager: Any = type(row)._default_manager
+    fields = [f.name for f in row._meta.concrete_fields if not f.primary_key]
+    manager.using(alias).bulk_create(
         [row], update_conflicts=True, unique_fields=["id"], update_fields=fields
     )
 
@@ -934,7 +927,10 @@ class DjangoArtifactRegistry:
         """Return the artifact with this key, or None (also when soft-deleted)."""
         key = check_id(key, "key")
         with translate_errors("get_artifact"):
-            return self._live().filter(key=key).values(*_ARTIFACT_FIELDS).first()
+            artifact: dict[str, Any] | None = (
+                self._live().filter(key=key).values(*_ARTIFACT_FIELDS).first()
+            )
+        return artifact
 
     def list_by_session(self, session_id: str) -> list[dict[str, Any]]:
         """Return the session's artifacts, oldest first (then by id)."""
