@@ -66,6 +66,8 @@ class Session(models.Model):
             AsmIndex(fields=["agent_id"], name="asm_sessions_agent_id_index"),
             AsmIndex(fields=["created_at"], name="asm_sessions_created_at_index"),
             AsmIndex(fields=["deleted_at"], name="asm_sessions_deleted_at_index"),
+            # Added by 0002 for the QueryAPI's keyset paging (default session order).
+            AsmIndex(fields=["updated_at", "id"], name="asm_sessions_updated_at_id_index"),
         ]
 
     def __str__(self) -> str:
@@ -227,6 +229,11 @@ class Event(models.Model):
             AsmIndex(fields=["correlation_id"], name="asm_events_correlation_id_index"),
             AsmIndex(fields=["provider"], name="asm_events_provider_index"),
             AsmIndex(fields=["timestamp"], name="asm_events_timestamp_index"),
+            # Added by 0002 for the QueryAPI's keyset paging (default event order).
+            AsmIndex(
+                fields=["sequence_number", "session_id", "id"],
+                name="asm_events_sequence_number_session_id_id_index",
+            ),
         ]
 
     def __str__(self) -> str:

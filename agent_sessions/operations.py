@@ -69,3 +69,30 @@ class AdoptOrCreateModel(migrations.CreateModel):
 
     def describe(self) -> str:
         return f"Create model {self.name} (or adopt its existing table)"
+
+
+class AddIndexIfMissing(migrations.AddIndex):
+    """``AddIndex`` that leaves an index of the same name alone when the table already has it.
+
+    Adopted tables may carry indexes from an earlier adoption (``migrate zero
+    --fake`` then ``migrate``) or from a DBA who created them by hand.
+    """
+
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        connection = schema_editor.connection
+        if not self.allow_migrate_model(connection.alias, model):
+            return
+        with connection.cursor() as cursor:
+            constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+        if self.index.name not in constraints:
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def describe(self) -> str:
+        return f"{super().describe()} (unless it exists)"

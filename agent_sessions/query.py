@@ -26,8 +26,22 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import django_filters
-from django.db.models import Count, Max, Min, Model, Q, QuerySet, Sum
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import (
+    BooleanField,
+    Count,
+    Expression,
+    F,
+    Max,
+    Min,
+    Model,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+)
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.sql.compiler import SQLCompiler
 
 from agent_sessions import models
 from agent_sessions.aio import with_async_twins
@@ -58,7 +72,14 @@ from agent_sessions.validation import (
     parse_datetime,
 )
 
-__all__ = ["EVENT_ORDERS", "RUN_ORDERS", "SESSION_ORDERS", "DjangoQueryAPI", "KeysetOrder"]
+__all__ = [
+    "EVENT_ORDERS",
+    "RUN_ORDERS",
+    "SESSION_ORDERS",
+    "DjangoQueryAPI",
+    "KeysetOrder",
+    "RowsAfter",
+]
 
 _M = TypeVar("_M", bound=Model)
 
@@ -93,18 +114,9 @@ class KeysetOrder:
         sign = "-" if self.descending else ""
         return [sign + key for key in self.keys]
 
-    def after(self, position: Sequence[Any]) -> Q:
-        """Rows strictly after ``position`` in this order.
-
-        ``(a, b) > (x, y)`` spelled as ``a >= x AND (a > x OR (a = x AND b > y))``:
-        the leading ``a >= x`` is what lets the database start an index scan at
-        the position instead of filtering everything before it.
-        """
-        strict = "lt" if self.descending else "gt"
-        condition = Q(**{f"{self.keys[-1]}__{strict}": position[-1]})
-        for key, value in reversed(list(zip(self.keys[:-1], position[:-1], strict=True))):
-            condition = Q(**{f"{key}__{strict}": value}) | (Q(**{key: value}) & condition)
-        return Q(**{f"{self.keys[0]}__{strict}e": position[0]}) & condition
+    def after(self, position: Sequence[Any]) -> RowsAfter:
+        """A filter for the rows strictly after ``position`` in this order."""
+        return RowsAfter(self.keys, position, descending=self.descending)
 
     def position_of(self, row: Model) -> list[Any]:
         """The JSON-serialisable sort key of ``row``, for a cursor."""
@@ -125,6 +137,46 @@ class KeysetOrder:
             raise ValidationError(
                 "invalid_cursor", "cursor holds an unexpected position", field="cursor"
             ) from None
+
+
+class RowsAfter(Expression):
+    """``(k1, k2, …) > (v1, v2, …)`` (``<`` when descending): a row-value comparison.
+
+    Standard SQL that PostgreSQL and SQLite both evaluate; PostgreSQL turns it
+    into one index range over a matching composite index, so a deep page
+    starts reading right at its position (the expanded ``a > x OR (a = x AND
+    …)`` form cannot, when many rows share the leading key).
+    """
+
+    output_field = BooleanField()
+    conditional = True
+
+    def __init__(self, keys: Sequence[str], values: Sequence[Any], *, descending: bool) -> None:
+        super().__init__()
+        self.keys: list[Any] = [F(key) for key in keys]
+        self.values = list(values)
+        self.descending = descending
+
+    def get_source_expressions(self) -> list[Any]:
+        return self.keys
+
+    def set_source_expressions(self, exprs: list[Any]) -> None:
+        self.keys = list(exprs)
+
+    def as_sql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, list[Any]]:
+        columns, values, params, value_params = [], [], [], []
+        for key, value in zip(self.keys, self.values, strict=True):
+            sql, key_params = compiler.compile(key)
+            columns.append(sql)
+            params.extend(key_params)
+            # The key's own field prepares the value (UTC wall-clock time, etc.).
+            sql, key_params = compiler.compile(Value(value, output_field=key.output_field))
+            values.append(sql)
+            value_params.extend(key_params)
+        operator = "<" if self.descending else ">"
+        return f"({', '.join(columns)}) {operator} ({', '.join(values)})", params + value_params
 
 
 def _encode_value(value: Any, kind: str) -> Any:
@@ -374,7 +426,7 @@ class DjangoQueryAPI:
                 .filter(session_id=session_id)
                 .aggregate(count=Count("id"), first=Min("timestamp"), last=Max("timestamp"))
             )
-            groups = list(
+            groups: list[Any] = list(
                 self._objects(models.Run)
                 .filter(session_id=session_id)
                 .order_by()
@@ -507,7 +559,7 @@ class DjangoQueryAPI:
         """
         data = self._run_filters(session_id=session_id, provider=provider, since=since, until=until)
         with translate_errors("get_usage_summary"):
-            groups = list(
+            groups: list[Any] = list(
                 _filtered(RunFilterSet, data, self._objects(models.Run))
                 .order_by()
                 .values("provider")
@@ -577,7 +629,7 @@ class DjangoQueryAPI:
         )
         unpriced = Q(cost_usd__isnull=True)
         with translate_errors("get_cost_summary"):
-            groups = list(
+            groups: list[Any] = list(
                 _filtered(RunFilterSet, data, self._objects(models.Run))
                 .order_by()
                 .values("provider", model=KeyTextTransform("model", "provider_metadata"))
