@@ -40,7 +40,7 @@ command takes around :meth:`~DjangoMaintenance.execute`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -70,6 +70,8 @@ PROTECTED_EVENT_TYPES: frozenset[str] = frozenset(
 MaintenanceProgress = Callable[[str, int, int], None]
 
 _ARCHIVE_OPERATION = "archive"
+# Pruning looks for over-cap sessions in windows of this many times batch_size events.
+_WINDOW_FACTOR = 10
 _READ_CHUNK = 2000
 
 
@@ -412,25 +414,53 @@ class DjangoMaintenance:
             events.values("session_id")
             .annotate(total=Count("id"), prunable=Count("id", filter=unprotected))
             .filter(total__gt=cap, prunable__gt=0)
+            .order_by("session_id")
         )
+        if session_id is not None:
+            with translate_errors("prune_events"):
+                windows: Iterable[list[dict[str, Any]]] = [list(over_cap)]
+        else:
+            windows = self._session_windows(over_cap, policy.batch_size)
         pruned = 0
+        for groups in windows:
+            for chunk in _pack_by_excess(groups, cap, policy.batch_size):
+                if context.dry_run:
+                    pruned += sum(_excess(group, cap) for group in chunk)
+                    self._report("prune_events", len(chunk), pruned)
+                else:
+                    ids = [group["session_id"] for group in chunk]
+                    pruned += self._prune_over_cap(ids, cap, policy, context.archive, pruned)
+        return pruned
+
+    def _session_windows(
+        self, over_cap: QuerySet[Any], batch_size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield the over-cap sessions window by window of about ``10 * batch_size`` events.
+
+        Each window is a range of session ids found by walking the
+        ``(session_id, …)`` index, so every aggregate reads a bounded slice of
+        the table and the whole walk reads it once, whatever plan the
+        database would pick for an open-ended ``GROUP BY … LIMIT``.
+        """
+        window_rows = batch_size * _WINDOW_FACTOR
         last: str | None = None
         while True:
+            ahead = self._events() if last is None else self._events().filter(session_id__gt=last)
             page = over_cap if last is None else over_cap.filter(session_id__gt=last)
             with translate_errors("prune_events"):
-                groups = list(page.order_by("session_id")[: policy.batch_size])
-            if not groups:
-                return pruned
-            if context.dry_run:
-                for group in groups:
-                    pruned += min(group["total"] - cap, group["prunable"])
-                self._report("prune_events", len(groups), pruned)
-            else:
-                ids = [group["session_id"] for group in groups]
-                pruned += self._prune_over_cap(ids, cap, policy, context.archive, pruned)
-            if len(groups) < policy.batch_size:
-                return pruned
-            last = groups[-1]["session_id"]
+                bound = list(
+                    ahead.order_by("session_id").values_list("session_id", flat=True)[
+                        window_rows - 1 : window_rows
+                    ]
+                )
+                if bound:
+                    page = page.filter(session_id__lte=bound[0])
+                groups = list(page)
+            if groups:
+                yield groups
+            if not bound:
+                return
+            last = bound[0]
 
     def _prune_over_cap(
         self,
@@ -679,6 +709,32 @@ class DjangoMaintenance:
 
     def _artifacts(self) -> QuerySet[m.Artifact]:
         return m.Artifact.objects.using(self.alias)
+
+
+def _excess(group: dict[str, Any], cap: int) -> int:
+    """How many of a session's events pruning removes: its excess, within its unprotected ones."""
+    return min(group["total"] - cap, group["prunable"])
+
+
+def _pack_by_excess(
+    groups: list[dict[str, Any]], cap: int, batch_size: int
+) -> Iterator[list[dict[str, Any]]]:
+    """Split sessions into runs whose excess adds up to about ``batch_size`` events.
+
+    One transaction then prunes a whole run of sessions (a session whose own
+    excess is larger still gets its own run, pruned ``batch_size`` at a time).
+    """
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for group in groups:
+        excess = _excess(group, cap)
+        if chunk and (size + excess > batch_size or len(chunk) >= batch_size):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(group)
+        size += excess
+    if chunk:
+        yield chunk
 
 
 def _is_archive_error(exc: StorageError) -> bool:

@@ -271,6 +271,19 @@ def test_prune_events_applies_the_cap_to_every_session(maintenance: DjangoMainte
         assert m.Event.objects.filter(session_id=session.id).count() == 2
 
 
+def test_prune_events_walks_the_whole_table_in_bounded_windows(
+    maintenance: DjangoMaintenance,
+) -> None:
+    sessions = [session_with_log(["session_created"] + ["message_sent"] * 4) for _ in range(7)]
+    retention = policy(max_events_per_session=2, batch_size=1)  # windows of 10 events
+
+    assert maintenance.prune_events(retention, dry_run=True) == 21
+    assert maintenance.prune_events(retention) == 21
+
+    for session in sessions:
+        assert stored_types(session.id) == ["session_created", "message_sent"]
+
+
 def test_max_total_events_prunes_oldest_across_sessions_prune_first_types_first(
     maintenance: DjangoMaintenance,
 ) -> None:
