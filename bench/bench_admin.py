@@ -1,0 +1,428 @@
+"""Admin pages at two table sizes: the cost of a page must not grow with the tables.
+
+Loads a small history (100 sessions, 1,000 events) and then a large one
+(100,000 sessions, 1,000,000 events at ``--scale 1``) into its own PostgreSQL
+database with ``COPY``, and at each size times, through Django's test client
+logged in as a superuser, every admin changelist (first page and a filtered
+page) and a session page. Next to each page it times the raw psycopg query
+that fetches the same rows, on the same database in the same run.
+
+Full run (the numbers in docs/admin.md; about five minutes on two cores)::
+
+    .venv/bin/python -m bench.bench_admin --scale 1
+
+Smoke run (the default scale is small)::
+
+    .venv/bin/python -m bench.bench_admin
+
+Options: ``--db NAME`` (default ``asm_bench_admin``), ``--scale F`` (large
+size = F x 1,000,000 events; default 0.02), ``--repeat N`` (timings per page,
+median reported; default 7). The target is large/small <= 2 for every page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+SMALL_SESSIONS = 100
+SMALL_EVENTS = 1_000
+LARGE_SESSIONS = 100_000
+LARGE_EVENTS = 1_000_000
+TABLES = ("asm_sessions", "asm_runs", "asm_events", "asm_session_sequences", "asm_artifacts")
+BASE_TIME = dt.datetime(2025, 1, 1)
+PAGE = 50  # the admin's list_per_page
+
+
+@dataclass(frozen=True)
+class PageCheck:
+    """One admin page and the raw SQL that reads the same rows."""
+
+    name: str
+    url: str
+    raw_sql: list[tuple[str, list[Any]]]
+
+
+def session_id(n: int) -> str:
+    return f"ses_{n:032x}"
+
+
+def run_id(n: int) -> str:
+    return f"run_{n:032x}"
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_history(dsn: str, sessions: int, events: int) -> None:
+    """Replace the asm_* rows with ``sessions`` sessions and ``events`` events (COPY)."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    from agent_sessions.core import EventType, RunStatus, SessionStatus
+
+    session_statuses = [s.value for s in SessionStatus]
+    run_statuses = [s.value for s in RunStatus]
+    event_types = [t.value for t in EventType]
+    providers = ["claude", "codex", "amp"]
+    per_session = max(1, events // sessions)
+    payload = "lorem ipsum dolor sit amet " * 8  # ~200 bytes: JSON worth deferring
+
+    def session_rows() -> Iterator[tuple[Any, ...]]:
+        for n in range(sessions):
+            created = BASE_TIME + dt.timedelta(seconds=n)
+            deleted = created + dt.timedelta(days=1) if n % 20 == 0 else None
+            yield (
+                session_id(n),
+                f"agent-{n % 50}",
+                session_statuses[n % len(session_statuses)],
+                Jsonb({"customer": f"c{n % 997}", "notes": payload}),
+                Jsonb({"system": payload}),
+                ["bench", f"batch-{n % 10}"],
+                created,
+                created + dt.timedelta(minutes=5),
+                deleted,
+            )
+
+    def run_rows() -> Iterator[tuple[Any, ...]]:
+        for n in range(sessions):
+            started = BASE_TIME + dt.timedelta(seconds=n, milliseconds=1)
+            yield (
+                run_id(n),
+                session_id(n),
+                run_statuses[n % len(run_statuses)],
+                Jsonb({"prompt": payload}),
+                Jsonb({"answer": payload}),
+                Jsonb({"tokens": [n % 100, n % 7]}),
+                1 + n % 4,
+                Jsonb({"input_tokens": 100 + n % 900, "output_tokens": 50 + n % 400}),
+                started,
+                started + dt.timedelta(seconds=30),
+                providers[n % 3],
+                Jsonb({"model": "claude-sonnet-4-5" if n % 3 == 0 else "default"}),
+                None if n % 4 else 0.01,
+            )
+
+    def event_rows() -> Iterator[tuple[Any, ...]]:
+        total = 0
+        for n in range(sessions):
+            count = per_session if n < sessions - 1 else events - total
+            for seq in range(1, count + 1):
+                yield (
+                    f"evt_{total:032x}",
+                    event_types[total % len(event_types)],
+                    BASE_TIME + dt.timedelta(seconds=n, microseconds=seq),
+                    session_id(n),
+                    run_id(n),
+                    seq,
+                    Jsonb({"content": payload, "n": seq}),
+                    Jsonb({"source": "bench"}),
+                    1,
+                    providers[n % 3],
+                    f"corr-{n}-{seq // 4}",
+                )
+                total += 1
+
+    def sequence_rows() -> Iterator[tuple[Any, ...]]:
+        for n in range(sessions):
+            count = per_session if n < sessions - 1 else events - per_session * (sessions - 1)
+            yield (session_id(n), count, BASE_TIME)
+
+    def artifact_rows() -> Iterator[tuple[Any, ...]]:
+        for n in range(0, sessions, 10):
+            yield (
+                f"art_{n:016d}",
+                session_id(n),
+                run_id(n),
+                f"bench/{n}/report.txt",
+                "text/plain",
+                1024 + n,
+                "0" * 64,
+                "local" if n % 20 else "s3",
+                f"/var/artifacts/{n}",
+                Jsonb({"origin": "bench"}),
+                BASE_TIME + dt.timedelta(seconds=n),
+                BASE_TIME if n % 50 == 0 else None,
+            )
+
+    copies: list[tuple[str, Callable[[], Iterator[tuple[Any, ...]]]]] = [
+        (
+            "asm_sessions (id, agent_id, status, metadata, context, tags, created_at,"
+            " updated_at, deleted_at)",
+            session_rows,
+        ),
+        (
+            "asm_runs (id, session_id, status, input, output, error, turn_count, token_usage,"
+            " started_at, ended_at, provider, provider_metadata, cost_usd)",
+            run_rows,
+        ),
+        (
+            "asm_events (id, type, timestamp, session_id, run_id, sequence_number, data,"
+            " metadata, schema_version, provider, correlation_id)",
+            event_rows,
+        ),
+        ("asm_session_sequences (session_id, last_sequence, updated_at)", sequence_rows),
+        (
+            "asm_artifacts (id, session_id, run_id, key, content_type, byte_size,"
+            " checksum_sha256, storage_backend, storage_ref, metadata, created_at, deleted_at)",
+            artifact_rows,
+        ),
+    ]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+        for target, rows in copies:
+            with (
+                conn.transaction(),
+                conn.cursor() as cur,
+                cur.copy(f"COPY {target} FROM STDIN") as copy,
+            ):
+                for row in rows():
+                    copy.write_row(row)
+        # Fresh statistics and visibility maps, as autovacuum would leave them.
+        for table in TABLES:
+            conn.execute(f"VACUUM ANALYZE {table}")
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def page_checks(sessions: int) -> list[PageCheck]:
+    """Every changelist (first page, a filtered page) and a session page."""
+    target = session_id(sessions // 2 + 1)
+    admin = "/admin/agent_sessions"
+    session_cols = "id, agent_id, status, tags, created_at, updated_at, deleted_at"
+    run_cols = "id, session_id, status, provider, token_usage, cost_usd, started_at, ended_at"
+    event_cols = (
+        "id, type, session_id, run_id, sequence_number, timestamp, provider, correlation_id"
+    )
+    artifact_cols = (
+        "id, key, session_id, content_type, byte_size, storage_backend, created_at, deleted_at"
+    )
+    return [
+        PageCheck(
+            "sessions",
+            f"{admin}/session/",
+            [
+                (
+                    f"SELECT {session_cols} FROM asm_sessions WHERE deleted_at IS NULL"
+                    " ORDER BY created_at DESC, id DESC LIMIT %s",
+                    [PAGE],
+                )
+            ],
+        ),
+        PageCheck(
+            "sessions ?status=completed",
+            f"{admin}/session/?status=completed",
+            [
+                (
+                    f"SELECT {session_cols} FROM asm_sessions WHERE status = 'completed'"
+                    " AND deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT %s",
+                    [PAGE],
+                )
+            ],
+        ),
+        PageCheck(
+            "runs",
+            f"{admin}/run/",
+            [
+                (
+                    f"SELECT {run_cols} FROM asm_runs ORDER BY started_at DESC, id DESC LIMIT %s",
+                    [PAGE],
+                )
+            ],
+        ),
+        PageCheck(
+            "runs ?status=completed",
+            f"{admin}/run/?status=completed",
+            [
+                (
+                    f"SELECT {run_cols} FROM asm_runs WHERE status = 'completed'"
+                    " ORDER BY started_at DESC, id DESC LIMIT %s",
+                    [PAGE],
+                )
+            ],
+        ),
+        PageCheck(
+            "events",
+            f"{admin}/event/",
+            [
+                (
+                    f"SELECT {event_cols} FROM asm_events"
+                    " ORDER BY session_id, sequence_number, id DESC LIMIT %s",
+                    [PAGE],
+                )
+            ],
+        ),
+        PageCheck(
+            "events ?type=message_sent",
+            f"{admin}/event/?type=message_sent",
+            [
+                (
+                    f"SELECT {event_cols} FROM asm_events WHERE type = 'message_sent'"
+                    " ORDER BY session_id, sequence_number, id DESC LIMIT %s",
+                    [PAGE],
+                )
+            ],
+        ),
+        PageCheck(
+            "events ?session_id=…",
+            f"{admin}/event/?session_id={target}",
+            [
+                (
+                    f"SELECT {event_cols} FROM asm_events WHERE session_id = %s"
+                    " ORDER BY session_id, sequence_number, id DESC LIMIT %s",
+                    [target, PAGE],
+                )
+            ],
+        ),
+        PageCheck(
+            "artifacts",
+            f"{admin}/artifact/",
+            [
+                (
+                    f"SELECT {artifact_cols} FROM asm_artifacts"
+                    " ORDER BY created_at DESC, id DESC LIMIT %s",
+                    [PAGE],
+                )
+            ],
+        ),
+        PageCheck(
+            "artifacts ?deleted=no",
+            f"{admin}/artifact/?deleted=no",
+            [
+                (
+                    f"SELECT {artifact_cols} FROM asm_artifacts WHERE deleted_at IS NULL"
+                    " ORDER BY created_at DESC, id DESC LIMIT %s",
+                    [PAGE],
+                )
+            ],
+        ),
+        PageCheck(
+            "session page",
+            f"{admin}/session/{target}/change/",
+            [
+                ("SELECT * FROM asm_sessions WHERE id = %s", [target]),
+                (
+                    "SELECT id, type, timestamp, sequence_number, run_id, provider, data"
+                    " FROM asm_events WHERE session_id = %s"
+                    " ORDER BY sequence_number DESC LIMIT 51",
+                    [target],
+                ),
+                (
+                    "SELECT id, status, provider, token_usage, cost_usd, started_at, ended_at"
+                    " FROM asm_runs WHERE session_id = %s ORDER BY started_at DESC LIMIT 51",
+                    [target],
+                ),
+            ],
+        ),
+    ]
+
+
+def time_pages(dsn: str, checks: list[PageCheck], repeat: int) -> dict[str, tuple[float, float]]:
+    """Median seconds per page: (admin through the test client, raw psycopg)."""
+    import psycopg
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from bench.common import median_of
+
+    user_model = get_user_model()
+    user, _ = user_model.objects.get_or_create(
+        username="bench-admin", defaults={"is_staff": True, "is_superuser": True}
+    )
+    client = Client()
+    client.force_login(user)
+    results: dict[str, tuple[float, float]] = {}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for check in checks:
+            response = client.get(check.url)
+            if response.status_code != 200:
+                raise SystemExit(f"{check.url} answered {response.status_code}")
+
+            def raw(check: PageCheck = check) -> None:
+                for sql, params in check.raw_sql:
+                    conn.execute(sql, params).fetchall()
+
+            raw()
+            results[check.name] = (
+                median_of(repeat, lambda check=check: client.get(check.url)),
+                median_of(repeat, raw),
+            )
+    return results
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--db", default="asm_bench_admin", help="benchmark database name")
+    parser.add_argument(
+        "--scale", type=float, default=0.02, help="large size = scale x 1,000,000 events"
+    )
+    parser.add_argument("--repeat", type=int, default=7, help="timings per page (median)")
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from bench.common import print_table, setup_django
+
+    setup_django(args.db)
+    from bench.settings import raw_dsn
+
+    dsn = raw_dsn()
+    large_sessions = max(SMALL_SESSIONS, int(LARGE_SESSIONS * args.scale))
+    large_events = max(SMALL_EVENTS, int(LARGE_EVENTS * args.scale))
+    sizes = [("small", SMALL_SESSIONS, SMALL_EVENTS), ("large", large_sessions, large_events)]
+
+    timings: dict[str, dict[str, tuple[float, float]]] = {}
+    for label, sessions, events in sizes:
+        print(f"loading {label}: {sessions:,} sessions, {events:,} events …", flush=True)
+        load_history(dsn, sessions, events)
+        timings[label] = time_pages(dsn, page_checks(sessions), args.repeat)
+
+    rows = []
+    worst = 0.0
+    for name in timings["small"]:
+        admin_small, raw_small = timings["small"][name]
+        admin_large, raw_large = timings["large"][name]
+        ratio = admin_large / admin_small
+        worst = max(worst, ratio)
+        rows.append(
+            [
+                name,
+                admin_small * 1000,
+                admin_large * 1000,
+                ratio,
+                raw_small * 1000,
+                raw_large * 1000,
+                raw_large / raw_small,
+                admin_large / raw_large,
+            ]
+        )
+    print_table(
+        f"Admin pages, median of {args.repeat} (ms); small = {SMALL_SESSIONS:,} sessions / "
+        f"{SMALL_EVENTS:,} events, large = {large_sessions:,} / {large_events:,}",
+        [
+            "page",
+            "admin small",
+            "admin large",
+            "large/small",
+            "psycopg small",
+            "psycopg large",
+            "psycopg l/s",
+            "admin/psycopg (large)",
+        ],
+        rows,
+    )
+    verdict = "PASS" if worst <= 2 else "FAIL"
+    print(f"\nworst admin large/small ratio: {worst:.2f} (target <= 2): {verdict}")
+    return 0 if worst <= 2 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
