@@ -37,7 +37,6 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -81,6 +80,13 @@ def json_preview(value: Any, length: int = 120) -> str:
     """A one-line JSON rendering of ``value``, cut to ``length`` characters."""
     text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
     return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def utc_timestamp(value: dt.datetime | None) -> str:
+    """``value`` in UTC to the microsecond (event order is finer than minutes)."""
+    if value is None:
+        return "-"
+    return value.astimezone(dt.UTC).isoformat(" ", timespec="microseconds").replace("+00:00", "")
 
 
 def _json_display(field_name: str) -> Callable[[Any, Model], SafeString]:
@@ -139,6 +145,13 @@ class BoundedChangeList(ChangeList):
         columns = getattr(self.model_admin, "list_columns", ())
         return queryset.only(*columns) if columns else queryset
 
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        if not getattr(self.paginator, "is_exact", True):
+            # An estimate is not a result count: the search bar would print it
+            # as "1001 results"; the pagination line says "about"/"more than".
+            self.full_result_count = self.result_count
+
 
 class BigTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Changelist and detail behaviour shared by the four agent_sessions admins.
@@ -196,9 +209,8 @@ class BigTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def lookup_allowed(self, lookup: str, value: Any, request: HttpRequest | None = None) -> bool:
         # Only cheap, indexed lookups; anything else is refused with a 400.
-        filter_params = {
-            getattr(spec, "parameter_name", None) for spec in self.get_list_filter(request)
-        }
+        specs = self.get_list_filter(request) if request is not None else self.list_filter
+        filter_params = {getattr(spec, "parameter_name", None) for spec in specs}
         return lookup in self.url_lookups or lookup in filter_params
 
     def get_search_results(
@@ -236,7 +248,7 @@ class BigTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         """The model's columns in table order."""
         return [field.name for field in self.model._meta.concrete_fields]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         editable = self.allows_edit()
         fields = []
         for name in self.detail_fields():
@@ -421,7 +433,7 @@ class SessionAdmin(BigTableAdmin):
         change: bool = False,
         form_url: str = "",
         obj: Any = None,
-    ) -> TemplateResponse:
+    ) -> HttpResponse:
         if obj is not None:
             context.update(session_page_context(request, obj))
         return super().render_change_form(request, context, add, change, form_url, obj)
@@ -468,6 +480,7 @@ def session_page_context(request: HttpRequest, session: models.Session) -> dict[
             {
                 "event": event,
                 "url": admin_url(models.Event, event.id),
+                "time": utc_timestamp(event.timestamp),
                 "preview": json_preview(event.data),
             }
             for event in timeline
@@ -584,7 +597,7 @@ class EventAdmin(BigTableAdmin):
         "type",
         "session",
         "run_id",
-        "timestamp",
+        "timestamp_utc",
         "provider",
         "correlation_id",
     )
@@ -627,6 +640,10 @@ class EventAdmin(BigTableAdmin):
     @admin.display(description="session")
     def session(self, obj: models.Event) -> str:
         return session_link(obj.session_id)
+
+    @admin.display(description="timestamp (UTC)")
+    def timestamp_utc(self, obj: models.Event) -> str:
+        return utc_timestamp(obj.timestamp)
 
     @admin.display(description="session row")
     def session_row(self, obj: models.Event) -> str:

@@ -101,7 +101,7 @@ class SoftDeletedListFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("yes", "Yes"), ("all", "All")]
 
-    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
+    def choices(self, changelist: Any) -> Iterator[Any]:
         value = self.value()
         yield {
             "selected": value not in {lookup for lookup, _ in self.lookup_choices},

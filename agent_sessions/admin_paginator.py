@@ -71,7 +71,7 @@ def postgres_count_with_timeout(queryset: QuerySet[Any], timeout_ms: int) -> int
         raise
 
 
-class EstimatedCountPaginator(Paginator):
+class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
     """A :class:`~django.core.paginator.Paginator` with a bounded-cost ``count``.
 
     Attributes:

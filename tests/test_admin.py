@@ -14,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from agent_sessions import models as m
+from agent_sessions.admin_paginator import EstimatedCountPaginator
 from agent_sessions.core import EventType, RunStatus, SessionStatus
 from tests.factories import ArtifactFactory, EventFactory, RunFactory, SessionFactory
 
@@ -138,6 +139,18 @@ def test_changelists_never_count_the_whole_table(admin_client: Client):
         counts = [q["sql"] for q in queries if "COUNT(" in q["sql"].upper()]
         assert counts, model
         assert all("LIMIT" in sql.upper() for sql in counts), counts
+
+
+def test_a_list_longer_than_the_count_cap_says_more_than_the_cap(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(EstimatedCountPaginator, "count_cap", 3)
+    SessionFactory.create_batch(5)
+
+    body = admin_client.get(changelist("session")).content.decode()
+
+    assert "more than 3" in body
+    assert "4 results" not in body
 
 
 def test_facet_counts_cannot_be_switched_on_through_the_url(admin_client: Client):
@@ -268,6 +281,19 @@ def test_session_page_timeline_shows_the_newest_50_events_newest_first(admin_cli
 
     shown = [item["event"].sequence_number for item in response.context["asm_timeline"]]
     assert shown == list(range(60, 10, -1))
+
+
+def test_timeline_shows_event_times_in_utc_to_the_microsecond(admin_client: Client):
+    session = SessionFactory()
+    EventFactory(
+        session_id=session.id,
+        sequence_number=1,
+        timestamp=dt.datetime(2025, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+    )
+
+    body = admin_client.get(change_page("session", session.id)).content.decode()
+
+    assert "2025-05-06 07:08:09.123456" in body
 
 
 def test_timeline_pages_to_older_events_by_sequence_number(admin_client: Client):
