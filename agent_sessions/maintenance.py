@@ -47,7 +47,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 
 from agent_sessions import models as m
 from agent_sessions.aio import with_async_twins
@@ -209,7 +209,8 @@ class DjangoMaintenance:
                     total += len(ids)
                 else:
                     with self._write("soft_delete_expired_sessions"):
-                        total += expired.filter(id__in=ids).update(deleted_at=context.now)
+                        page = expired.filter(id__gte=ids[0], id__lte=ids[-1])
+                        total += page.update(deleted_at=context.now)
                 self._report("soft_delete_expired_sessions", len(ids), total)
             return total
 
@@ -325,7 +326,7 @@ class DjangoMaintenance:
                 total += len(ids)
             else:
                 with self._write("clean_orphaned_artifacts"):
-                    total += orphans.filter(id__in=ids).delete()[0]
+                    total += orphans.filter(id__gte=ids[0], id__lte=ids[-1]).delete()[0]
             self._report("clean_orphaned_artifacts", len(ids), total)
         return total
 
@@ -359,7 +360,7 @@ class DjangoMaintenance:
                     # Counters an append is updating right now are skipped (it
                     # will create events); the DELETE re-checks with a fresh view.
                     locked = list(
-                        orphans.filter(session_id__in=ids)
+                        orphans.filter(session_id__gte=ids[0], session_id__lte=ids[-1])
                         .select_for_update(skip_locked=True)
                         .values_list("session_id", flat=True)
                     )
@@ -428,8 +429,8 @@ class DjangoMaintenance:
                     pruned += sum(_excess(group, cap) for group in chunk)
                     self._report("prune_events", len(chunk), pruned)
                 else:
-                    ids = [group["session_id"] for group in chunk]
-                    pruned += self._prune_over_cap(ids, cap, policy, context.archive, pruned)
+                    first, last = chunk[0]["session_id"], chunk[-1]["session_id"]
+                    pruned += self._prune_over_cap(first, last, cap, policy, context, pruned)
         return pruned
 
     def _session_windows(
@@ -464,24 +465,35 @@ class DjangoMaintenance:
 
     def _prune_over_cap(
         self,
-        session_ids: list[str],
+        first: str,
+        last: str,
         cap: int,
         policy: RetentionPolicy,
-        archive: ArchiveWriter | None,
+        context: _Context,
         pruned_before: int,
     ) -> int:
-        """Delete the events of these sessions above the cap, ``batch_size`` per transaction."""
-        sql, params = _over_cap_sql(session_ids, cap, policy.prune_event_types_first)
+        """Delete the events above the cap of the sessions ``first..last``, a batch per
+        transaction.
+
+        Sessions within the range that are not over the cap have no excess,
+        so nothing of theirs qualifies; no list of ids travels to the database.
+        """
+        select, params = _over_cap_sql(first, last, cap, policy.prune_event_types_first)
+        params.append(policy.batch_size)
         pruned = 0
         while True:
             with self._write("prune_events"), connections[self.alias].cursor() as cursor:
-                cursor.execute(sql, [*params, policy.batch_size])
-                ids = [row[0] for row in cursor.fetchall()]
-                deleted = self._delete_events(ids, archive)
+                if context.archive is None:
+                    cursor.execute(f"DELETE FROM asm_events WHERE id IN ({select})", params)
+                    found = deleted = cursor.rowcount
+                else:
+                    cursor.execute(select, params)
+                    ids = [row[0] for row in cursor.fetchall()]
+                    found, deleted = len(ids), self._delete_events(ids, context.archive)
             pruned += deleted
-            if ids:
+            if deleted:
                 self._report("prune_events", deleted, pruned_before + pruned)
-            if len(ids) < policy.batch_size:
+            if found < policy.batch_size:
                 return pruned
 
     def _prune_total(self, policy: RetentionPolicy, context: _Context, already_pruned: int) -> int:
@@ -563,7 +575,7 @@ class DjangoMaintenance:
     ) -> tuple[int, dict[str, StorageError]]:
         """Delete a batch in one transaction; on failure, retry each session on its own."""
         try:
-            return self._delete_session_cascade(ids, cutoff, archive), {}
+            return self._delete_session_cascade(ids[0], ids[-1], cutoff, archive), {}
         except StorageError as exc:
             if _is_archive_error(exc) or len(ids) == 1:
                 raise
@@ -571,7 +583,7 @@ class DjangoMaintenance:
         failed: dict[str, StorageError] = {}
         for session_id in ids:
             try:
-                deleted += self._delete_session_cascade([session_id], cutoff, archive)
+                deleted += self._delete_session_cascade(session_id, session_id, cutoff, archive)
             except StorageError as exc:
                 if _is_archive_error(exc):
                     raise
@@ -579,20 +591,22 @@ class DjangoMaintenance:
         return deleted, failed
 
     def _delete_session_cascade(
-        self, ids: list[str], cutoff: datetime, archive: ArchiveWriter | None
+        self, first: str, last: str, cutoff: datetime, archive: ArchiveWriter | None
     ) -> int:
-        """Delete the sessions among ``ids`` still expired, with everything they own.
+        """Delete the sessions ``first..last`` that are still expired, with all they own.
 
-        One transaction. Their counters are locked before anything is read,
-        so appends to these sessions wait for the commit: what is archived is
+        One transaction. The sessions are selected again (by key range and
+        expiry, so no id list travels) and locked, then their counters, so
+        appends to these sessions wait for the commit: what is archived is
         exactly what is deleted.
         """
         with self._write("hard_delete_expired_sessions"):
-            sessions = self._sessions().filter(id__in=ids, deleted_at__lt=cutoff)
-            rows = list(sessions.select_for_update().order_by("id"))
+            sessions = self._sessions().filter(id__gte=first, id__lte=last, deleted_at__lt=cutoff)
+            locked = sessions.select_for_update().order_by("id")
+            rows = list(locked) if archive is not None else list(locked.values_list("id"))
             if not rows:
                 return 0
-            doomed = [row.id for row in rows]
+            doomed = Subquery(sessions.values("id"))
             list(
                 self._counters()
                 .filter(session_id__in=doomed)
@@ -600,26 +614,23 @@ class DjangoMaintenance:
                 .values_list("session_id", flat=True)
             )
             if archive is not None:
-                runs = m.Run.objects.using(self.alias).filter(session_id__in=doomed)
-                events = self._events().filter(session_id__in=doomed)
-                archive.write("session", (row.to_domain() for row in rows))
-                archive.write(
-                    "run",
-                    (r.to_domain() for r in runs.order_by("session_id", "started_at", "id")),
-                )
-                archive.write(
-                    "event",
-                    (
-                        e.to_domain()
-                        for e in events.order_by("session_id", "sequence_number").iterator(
-                            _READ_CHUNK
-                        )
-                    ),
-                )
-                archive.sync()
+                self._archive_sessions(archive, rows, doomed)  # type: ignore[arg-type]
             for model in (m.SessionSequence, m.Event, m.Run, m.Artifact):
                 model.objects.using(self.alias).filter(session_id__in=doomed).delete()
-            return int(self._sessions().filter(id__in=doomed).delete()[0])
+            return int(sessions.delete()[0])
+
+    def _archive_sessions(
+        self, archive: ArchiveWriter, rows: list[m.Session], doomed: Subquery
+    ) -> None:
+        runs = m.Run.objects.using(self.alias).filter(session_id__in=doomed)
+        events = self._events().filter(session_id__in=doomed)
+        archive.write("session", (row.to_domain() for row in rows))
+        archive.write(
+            "run", (r.to_domain() for r in runs.order_by("session_id", "started_at", "id"))
+        )
+        ordered = events.order_by("session_id", "sequence_number")
+        archive.write("event", (e.to_domain() for e in ordered.iterator(_READ_CHUNK)))
+        archive.sync()
 
     # ----------------------------------------------------------------- helpers
 
@@ -742,22 +753,21 @@ def _is_archive_error(exc: StorageError) -> bool:
 
 
 def _over_cap_sql(
-    session_ids: Sequence[str], cap: int, prune_first: Sequence[str]
+    first: str, last: str, cap: int, prune_first: Sequence[str]
 ) -> tuple[str, list[Any]]:
-    """The next events to prune from these sessions, in pruning order; LIMIT is the last param.
+    """Select the next events to prune from sessions ``first..last``, in pruning order.
 
     Ranks each session's unprotected events (``prune_first`` types first,
     then by sequence) and keeps those within the session's excess over the
-    cap, where the excess counts protected events too. Portable SQL: window
-    functions exist in PostgreSQL and SQLite ≥ 3.25.
+    cap, where the excess counts protected events too. The caller appends the
+    LIMIT parameter. Portable SQL: window functions exist in PostgreSQL and
+    SQLite >= 3.25.
     """
-    in_sessions = ", ".join(["%s"] * len(session_ids))
     protected = sorted(PROTECTED_EVENT_TYPES)
     not_protected = ", ".join(["%s"] * len(protected))
     if prune_first:
-        priority = (
-            f'CASE WHEN e."type" IN ({", ".join(["%s"] * len(prune_first))}) THEN 0 ELSE 1 END'
-        )
+        first_types = ", ".join(["%s"] * len(prune_first))
+        priority = f'CASE WHEN e."type" IN ({first_types}) THEN 0 ELSE 1 END'
         priority_params: list[Any] = list(prune_first)
     else:
         priority, priority_params = "0", []
@@ -771,15 +781,16 @@ def _over_cap_sql(
             FROM asm_events AS e
             JOIN (
                 SELECT session_id, COUNT(*) AS total FROM asm_events
-                WHERE session_id IN ({in_sessions}) GROUP BY session_id
+                WHERE session_id >= %s AND session_id <= %s
+                GROUP BY session_id HAVING COUNT(*) > %s
             ) AS totals ON totals.session_id = e.session_id
-            WHERE e.session_id IN ({in_sessions}) AND e."type" NOT IN ({not_protected})
+            WHERE e.session_id >= %s AND e.session_id <= %s AND e."type" NOT IN ({not_protected})
         ) AS ranked
         WHERE ranked.position <= ranked.excess
         ORDER BY ranked.session_id, ranked.position
         LIMIT %s
     """
-    params = [*priority_params, cap, *session_ids, *session_ids, *protected]
+    params = [*priority_params, cap, first, last, cap, first, last, *protected]
     return sql, params
 
 
