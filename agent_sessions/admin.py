@@ -53,6 +53,7 @@ from agent_sessions.admin_filters import (
 from agent_sessions.admin_paginator import EstimatedCountPaginator
 from agent_sessions.conf import app_settings
 from agent_sessions.errors import AgentSessionsError, ValidationError
+from agent_sessions.query import DjangoQueryAPI
 from agent_sessions.validation import check_id, check_varchar, utcnow
 
 #: Events shown per page of a session's timeline.
@@ -271,25 +272,12 @@ class BigTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 def _export_session(session_id: str) -> dict[str, Any]:
-    """One session's export (CONTRACT §6 shape), serialised with ``to_dict``.
+    """One session's :meth:`DjangoQueryAPI.export_session`, serialised with ``to_dict``.
 
     Raises:
         NotFoundError: the session does not exist.
     """
-    try:
-        from agent_sessions.query import DjangoQueryAPI
-    except ImportError:
-        # Before the QueryAPI is installed, the store reads the same three parts.
-        from agent_sessions.store import DjangoSessionStore
-
-        store = DjangoSessionStore()
-        export: dict[str, Any] = {
-            "session": store.get_session(session_id),
-            "runs": store.list_runs(session_id),
-            "events": store.get_events(session_id),
-        }
-    else:
-        export = DjangoQueryAPI().export_session(session_id)
+    export = DjangoQueryAPI().export_session(session_id)
     result: dict[str, Any] = {
         "session": export["session"].to_dict(),
         "runs": [run.to_dict() for run in export["runs"]],
@@ -508,10 +496,6 @@ def session_page_context(request: HttpRequest, session: models.Session) -> dict[
 
 def session_stats_context(session_id: str) -> dict[str, Any]:
     """Stats and cost of a session from the QueryAPI, or the reason they are missing."""
-    try:
-        from agent_sessions.query import DjangoQueryAPI
-    except ImportError:
-        return {"asm_stats_error": "The query API is not available."}
     api = DjangoQueryAPI()
     try:
         return {

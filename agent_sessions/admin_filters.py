@@ -2,9 +2,10 @@
 
 Django's ``AllValuesFieldListFilter`` runs ``SELECT DISTINCT`` over the column
 on every changelist view, which reads all of ``asm_events``. These filters
-offer the statuses, event types and providers the library knows about, and
-ignore any value outside them (so a hand-edited URL cannot reach the
-database with arbitrary input).
+offer the statuses, event types and providers the library knows about, match
+nothing for a value outside them (so a hand-edited URL cannot reach the
+database with arbitrary input), and filter through the FilterSets of
+:mod:`agent_sessions.filters`, as the QueryAPI does.
 """
 
 from __future__ import annotations
@@ -18,17 +19,26 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from agent_sessions.core import EventType, RunStatus, SessionStatus
+from agent_sessions.filters import EventFilterSet, RunFilterSet, SessionFilterSet
+from agent_sessions.pricing import active_pricing_table
 
 
 class VocabularyListFilter(admin.SimpleListFilter):
-    """Filter a column by one value of a fixed vocabulary (exact match).
+    """Filter by one value of a fixed vocabulary, through the app's FilterSet.
 
-    Subclasses set ``title``, ``parameter_name``, ``field_name`` and either
-    ``vocabulary`` (a StrEnum) or override :meth:`values`.
+    Subclasses set ``title``, ``parameter_name``, ``filterset_class`` with the
+    FilterSet parameter (``filterset_param``) to pass the value to, and either
+    ``vocabulary`` (a StrEnum) or override :meth:`values`. Filtering goes
+    through :mod:`agent_sessions.filters`, the one place that turns query
+    options into querysets (the QueryAPI uses the same FilterSets).
     """
 
-    field_name: str = ""
     vocabulary: type[enum.StrEnum] | None = None
+    filterset_class: type[Any] | None = None
+    filterset_param: str = ""
+    #: Extra FilterSet data, e.g. to keep SessionFilterSet from hiding
+    #: soft-deleted sessions (the admin has its own filter for that).
+    filterset_data: dict[str, Any] = {}
 
     def values(self) -> list[str]:
         """The values offered, in display order."""
@@ -41,48 +51,53 @@ class VocabularyListFilter(admin.SimpleListFilter):
         value = self.value()
         if value is None:
             return queryset
-        if value not in self.values():
+        if value not in self.values() or self.filterset_class is None:
             # An unknown value matches nothing, as the vocabulary says it cannot exist.
             return queryset.none()
-        return queryset.filter(**{self.field_name: value})
+        data = {**self.filterset_data, self.filterset_param: [value]}
+        filterset = self.filterset_class(data=data, queryset=queryset)
+        if not filterset.is_valid():
+            return queryset.none()
+        return filterset.qs  # type: ignore[no-any-return]
 
 
 class SessionStatusFilter(VocabularyListFilter):
     title = "status"
     parameter_name = "status"
-    field_name = "status"
     vocabulary = SessionStatus
+    filterset_class = SessionFilterSet
+    filterset_param = "status"
+    filterset_data = {"include_deleted": True}
 
 
 class RunStatusFilter(VocabularyListFilter):
     title = "status"
     parameter_name = "status"
-    field_name = "status"
     vocabulary = RunStatus
+    filterset_class = RunFilterSet
+    filterset_param = "status"
 
 
 class EventTypeFilter(VocabularyListFilter):
     title = "type"
     parameter_name = "type"
-    field_name = "type"
     vocabulary = EventType
+    filterset_class = EventFilterSet
+    filterset_param = "types"
 
 
 def known_providers() -> list[str]:
     """Provider names of the pricing table in use (the setting, else ASM's default)."""
-    try:
-        from agent_sessions.pricing import active_pricing_table
-    except ImportError:
-        return ["amp", "claude", "codex"]
     return sorted(str(name) for name in active_pricing_table())
 
 
 class ProviderFilter(VocabularyListFilter):
-    """Provider, with the pricing table's providers as choices."""
+    """Run provider, with the pricing table's providers as choices."""
 
     title = "provider"
     parameter_name = "provider"
-    field_name = "provider"
+    filterset_class = RunFilterSet
+    filterset_param = "provider"
 
     def values(self) -> list[str]:
         return known_providers()

@@ -193,6 +193,8 @@ def load_history(dsn: str, sessions: int, events: int) -> None:
 
 def page_checks(sessions: int) -> list[PageCheck]:
     """Every changelist (first page, a filtered page) and a session page."""
+    from django.contrib.admin.utils import quote
+
     target = session_id(sessions // 2 + 1)
     admin = "/admin/agent_sessions"
     session_cols = "id, agent_id, status, tags, created_at, updated_at, deleted_at"
@@ -304,7 +306,7 @@ def page_checks(sessions: int) -> list[PageCheck]:
         ),
         PageCheck(
             "session page",
-            f"{admin}/session/{target}/change/",
+            f"{admin}/session/{quote(target)}/change/",
             [
                 ("SELECT * FROM asm_sessions WHERE id = %s", [target]),
                 (

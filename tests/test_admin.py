@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
@@ -29,7 +30,12 @@ def changelist(model: str) -> str:
 
 
 def change_page(model: str, object_id: str) -> str:
-    return reverse(f"admin:agent_sessions_{model}_change", args=[object_id])
+    # The admin escapes ids in URLs ("_" itself among others), as its links do.
+    return reverse(f"admin:agent_sessions_{model}_change", args=[quote(object_id)])
+
+
+def delete_page(model: str, object_id: str) -> str:
+    return reverse(f"admin:agent_sessions_{model}_delete", args=[quote(object_id)])
 
 
 def events_of(session: m.Session, count: int, **fields: Any) -> list[m.Event]:
@@ -368,9 +374,7 @@ def test_events_cannot_be_added_changed_or_deleted_even_by_superusers(admin_clie
 
     add = admin_client.get(reverse("admin:agent_sessions_event_add"))
     change = admin_client.post(change_page("event", event.id), {"type": "run_failed"})
-    delete = admin_client.post(
-        reverse("admin:agent_sessions_event_delete", args=[event.id]), {"post": "yes"}
-    )
+    delete = admin_client.post(delete_page("event", event.id), {"post": "yes"})
 
     assert (add.status_code, change.status_code, delete.status_code) == (403, 403, 403)
     assert m.Event.objects.get(pk=event.id).type == "message_sent"
@@ -383,8 +387,8 @@ def test_superusers_may_delete_events_when_the_setting_allows(
     staff = staff_client(django_user_model, "view_event", "delete_event")
     kept, deleted = EventFactory(), EventFactory()
 
-    refused = staff.post(reverse("admin:agent_sessions_event_delete", args=[kept.id]), {"post": 1})
-    admin_client.post(reverse("admin:agent_sessions_event_delete", args=[deleted.id]), {"post": 1})
+    refused = staff.post(delete_page("event", kept.id), {"post": 1})
+    admin_client.post(delete_page("event", deleted.id), {"post": 1})
 
     assert refused.status_code == 403
     assert m.Event.objects.filter(pk=kept.id).exists()
@@ -440,6 +444,19 @@ def test_orphan_events_are_listed_and_viewable(admin_client: Client):
     assert [e.id for e in listing.context["cl"].result_list] == [orphan.id]
     assert page.status_code == 200
     assert "No session row" in page.content.decode()
+
+
+def test_links_reach_ids_with_characters_the_admin_escapes(admin_client: Client):
+    odd = SessionFactory(id="ses_2F/odd?id_5F")
+    event = EventFactory(session_id=odd.id, sequence_number=1)
+
+    listing = admin_client.get(changelist("event"), {"session_id": odd.id}).content.decode()
+    session_href = f'href="{change_page("session", odd.id)}"'
+    event_page = admin_client.get(change_page("event", event.id))
+
+    assert session_href in listing
+    assert admin_client.get(change_page("session", odd.id)).status_code == 200
+    assert "No session row" not in event_page.content.decode()
 
 
 def test_event_page_pretty_prints_data_and_metadata(admin_client: Client):
