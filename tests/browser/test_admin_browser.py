@@ -134,6 +134,8 @@ def test_staff_user_browses_sessions_timeline_and_an_event(
     rows.first.locator(f"a:text-is('{session.id}')").click()
     expect(page.locator("#content h2").first).to_contain_text(session.id)
     expect(page.locator(".asm-json").first).to_contain_text('"customer": "ACME <b>Corp</b>"')
+    expect(page.locator("#asm-stat-events")).to_have_text("60")
+    expect(page.locator("#asm-stat-runs")).to_have_text("1")
     expect(page.locator("#asm-runs tbody tr")).to_have_count(1)
     timeline = page.locator("#asm-timeline tr.asm-event")
     expect(timeline).to_have_count(50)
