@@ -419,7 +419,7 @@ class DjangoMaintenance:
         )
         if session_id is not None:
             with translate_errors("prune_events"):
-                windows: Iterable[list[dict[str, Any]]] = [list(over_cap)]
+                windows: Iterable[list[dict[str, Any]]] = [[dict(g) for g in over_cap]]
         else:
             windows = self._session_windows(over_cap, policy.batch_size)
         pruned = 0
@@ -485,7 +485,7 @@ class DjangoMaintenance:
             with self._write("prune_events"), connections[self.alias].cursor() as cursor:
                 if context.archive is None:
                     cursor.execute(f"DELETE FROM asm_events WHERE id IN ({select})", params)
-                    found = deleted = cursor.rowcount
+                    found = deleted = int(cursor.rowcount)
                 else:
                     cursor.execute(select, params)
                     ids = [row[0] for row in cursor.fetchall()]
@@ -724,7 +724,7 @@ class DjangoMaintenance:
 
 def _excess(group: dict[str, Any], cap: int) -> int:
     """How many of a session's events pruning removes: its excess, within its unprotected ones."""
-    return min(group["total"] - cap, group["prunable"])
+    return min(int(group["total"]) - cap, int(group["prunable"]))
 
 
 def _pack_by_excess(
