@@ -124,15 +124,23 @@ def session_link(session_id: str | None) -> str:
     return format_html('<a href="{}">{}</a>', admin_url(models.Session, session_id), session_id)
 
 
-def total_tokens(token_usage: dict[str, Any] | None) -> int | None:
-    """A run's total tokens: ``total_tokens``, else input + output, else None."""
+def token_summary(token_usage: dict[str, Any] | None) -> str:
+    """A run's stored token counts, e.g. ``"1200 in · 300 out · 1500 total"``.
+
+    Only the counts the run stored are shown (no total is made up), so the
+    list agrees with the QueryAPI's sums on the session page.
+    """
     usage = token_usage or {}
-    total = usage.get("total_tokens")
-    if isinstance(total, int | float):
-        return int(total)
-    parts = [usage.get(key) for key in ("input_tokens", "output_tokens")]
-    numbers = [int(p) for p in parts if isinstance(p, int | float)]
-    return sum(numbers) if numbers else None
+    parts = [
+        f"{usage[key]} {label}"
+        for key, label in (
+            ("input_tokens", "in"),
+            ("output_tokens", "out"),
+            ("total_tokens", "total"),
+        )
+        if isinstance(usage.get(key), int | float) and not isinstance(usage.get(key), bool)
+    ]
+    return " · ".join(parts) or "-"
 
 
 # --------------------------------------------------------------------------- base admin
@@ -409,9 +417,20 @@ class SessionAdmin(BigTableAdmin):
         context = dict(extra_context or {})
         if not self.allows_edit():
             context.update(
-                show_save=False, show_save_and_continue=False, show_save_and_add_another=False
+                title=f"View {self.opts.verbose_name}",
+                show_save=False,
+                show_save_and_continue=False,
+                show_save_and_add_another=False,
             )
         return super().changeform_view(request, object_id, form_url, context)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        if not self.allows_edit():
+            context.setdefault("title", f"Select {self.opts.verbose_name} to view")
+        return super().changelist_view(request, context)
 
     def render_change_form(
         self,
@@ -482,7 +501,7 @@ def session_page_context(request: HttpRequest, session: models.Session) -> dict[
             {
                 "run": run,
                 "url": admin_url(models.Run, run.id),
-                "tokens": total_tokens(run.token_usage),
+                "tokens": token_summary(run.token_usage),
             }
             for run in runs[:SESSION_PAGE_RUNS]
         ],
@@ -556,8 +575,8 @@ class RunAdmin(BigTableAdmin):
         return session_link(obj.session_id)
 
     @admin.display(description="tokens")
-    def tokens(self, obj: models.Run) -> int | None:
-        return total_tokens(obj.token_usage)
+    def tokens(self, obj: models.Run) -> str:
+        return token_summary(obj.token_usage)
 
     @admin.display(description="events")
     def events(self, obj: models.Run) -> str:

@@ -486,7 +486,7 @@ def test_run_changelist_shows_status_provider_tokens_and_cost(admin_client: Clie
     body = response.content.decode()
     assert [r.id for r in response.context["cl"].result_list] == [run.id]
     assert "codex" in body
-    assert ">10<" in body
+    assert "7 in · 3 out" in body
     assert "1.5" in body
 
 
