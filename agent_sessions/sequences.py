@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 from django.db import connections
@@ -30,6 +29,7 @@ from django.db.backends.utils import CursorWrapper
 __all__ = [
     "EVENT_COLUMNS",
     "NOTIFY_CHANNEL",
+    "STORED_EVENTS_POSTGRES",
     "EventNotifications",
     "append_one_postgres",
     "copy_events_postgres",
@@ -89,6 +89,18 @@ SELECT (SELECT sequence_number FROM inserted), (SELECT count(*) FROM notified), 
 FROM (VALUES (1)) AS one LEFT JOIN existing ON true
 """
 
+#: Stored events among a batch's ids, PostgreSQL. The LATERAL ``LIMIT 1``
+#: keeps the planner from folding the probe into a join, so each id is one
+#: primary-key lookup whatever the table's size or statistics (a plain
+#: ``id = ANY(...)`` turns into a sequential scan on mid-sized tables).
+STORED_EVENTS_POSTGRES = f"""
+SELECT {", ".join(f'e."{name}"' for name in EVENT_COLUMNS)}
+FROM unnest(%s::varchar[]) AS wanted(id)
+CROSS JOIN LATERAL (
+    SELECT {_QUOTED_COLUMNS} FROM asm_events WHERE id = wanted.id LIMIT 1
+) AS e
+"""
+
 _RESERVE_POSTGRES = """
 INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
 SELECT session_id, count, %s FROM unnest(%s::varchar[], %s::integer[]) AS t(session_id, count)
@@ -112,24 +124,41 @@ _INSERT_SQLITE = (
 )
 
 
-def append_one_postgres(
-    cursor: CursorWrapper, row: dict[str, Any], now: datetime
-) -> tuple[Any, ...]:
+def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any]) -> tuple[Any, ...]:
     """Append one event on PostgreSQL in a single statement.
 
+    The statement is a fairly large CTE, so planning it is a good part of its
+    cost. When the project lets psycopg prepare statements
+    (``DATABASES[...]["OPTIONS"]["prepare_threshold"]``, off by default in
+    Django because of transaction-pooling proxies), it runs on a
+    server-binding cursor and is prepared like any other repeated query;
+    otherwise it goes through Django's cursor as usual.
+
     Args:
-        cursor: A cursor of the Django connection, inside the append's transaction.
-        row: The event's column values, ready for the database (JSON as text,
-            naive UTC timestamp); ``sequence_number`` is ignored.
-        now: The counter's ``updated_at`` (naive UTC).
+        connection: The Django connection (in autocommit, or inside the
+            append's transaction).
+        params: The event's column values by name, ready for the database
+            (JSON as text, naive UTC timestamp; no ``sequence_number``), and
+            ``now``, the counter's ``updated_at``.
 
     Returns:
         ``(assigned_number, _, *stored_columns)``: ``assigned_number`` is the
         new event's number, or None when an event with this id was already
         stored, in which case the stored row's columns follow.
     """
-    cursor.execute(_APPEND_ONE_POSTGRES, {**row, "now": now})
-    result = cursor.fetchone()
+    connection.ensure_connection()
+    driver_connection = connection.connection
+    if getattr(driver_connection, "prepare_threshold", None) is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_APPEND_ONE_POSTGRES, params)
+            result = cursor.fetchone()
+    else:
+        import psycopg
+
+        # Errors of the driver's own cursor are wrapped as Django wraps execute()'s.
+        with connection.wrap_database_errors, psycopg.Cursor(driver_connection) as cursor:
+            cursor.execute(_APPEND_ONE_POSTGRES, params)
+            result = cursor.fetchone()
     assert result is not None  # the LEFT JOIN always yields one row
     return tuple(result)
 

@@ -41,6 +41,7 @@ from agent_sessions.errors import NotFoundError, StorageError, ValidationError
 from agent_sessions.fields import to_utc_naive
 from agent_sessions.sequences import (
     EVENT_COLUMNS,
+    STORED_EVENTS_POSTGRES,
     EventNotifications,
     append_one_postgres,
     copy_events_postgres,
@@ -253,14 +254,19 @@ def _fetch_events(cursor: CursorWrapper, sql: str, params: Sequence[Any]) -> lis
 
 
 def _stored_events_by_id(
-    connection: BaseDatabaseWrapper, cursor: CursorWrapper, ids: Sequence[str]
+    connection: BaseDatabaseWrapper, cursor: CursorWrapper, ids: list[str]
 ) -> dict[str, core.Event]:
+    if connection.vendor == "postgresql":
+        # One array parameter: far cheaper to send and plan than a long IN list.
+        sql, chunks = STORED_EVENTS_POSTGRES, [[ids]]
+    else:
+        # Bounded IN lists keep SQLite under its bound-parameter limit.
+        chunks = [ids[start : start + 500] for start in range(0, len(ids), 500)]
+        sql = ""
     found: dict[str, core.Event] = {}
-    # Bounded IN lists keep SQLite under its bound-parameter limit.
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        placeholders = ", ".join(["%s"] * len(chunk))
-        for event in _fetch_events(cursor, f"{_EVENT_SELECT} WHERE id IN ({placeholders})", chunk):
+    for params in chunks:
+        query = sql or f"{_EVENT_SELECT} WHERE id IN ({', '.join(['%s'] * len(params))})"
+        for event in _fetch_events(cursor, query, params):
             found[event.id] = event
     return found
 
@@ -269,9 +275,9 @@ def _append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) 
     """Store validated events inside the current transaction; results in input order."""
     if not events:
         return []
+    if connection.vendor == "postgresql" and len(events) == 1:
+        return [_append_one_postgres(connection, events[0])]
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and len(events) == 1:
-            return [_append_one_postgres(connection, cursor, events[0])]
         if connection.vendor == "sqlite":
             take_sqlite_write_lock(cursor)
         unique_ids = list(dict.fromkeys(event.id for event in events))
@@ -308,12 +314,23 @@ def _append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) 
     return [stored[event.id] for event in events]
 
 
-def _append_one_postgres(
-    connection: BaseDatabaseWrapper, cursor: CursorWrapper, event: core.Event
-) -> core.Event:
-    row = dict(zip(EVENT_COLUMNS, _event_row(connection, event, 0), strict=True))
+def _append_one_postgres(connection: BaseDatabaseWrapper, event: core.Event) -> core.Event:
+    # The hot path: parameters built directly (validated timestamps are already UTC).
+    params = {
+        "id": event.id,
+        "type": event.type.value,
+        "timestamp": event.timestamp.replace(tzinfo=None),
+        "session_id": event.session_id,
+        "run_id": event.run_id,
+        "data": _dumps(event.data),
+        "metadata": _dumps(event.metadata),
+        "schema_version": event.schema_version,
+        "provider": event.provider,
+        "correlation_id": event.correlation_id,
+        "now": datetime.now(UTC).replace(tzinfo=None),
+    }
     try:
-        number, _, *existing = append_one_postgres(cursor, row, to_utc_naive(utcnow()))
+        number, _, *existing = append_one_postgres(connection, params)
     except IntegrityError as exc:
         if _is_event_id_conflict(exc):
             raise _EventIdRace from exc

@@ -144,7 +144,7 @@ def test_bad_run_is_refused_and_nothing_is_written(
 
 
 @pytest.fixture
-def refusing_provider(vendor: str) -> str:
+def refusing_provider(vendor: str) -> Iterator[str]:
     """Make the database itself refuse events whose provider is ``"refused"``."""
     with connection.cursor() as cursor:
         if vendor == "postgresql":
@@ -157,8 +157,12 @@ def refusing_provider(vendor: str) -> str:
                 "CREATE TRIGGER test_refuse_provider BEFORE INSERT ON asm_events "
                 "WHEN NEW.provider = 'refused' BEGIN SELECT RAISE(ABORT, 'provider refused'); END"
             )
-    # The schema change is undone with the test's transaction.
-    return "refused"
+    yield "refused"
+    with connection.cursor() as cursor:
+        if vendor == "postgresql":
+            cursor.execute("ALTER TABLE asm_events DROP CONSTRAINT test_refuse_provider")
+        else:
+            cursor.execute("DROP TRIGGER test_refuse_provider")
 
 
 @pytest.mark.usefixtures("counter_at_two")
@@ -170,6 +174,18 @@ def test_database_failure_raises_storage_error_with_the_cause(
     assert info.value.code == "storage_error"
     assert info.value.details["operation"] == "append_event"
     assert "refuse" in info.value.details["cause"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_failure_outside_any_transaction_moves_no_counter(
+    store: DjangoSessionStore, refusing_provider: str
+) -> None:
+    # Outside atomic() a single PostgreSQL append is one autocommit statement.
+    store.append_event(Event.new("message_sent", SESSION_ID))
+    with pytest.raises(StorageError):
+        store.append_event(Event.new("message_sent", SESSION_ID, provider=refusing_provider))
+    assert store.get_latest_sequence(SESSION_ID) == 1
+    assert store.append_event(Event.new("message_sent", SESSION_ID)).sequence_number == 2
 
 
 @pytest.mark.usefixtures("counter_at_two")
