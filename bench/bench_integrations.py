@@ -4,18 +4,28 @@ One-line command (needs the extras ``openai-agents,adk,bench``)::
 
     .venv/bin/python -m bench.bench_integrations --items 2000 --read-items 10000
 
-(The defaults, 300 and 2000, are a quick smoke run.) Database:
-``asm_bench_integrations`` (``--db``). Compared, one call at a time:
+(The defaults, 300 and 2000, are a quick smoke run.)
+Database: ``asm_bench_integrations`` (``--db``). Compared, one call at a time:
 
 - OpenAI Agents SDK: ``DjangoAgentsSession.add_items([item])`` vs the SDK's
-  ``SQLAlchemySession`` (asyncpg), and reading a whole session back;
+  ``SQLAlchemySession`` (asyncpg), and ``get_items()`` of a whole session;
 - Google ADK: ``DjangoSessionService.append_event`` vs ADK's
-  ``DatabaseSessionService`` (asyncpg);
-- raw psycopg baseline: the same append (counter upsert + insert, one
-  transaction) and the same read written by hand.
+  ``DatabaseSessionService`` (asyncpg), and ``get_session`` of a whole
+  session (events rebuilt as ADK ``Event`` objects on both sides);
+- raw psycopg baseline: the same work written by hand (append: counter upsert
+  and insert in one transaction, plus the session-row update for ADK; read:
+  one ``SELECT`` ordered by sequence number, JSON decoded per row).
+
+Fair play: every client talks to the same database with the server's
+durability (``synchronous_commit`` is checked and printed for Django and
+asyncpg); each timed append case runs ``--repeat`` rounds, the three contenders
+taking turns inside each round so that load from other processes hits them
+alike, and the best round counts; reads are best of ``--read-repeat``. Tables
+are ANALYZEd after loading so that every side's reads get real plans.
 
 Django runs with ``CONN_MAX_AGE = 600`` here, the setting recommended for
-async use (see docs/async.md), so worker threads keep their connections.
+async use (see docs/async.md), so worker threads keep their connections, as
+the SQLAlchemy engines keep theirs in their pools.
 """
 
 from __future__ import annotations
@@ -25,21 +35,36 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from bench.common import best_of, peak_rss_mb, print_table, setup_django
 
 
 def item(n: int) -> dict[str, Any]:
+    """An OpenAI Agents SDK message item of realistic size."""
     role = "user" if n % 2 == 0 else "assistant"
     return {"role": role, "content": f"message number {n} " + "lorem ipsum " * 8}
 
 
-def timed(coro_factory: Callable[[], Awaitable[Any]]) -> float:
+def adk_event(n: int) -> Any:
+    """An ADK event carrying the same text as :func:`item`."""
+    from google.adk.events.event import Event
+    from google.genai import types
+
+    content = types.Content(role="user", parts=[types.Part(text=item(n)["content"])])
+    return Event(invocation_id="inv", author="user", content=content)
+
+
+def timed_sync(func: Callable[[], Any]) -> float:
+    """Seconds taken by ``func()``."""
     start = time.perf_counter()
-    asyncio.run(coro_factory())
+    func()
     return time.perf_counter() - start
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
 def sqlalchemy_url(db_name: str) -> str:
@@ -50,27 +75,37 @@ def sqlalchemy_url(db_name: str) -> str:
     return f"postgresql+asyncpg://{s['USER']}{password}@{s['HOST']}:{s['PORT']}/{db_name}"
 
 
-def raw_append(dsn: str, session_id: str, count: int) -> None:
+# --------------------------------------------------------------------------- raw psycopg
+
+_RAW_BUMP = (
+    "INSERT INTO asm_session_sequences AS s (session_id, last_sequence, updated_at)"
+    " VALUES (%s, 1, now()) ON CONFLICT (session_id) DO UPDATE"
+    " SET last_sequence = s.last_sequence + 1 RETURNING last_sequence"
+)
+_RAW_INSERT = (
+    "INSERT INTO asm_events (id, type, timestamp, session_id, sequence_number,"
+    " data, metadata, schema_version) VALUES (%s, 'message_sent', now(), %s, %s,"
+    " %s, '{}', 1)"
+)
+
+
+def raw_append(dsn: str, session_id: str, payloads: list[dict[str, Any]], *, touch: bool) -> None:
+    """Append each payload in its own transaction; ``touch`` also updates the session row."""
     import psycopg
 
     with psycopg.connect(dsn) as conn:
-        for n in range(count):
+        for payload in payloads:
             with conn.transaction():
-                number = conn.execute(
-                    "INSERT INTO asm_session_sequences AS s (session_id, last_sequence, updated_at)"
-                    " VALUES (%s, 1, now()) ON CONFLICT (session_id) DO UPDATE"
-                    " SET last_sequence = s.last_sequence + 1 RETURNING last_sequence",
-                    [session_id],
-                ).fetchone()[0]
-                conn.execute(
-                    "INSERT INTO asm_events (id, type, timestamp, session_id, sequence_number,"
-                    " data, metadata, schema_version) VALUES (%s, 'message_sent', now(), %s, %s,"
-                    " %s, '{}', 1)",
-                    [f"evt_{uuid.uuid4().hex}", session_id, number, json.dumps({"item": item(n)})],
-                )
+                if touch:
+                    conn.execute(
+                        "UPDATE asm_sessions SET updated_at = now() WHERE id = %s", [session_id]
+                    )
+                number = conn.execute(_RAW_BUMP, [session_id]).fetchone()[0]  # type: ignore[index]
+                conn.execute(_RAW_INSERT, [new_id("evt"), session_id, number, json.dumps(payload)])
 
 
-def raw_read(dsn: str, session_id: str) -> int:
+def raw_read(dsn: str, session_id: str, key: str) -> list[Any]:
+    """A session's ``data[key]`` values in sequence order (psycopg decodes the jsonb)."""
     import psycopg
 
     with psycopg.connect(dsn) as conn:
@@ -78,43 +113,107 @@ def raw_read(dsn: str, session_id: str) -> int:
             "SELECT data FROM asm_events WHERE session_id = %s ORDER BY sequence_number",
             [session_id],
         ).fetchall()
-    return len([row[0]["item"] for row in rows])
+    return [row[0][key] for row in rows]
 
 
-def bench_openai(items: int, read_items: int, url: str, dsn: str) -> list[list[Any]]:
+# --------------------------------------------------------------------------- helpers
+
+
+def rounds(repeat: int, cases: dict[str, Callable[[int], float]]) -> dict[str, float]:
+    """Run each case ``repeat`` times, rotating who goes first; the best time of each."""
+    best = {name: float("inf") for name in cases}
+    names = list(cases)
+    for n in range(repeat):
+        order = names[n % len(names) :] + names[: n % len(names)]
+        for name in order:
+            best[name] = min(best[name], cases[name](n))
+    return best
+
+
+def durability_check(url: str) -> str:
+    """``synchronous_commit`` as Django's and asyncpg's connections see it."""
+    from django.db import connection
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        ours = cursor.fetchone()[0]  # type: ignore[index]
+
+    async def theirs() -> str:
+        engine = create_async_engine(url)
+        async with engine.connect() as conn:
+            value = (await conn.execute(text("SHOW synchronous_commit"))).scalar_one()
+        await engine.dispose()
+        return str(value)
+
+    return f"synchronous_commit: Django={ours}, asyncpg={asyncio.run(theirs())}"
+
+
+def analyze(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ANALYZE")
+
+
+def row(case: str, ours: float, theirs: float, raw: float) -> list[Any]:
+    return [case, ours, theirs, raw, theirs / ours, raw / ours]
+
+
+# --------------------------------------------------------------------------- OpenAI Agents SDK
+
+
+def bench_openai(args: argparse.Namespace, url: str, dsn: str) -> list[list[Any]]:
     from agents.extensions.memory.sqlalchemy_session import SQLAlchemySession
 
     from agent_sessions.integrations.openai_agents import DjangoAgentsSession
 
-    run_id = uuid.uuid4().hex[:8]
+    items = args.items
 
-    async def ours_append() -> None:
-        session = DjangoAgentsSession(f"oa_{run_id}")
-        for n in range(items):
-            await session.add_items([item(n)])
+    def ours(_: int) -> float:
+        async def run() -> float:
+            session = DjangoAgentsSession(new_id("oa"))
+            start = time.perf_counter()
+            for n in range(items):
+                await session.add_items([item(n)])
+            return time.perf_counter() - start
 
-    async def theirs_append() -> None:
-        session = SQLAlchemySession.from_url(f"oa_{run_id}", url=url, create_tables=True)
-        for n in range(items):
-            await session.add_items([item(n)])
-        await session.engine.dispose()
+        return asyncio.run(run())
 
-    ours = timed(ours_append)
-    theirs = timed(theirs_append)
-    raw = _time(lambda: raw_append(dsn, f"raw_{run_id}", items))
+    def theirs(_: int) -> float:
+        async def run() -> float:
+            session = SQLAlchemySession.from_url(new_id("oa"), url=url, create_tables=True)
+            await session.get_items(limit=0)  # creates the tables outside the timed loop
+            start = time.perf_counter()
+            for n in range(items):
+                await session.add_items([item(n)])
+            elapsed = time.perf_counter() - start
+            await session.engine.dispose()
+            return elapsed
 
-    big = f"big_{run_id}"
-    batch = [item(n) for n in range(read_items)]
+        return asyncio.run(run())
+
+    def raw(_: int) -> float:
+        payloads = [{"item": item(n)} for n in range(items)]
+        return timed_sync(lambda: raw_append(dsn, new_id("raw"), payloads, touch=False))
+
+    append = rounds(args.repeat, {"ours": ours, "theirs": theirs, "raw": raw})
+
+    big = new_id("big")
+    batch = [item(n) for n in range(args.read_items)]
     asyncio.run(DjangoAgentsSession(big).add_items(batch))
-    their_big = SQLAlchemySession.from_url(big, url=url, create_tables=True)
 
     async def theirs_fill() -> None:
-        await their_big.add_items(batch)
+        session = SQLAlchemySession.from_url(big, url=url, create_tables=True)
+        await session.add_items(batch)
+        await session.engine.dispose()
 
     asyncio.run(theirs_fill())
+    analyze(dsn)
 
     def ours_read() -> None:
-        assert len(asyncio.run(DjangoAgentsSession(big).get_items())) == read_items
+        assert len(asyncio.run(DjangoAgentsSession(big).get_items())) == args.read_items
 
     def theirs_read() -> None:
         async def read() -> int:
@@ -123,59 +222,131 @@ def bench_openai(items: int, read_items: int, url: str, dsn: str) -> list[list[A
             await session.engine.dispose()
             return got
 
-        assert asyncio.run(read()) == read_items
+        assert asyncio.run(read()) == args.read_items
 
-    ours_r, theirs_r = best_of(3, ours_read), best_of(3, theirs_read)
-    raw_r = best_of(3, lambda: raw_read(dsn, big))
+    def raw_read_items() -> None:
+        assert len(raw_read(dsn, big, "item")) == args.read_items
+
+    read = {
+        name: best_of(args.read_repeat, func)
+        for name, func in (("ours", ours_read), ("theirs", theirs_read), ("raw", raw_read_items))
+    }
     return [
-        [f"openai add_items x{items}", ours, theirs, raw, theirs / ours, raw / ours],
-        [
-            f"openai get_items ({read_items})",
-            ours_r,
-            theirs_r,
-            raw_r,
-            theirs_r / ours_r,
-            raw_r / ours_r,
-        ],
+        row(f"openai add_items x{items}", append["ours"], append["theirs"], append["raw"]),
+        row(f"openai get_items ({args.read_items})", read["ours"], read["theirs"], read["raw"]),
     ]
 
 
-def bench_adk(items: int, url: str, dsn: str) -> list[list[Any]]:
-    from google.adk.events.event import Event
+# --------------------------------------------------------------------------- Google ADK
+
+
+async def fill_ours(service: Any, session_id: str, events: list[Any]) -> None:
+    """Store ``events`` as ``append_event`` would, in one batch (loading, not timed)."""
+    from agent_sessions import core
+    from agent_sessions.integrations.adk import EVENT_KEY, SOURCE, event_type_for_adk_event
+    from agent_sessions.store import DjangoSessionStore
+
+    await service.create_session(app_name="bench", user_id="u", session_id=session_id)
+    stored = [
+        core.Event.new(
+            event_type_for_adk_event(event),
+            session_id,
+            data={EVENT_KEY: event.model_dump(mode="json", exclude_none=True)},
+            metadata={"source": SOURCE, "author": event.author},
+        )
+        for event in events
+    ]
+    await DjangoSessionStore().aappend_events(stored)
+
+
+async def fill_theirs(service: Any, session_id: str, events: list[Any]) -> None:
+    """Store ``events`` in ADK's tables in one transaction (loading, not timed).
+
+    Uses the service's own schema classes and session factory, so the rows
+    are exactly what ``append_event`` writes.
+    """
+    session = await service.create_session(app_name="bench", user_id="u", session_id=session_id)
+    schema = service._get_schema_classes()
+    async with service._rollback_on_exception_session() as sql_session:
+        sql_session.add_all([schema.StorageEvent.from_event(session, e) for e in events])
+        await sql_session.commit()
+
+
+def bench_adk(args: argparse.Namespace, url: str, dsn: str) -> list[list[Any]]:
     from google.adk.sessions.database_session_service import DatabaseSessionService
-    from google.genai import types
 
     from agent_sessions.integrations.adk import DjangoSessionService
 
-    run_id = uuid.uuid4().hex[:8]
+    items = args.items
 
-    def event(n: int) -> Event:
-        content = types.Content(role="user", parts=[types.Part(text=item(n)["content"])])
-        return Event(invocation_id="inv", author="user", content=content)
-
-    async def append_all(service: Any) -> None:
+    async def append_all(service: Any) -> float:
         session = await service.create_session(
-            app_name="bench", user_id="u", session_id=f"adk_{run_id}"
+            app_name="bench", user_id="u", session_id=new_id("adk")
         )
+        start = time.perf_counter()
         for n in range(items):
-            await service.append_event(session, event(n))
+            await service.append_event(session, adk_event(n))
+        return time.perf_counter() - start
 
-    ours = timed(lambda: append_all(DjangoSessionService()))
+    def ours(_: int) -> float:
+        return asyncio.run(append_all(DjangoSessionService()))
 
-    async def theirs_run() -> None:
+    def theirs(_: int) -> float:
+        async def run() -> float:
+            service = DatabaseSessionService(db_url=url)
+            elapsed = await append_all(service)
+            await service.close()
+            return elapsed
+
+        return asyncio.run(run())
+
+    def raw(_: int) -> float:
+        payloads = [{"adk_event": adk_event(n).model_dump(mode="json")} for n in range(items)]
+        session_id = new_id("rawadk")
+        return timed_sync(lambda: raw_append(dsn, session_id, payloads, touch=True))
+
+    append = rounds(args.repeat, {"ours": ours, "theirs": theirs, "raw": raw})
+
+    big = new_id("adkbig")
+    events = [adk_event(n) for n in range(args.read_items)]
+    ours_service = DjangoSessionService()
+    asyncio.run(fill_ours(ours_service, big, events))
+
+    async def theirs_fill() -> None:
         service = DatabaseSessionService(db_url=url)
-        await append_all(service)
+        await fill_theirs(service, big, events)
         await service.close()
 
-    theirs = timed(theirs_run)
-    raw = _time(lambda: raw_append(dsn, f"rawadk_{run_id}", items))
-    return [[f"adk append_event x{items}", ours, theirs, raw, theirs / ours, raw / ours]]
+    asyncio.run(theirs_fill())
+    analyze(dsn)
 
+    def ours_read() -> None:
+        got = asyncio.run(ours_service.get_session(app_name="bench", user_id="u", session_id=big))
+        assert len(got.events) == args.read_items
 
-def _time(func: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    func()
-    return time.perf_counter() - start
+    def theirs_read() -> None:
+        async def read() -> int:
+            service = DatabaseSessionService(db_url=url)
+            got = await service.get_session(app_name="bench", user_id="u", session_id=big)
+            await service.close()
+            return len(got.events)
+
+        assert asyncio.run(read()) == args.read_items
+
+    def raw_read_events() -> None:
+        from google.adk.events.event import Event
+
+        got = [Event.model_validate(d) for d in raw_read(dsn, big, "adk_event")]
+        assert len(got) == args.read_items
+
+    read = {
+        name: best_of(args.read_repeat, func)
+        for name, func in (("ours", ours_read), ("theirs", theirs_read), ("raw", raw_read_events))
+    }
+    return [
+        row(f"adk append_event x{items}", append["ours"], append["theirs"], append["raw"]),
+        row(f"adk get_session ({args.read_items})", read["ours"], read["theirs"], read["raw"]),
+    ]
 
 
 def main() -> None:
@@ -183,6 +354,8 @@ def main() -> None:
     parser.add_argument("--db", default="asm_bench_integrations")
     parser.add_argument("--items", type=int, default=300, help="appends, one call each")
     parser.add_argument("--read-items", type=int, default=2000, help="size of the session read")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of each append case")
+    parser.add_argument("--read-repeat", type=int, default=5, help="runs of each read case")
     args = parser.parse_args()
     setup_django(args.db)
     from django.db import connections
@@ -191,13 +364,15 @@ def main() -> None:
 
     connections.settings["default"]["CONN_MAX_AGE"] = 600
     url, dsn = sqlalchemy_url(args.db), raw_dsn()
-    rows = bench_openai(args.items, args.read_items, url, dsn) + bench_adk(args.items, url, dsn)
+    durability = durability_check(url)
+    rows = bench_openai(args, url, dsn) + bench_adk(args, url, dsn)
     print_table(
-        f"agent-framework adapters on PostgreSQL ({args.db}); seconds, lower is better",
+        f"agent-framework adapters on PostgreSQL ({args.db}); seconds (best of "
+        f"{args.repeat} rounds for appends, {args.read_repeat} for reads), lower is better",
         ["case", "ours", "theirs", "raw psycopg", "theirs/ours", "raw/ours"],
         rows,
     )
-    print(f"\npeak RSS {peak_rss_mb():.0f} MiB")
+    print(f"\n{durability}; peak RSS {peak_rss_mb():.0f} MiB")
 
 
 if __name__ == "__main__":

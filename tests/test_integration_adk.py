@@ -218,6 +218,29 @@ def test_concurrent_appends_from_two_processes_keep_every_event_in_order(
         assert got.state[f"{label}_last"] == 24
 
 
+def _append_shared_state(session_id: str, label: str, count: int) -> None:
+    service = DjangoSessionService()
+    session = asyncio.run(service.get_session(app_name=APP, user_id=USER, session_id=session_id))
+    for n in range(count):
+        delta = {f"app:{label}": n, f"user:{label}": n, label: n}
+        event = text_event(f"{label}{n}", actions=EventActions(state_delta=delta))
+        asyncio.run(service.append_event(session, event))
+
+
+def test_concurrent_shared_state_deltas_from_two_processes_are_all_applied(
+    service: DjangoSessionService,
+) -> None:
+    create(service, session_id="s1")
+    create(service, session_id="s2")
+    run_in_processes(_append_shared_state, [("s1", "p", 15), ("s2", "q", 15)])
+    for session_id, label in (("s1", "p"), ("s2", "q")):
+        got = get(service, session_id)
+        assert len(got.events) == 15
+        assert got.state[label] == 14
+        assert got.state["app:p"] == got.state["app:q"] == 14
+        assert got.state["user:p"] == got.state["user:q"] == 14
+
+
 def test_importing_without_the_extra_names_the_pip_command() -> None:
     code = (
         "import sys, django; sys.modules['google.adk'] = None; django.setup()\n"

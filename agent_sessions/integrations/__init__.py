@@ -27,6 +27,7 @@ from django.db import connections, transaction
 from agent_sessions import core
 from agent_sessions import models as m
 from agent_sessions.db import db_for_read, db_for_write, translate_errors
+from agent_sessions.integrations.pgsql import is_postgres, read_payloads
 from agent_sessions.sequences import take_sqlite_write_lock
 from agent_sessions.store import DjangoSessionStore
 from agent_sessions.validation import check_id, utcnow
@@ -165,12 +166,22 @@ class PayloadLog:
         )
 
     def read(self, limit: int | None = None) -> list[Any]:
-        """Return the records oldest first; with ``limit``, only the latest ``limit`` (≥ 0)."""
+        """Return the records oldest first; with ``limit``, only the latest ``limit`` (≥ 0).
+
+        On PostgreSQL the server builds the whole answer as one JSON array
+        (:func:`~agent_sessions.integrations.pgsql.read_payloads`); other
+        databases read the events through the ORM.
+        """
         if limit == 0:
             return []
+        if limit is not None and limit < 0:
+            limit = None
         alias = db_for_read(self.using, m.Event)
         with translate_errors("read"):
-            if limit is None or limit < 0:
+            if is_postgres(alias):
+                with connections[alias].cursor() as cursor:
+                    return read_payloads(cursor, self.session_id, self.key, limit=limit)
+            if limit is None:
                 rows = list(self._records(alias).order_by("sequence_number").values_list("data"))
             else:
                 newest_first = self._records(alias).order_by("-sequence_number")
@@ -199,6 +210,10 @@ class PayloadLog:
         if not events:
             return []
         self.keep_session_fresh()
+        if len(events) == 1:
+            # The store's single append is one statement on PostgreSQL (no
+            # BEGIN/COMMIT round trips), the common case of one item per call.
+            return [self.store.append_event(events[0])]
         return self.store.append_events(events)
 
     def pop(self) -> Any | None:

@@ -26,6 +26,8 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+from django.db import connections, transaction
+
 from agent_sessions.integrations import missing_extra
 
 # The framework first: without the extra, this is the error users see.
@@ -48,8 +50,13 @@ from agent_sessions import models as m
 from agent_sessions.aio import run_in_worker
 from agent_sessions.db import db_for_read, db_for_write, translate_errors
 from agent_sessions.integrations import write_transaction
+from agent_sessions.integrations.pgsql import (
+    append_adk_event,
+    is_postgres,
+    read_payloads,
+)
 from agent_sessions.store import DjangoSessionStore
-from agent_sessions.validation import check_id, new_id
+from agent_sessions.validation import check_id, new_id, utcnow
 
 __all__ = ["DjangoSessionService", "event_type_for_adk_event"]
 
@@ -271,17 +278,11 @@ class DjangoSessionService(BaseSessionService):
             row = self._session_row(alias, app_name, user_id, session_id)
             if row is None:
                 return None
-            events = m.Event.objects.using(alias).filter(
-                session_id=session_id, data__has_key=EVENT_KEY
-            )
+            after = None
             if config and config.after_timestamp is not None:
                 after = datetime.fromtimestamp(config.after_timestamp, UTC)
-                events = events.filter(timestamp__gte=after)
-            if config and config.num_recent_events is not None:
-                newest = events.order_by("-sequence_number").values_list("data", flat=True)
-                data = list(newest[: config.num_recent_events])[::-1]
-            else:
-                data = list(events.order_by("sequence_number").values_list("data", flat=True))
+            recent = config.num_recent_events if config else None
+            payloads = self._event_payloads(alias, session_id, after, recent)
             app = self._state_row(alias, _app_state_id(app_name))
             user = self._state_row(alias, _user_state_id(app_name, user_id))
         return AdkSession(
@@ -289,9 +290,29 @@ class DjangoSessionService(BaseSessionService):
             app_name=app_name,
             user_id=user_id,
             state=_merged_state(app, user, row.context or {}),
-            events=[AdkEvent.model_validate(d[EVENT_KEY]) for d in data],
+            events=[AdkEvent.model_validate(payload) for payload in payloads],
             last_update_time=row.updated_at.timestamp(),
         )
+
+    def _event_payloads(
+        self, alias: str, session_id: str, after: datetime | None, recent: int | None
+    ) -> list[dict[str, Any]]:
+        """The stored ADK events (serialised) of a session, oldest first."""
+        if recent == 0:
+            return []
+        if is_postgres(alias):
+            with connections[alias].cursor() as cursor:
+                return read_payloads(cursor, session_id, EVENT_KEY, limit=recent, since=after)
+        events = m.Event.objects.using(alias).filter(session_id=session_id, data__has_key=EVENT_KEY)
+        if after is not None:
+            events = events.filter(timestamp__gte=after)
+        if recent is not None:
+            newest = events.order_by("-sequence_number").values_list("data", flat=True)
+            return [data[EVENT_KEY] for data in newest[:recent]][::-1]
+        return [
+            data[EVENT_KEY]
+            for data in events.order_by("sequence_number").values_list("data", flat=True)
+        ]
 
     def _list_sessions(self, app_name: str, user_id: str | None) -> ListSessionsResponse:
         alias = db_for_read(self.using, m.Session)
@@ -343,6 +364,11 @@ class DjangoSessionService(BaseSessionService):
             metadata={"source": SOURCE, "author": event.author},
         )
         stored.validate()
+        if is_postgres(alias):
+            self._append_event_postgres(
+                alias, session, stored, app_delta, user_delta, session_delta
+            )
+            return
 
         def work() -> None:
             sessions = m.Session.objects.using(alias).filter(
@@ -374,3 +400,62 @@ class DjangoSessionService(BaseSessionService):
             self._store.append_event(stored)
 
         write_transaction(alias, "append_event", work)
+
+    def _append_event_postgres(
+        self,
+        alias: str,
+        session: AdkSession,
+        stored: core.Event,
+        app_delta: dict[str, Any],
+        user_delta: dict[str, Any],
+        session_delta: dict[str, Any],
+    ) -> None:
+        """:meth:`_append_event` on PostgreSQL: one statement unless shared state changes.
+
+        The event, the counter and the session row (``updated_at`` and the
+        session-scoped delta) are one statement (see
+        :func:`~agent_sessions.integrations.pgsql.append_adk_event`), which in
+        autocommit is a transaction of its own. App- and user-scoped deltas
+        live in other rows; only then does the append open a transaction,
+        updating them after that statement so that locks are always taken in
+        the order session row, counter, app state, user state.
+        """
+        connection = connections[alias]
+
+        def work() -> None:
+            with connection.cursor() as cursor:
+                found = append_adk_event(
+                    cursor,
+                    stored,
+                    app_name=session.app_name,
+                    user_id=session.user_id,
+                    state_delta=session_delta,
+                    now=utcnow(),
+                )
+            if not found:
+                raise SessionNotFoundError(f"Session {session.id} not found.")
+            if app_delta:
+                self._update_state_row(
+                    alias,
+                    _app_state_id(session.app_name),
+                    session.app_name,
+                    _KIND_APP_STATE,
+                    app_delta,
+                )
+            if user_delta:
+                self._update_state_row(
+                    alias,
+                    _user_state_id(session.app_name, session.user_id),
+                    session.app_name,
+                    _KIND_USER_STATE,
+                    user_delta,
+                )
+
+        with translate_errors("append_event"):
+            if app_delta or user_delta:
+                with transaction.atomic(using=alias):
+                    work()
+            else:
+                # One statement: atomic on its own in autocommit, and part of
+                # the caller's transaction inside one.
+                work()
