@@ -35,10 +35,11 @@ from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
 from agent_sessions import models
@@ -110,11 +111,7 @@ def changelist_url(model: type[Model], **params: Any) -> str:
     """The admin changelist of ``model`` filtered by exact ``params``."""
     meta = model._meta
     url = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
-    if not params:
-        return url
-    from django.utils.http import urlencode
-
-    return f"{url}?{urlencode(params)}"
+    return f"{url}?{urlencode(params)}" if params else url
 
 
 def session_link(session_id: str | None) -> str:
@@ -173,6 +170,7 @@ class BigTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             (links such as ``?session_id=...``).
         json_fields: JSON columns shown pretty-printed on the detail page.
         editable_fields: Columns editable when ``ADMIN_ALLOW_EDIT`` is True.
+        extra_detail_fields: Read-only extras after the columns (links, checks).
     """
 
     paginator = EstimatedCountPaginator
@@ -185,6 +183,7 @@ class BigTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     url_lookups: Sequence[str] = ()
     json_fields: Sequence[str] = ()
     editable_fields: Sequence[str] = ()
+    extra_detail_fields: Sequence[str] = ()
     search_help_text = "Exact id."
 
     # ----- permissions
@@ -236,8 +235,6 @@ class BigTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def search_condition(self, term: str) -> Any:
         """The ``Q`` a search term must satisfy: equality on an indexed column."""
-        from django.db.models import Q
-
         condition = Q()
         for name in self.exact_search_fields:
             condition |= Q(**{name: term})
@@ -266,8 +263,6 @@ class BigTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             else:
                 fields.append(name)
         return fields + list(self.extra_detail_fields)
-
-    extra_detail_fields: Sequence[str] = ()
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         fields = self.get_fields(request, obj)
@@ -356,8 +351,7 @@ class SessionAdmin(BigTableAdmin):
         return admin.ModelAdmin.has_change_permission(self, request, obj)
 
     def search_condition(self, term: str) -> Any:
-        from django.db.models import Q
-
+        # Tags have no index in ASM's schema: this part reads asm_sessions (not events).
         return super().search_condition(term) | Q(tags__has_all=[term])
 
     @admin.display(description="tags")
