@@ -407,6 +407,16 @@ def test_events_are_ordered_by_session_and_sequence(admin_client: Client):
     assert listed == [("ses_a", 1), ("ses_a", 2), ("ses_b", 1), ("ses_b", 2)]
 
 
+def test_events_cannot_be_sorted_by_an_unindexed_column_through_the_url(admin_client: Client):
+    EventFactory(session_id="ses_a", sequence_number=1, type="tool_call_started")
+    EventFactory(session_id="ses_b", sequence_number=1, type="error_occurred")
+
+    response = admin_client.get(changelist("event"), {"o": "1"})
+
+    listed = [e.session_id for e in response.context["cl"].result_list]
+    assert listed == ["ses_a", "ses_b"]
+
+
 def test_event_type_filter_offers_every_event_type(admin_client: Client):
     body = admin_client.get(changelist("event")).content.decode()
 
