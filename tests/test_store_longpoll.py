@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from agent_sessions.core import Event, EventType
 from agent_sessions.sequences import EventNotifications
@@ -133,3 +134,16 @@ def test_notification_is_delivered_on_commit_and_not_on_rollback(
             store.append_event(Event.new("message_sent", session_id))
             assert not notifications.wait_for(session_id, time.monotonic() + 0.2)
         assert notifications.wait_for(session_id, time.monotonic() + 5)
+
+
+def test_long_poll_does_not_busy_loop_while_waiting(
+    store: DjangoSessionStore, session_id: str, vendor: str
+) -> None:
+    with (
+        writer((0.1, append(Event.new("message_sent", "ses_other")))),
+        CaptureQueriesContext(connection) as queries,
+    ):
+        assert store.get_events(session_id, wait_timeout_ms=1000) == []
+    # PostgreSQL queries again only when notified about this session; SQLite
+    # polls with a back-off (10 ms doubling to 100 ms): about 15 queries a second.
+    assert len(queries) <= (3 if vendor == "postgresql" else 20)
