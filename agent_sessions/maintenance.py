@@ -39,6 +39,7 @@ command takes around :meth:`~DjangoMaintenance.execute`.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -97,14 +98,24 @@ class DjangoMaintenance:
         progress: Called after each batch as ``progress(step, rows, total)``,
             e.g. to print progress from a management command.
 
-    One instance runs one :meth:`execute` at a time. Public methods raise only
-    ``agent_sessions`` errors.
+    Public methods raise only ``agent_sessions`` errors. An instance may be
+    shared between threads.
     """
 
     def __init__(self, using: str | None = None, *, progress: MaintenanceProgress | None = None):
         self.using = using
         self.progress = progress
-        self._context: _Context | None = None
+        # The running execute()'s context, per thread: the async API calls
+        # methods of one instance from several worker threads.
+        self._local = threading.local()
+
+    @property
+    def _context(self) -> _Context | None:
+        return getattr(self._local, "context", None)
+
+    @_context.setter
+    def _context(self, context: _Context | None) -> None:
+        self._local.context = context
 
     @property
     def alias(self) -> str:

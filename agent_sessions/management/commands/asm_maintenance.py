@@ -166,16 +166,22 @@ class Command(BaseCommand):
 
 
 def _summary(report: MaintenanceReport, dry_run: bool) -> str:
-    counts = (
-        f"soft-delete {report.sessions_soft_deleted} session(s), "
-        f"hard-delete {report.sessions_hard_deleted} session(s), "
-        f"prune {report.events_pruned} event(s), "
-        f"clean {report.artifacts_cleaned} orphaned artifact(s) and "
-        f"{report.orphaned_sequences_cleaned} orphaned sequence counter(s)"
-    )
+    def counts(*verbs: str) -> str:
+        soft, hard, prune, clean = verbs
+        return (
+            f"{soft} {report.sessions_soft_deleted} session(s), "
+            f"{hard} {report.sessions_hard_deleted} session(s), "
+            f"{prune} {report.events_pruned} event(s), "
+            f"{clean} {report.artifacts_cleaned} orphaned artifact(s) and "
+            f"{report.orphaned_sequences_cleaned} orphaned sequence counter(s) "
+            f"({report.duration_ms} ms)."
+        )
+
     if dry_run:
-        return f"Dry run, nothing changed: would {counts} ({report.duration_ms} ms)."
-    return f"Done: {counts.replace('-delete', '-deleted', 2)} ({report.duration_ms} ms)."
+        return "Dry run, nothing changed: would " + counts(
+            "soft-delete", "hard-delete", "prune", "clean"
+        )
+    return "Done: " + counts("soft-deleted", "hard-deleted", "pruned", "cleaned")
 
 
 def _limit(flag: str, value: str) -> int | None:
