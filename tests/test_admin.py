@@ -14,6 +14,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from agent_sessions import admin as admin_module
 from agent_sessions import models as m
 from agent_sessions.admin_paginator import EstimatedCountPaginator
 from agent_sessions.core import EventType, RunStatus, SessionStatus
@@ -159,6 +160,20 @@ def test_a_list_longer_than_the_count_cap_says_more_than_the_cap(
     assert "4 results" not in body
 
 
+@pytest.mark.postgres_only
+def test_an_unfiltered_big_list_shows_an_estimated_count(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(EstimatedCountPaginator, "count_cap", 3)
+    events_of(SessionFactory(), 5)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE asm_events")
+
+    body = admin_client.get(changelist("event")).content.decode()
+
+    assert "about 5" in body
+
+
 def test_facet_counts_cannot_be_switched_on_through_the_url(admin_client: Client):
     SessionFactory()
 
@@ -192,6 +207,17 @@ def test_soft_delete_action_marks_sessions_deleted(admin_client: Client):
     assert m.Session.objects.get(pk=session.id).deleted_at is not None
 
 
+def test_soft_delete_action_works_through_every_batch(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(admin_module, "ACTION_BATCH_SIZE", 2)
+    sessions = SessionFactory.create_batch(5)
+
+    post_action(admin_client, "soft_delete_sessions", [s.id for s in sessions])
+
+    assert not m.Session.objects.filter(deleted_at__isnull=True).exists()
+
+
 def test_restore_action_clears_the_soft_delete(admin_client: Client):
     session = SessionFactory(deleted_at=dt.datetime.now(UTC))
 
@@ -216,6 +242,18 @@ def test_export_action_returns_the_export_shape_serialised_with_to_dict(admin_cl
             "events": [m.Event.objects.get(pk=e.id).to_domain().to_dict() for e in events],
         }
     ]
+
+
+def test_export_refuses_more_sessions_than_the_cap(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(admin_module, "EXPORT_MAX_SESSIONS", 1)
+    sessions = SessionFactory.create_batch(2)
+
+    response = post_action(admin_client, "export_sessions_json", [s.id for s in sessions])
+
+    assert response.status_code == 302
+    assert "Content-Disposition" not in response
 
 
 def test_view_only_staff_can_export_but_cannot_soft_delete(django_user_model: Any):
