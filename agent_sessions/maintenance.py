@@ -10,11 +10,12 @@ orphaned artifacts and sequence counters::
 
 How it stays safe on a live database:
 
-- Every step walks its table by primary key (keyset: ``WHERE id > last ORDER
-  BY id LIMIT batch_size``) and changes one batch per short transaction, so
-  memory does not grow with the table and no transaction spans the run.
-  Conditions are checked again inside each write, so a row that stopped
-  qualifying meanwhile is left alone.
+- Every step walks its table in key order (keyset: ``WHERE id > last ORDER
+  BY id LIMIT batch_size``) and changes one batch per short transaction,
+  addressed by key range rather than by a list of ids, so memory does not
+  grow with the table and no transaction spans the run. Conditions are
+  checked again inside each write, so a row that stopped qualifying
+  meanwhile is left alone.
 - Appends are never blocked for longer than one batch: a hard delete locks
   the sessions' sequence counters (which every append takes) only for its own
   short transaction; pruning deletes old events, which appends never touch;
@@ -43,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -87,6 +88,8 @@ class _Context:
     # In a dry run of execute(): sessions deleted before this moment count as
     # already hard-deleted when pruning is estimated.
     hard_delete_cutoff: datetime | None = None
+    # Rows each step has committed so far, for the message when it fails later.
+    done: dict[str, int] = field(default_factory=dict)
 
 
 @with_async_twins
@@ -130,8 +133,8 @@ class DjangoMaintenance:
         Steps, in order: soft delete, hard delete, event pruning (per session,
         then ``max_total_events``), orphaned artifacts, orphaned sequence
         counters. A failing step is recorded in ``report.errors`` with its
-        count 0 (the message says what it had done before failing), and the
-        other steps still run.
+        count 0, and the other steps still run; batches it committed before
+        failing stay committed, and its message says how many rows they held.
 
         Args:
             policy: What to delete.
@@ -150,9 +153,8 @@ class DjangoMaintenance:
         hard_cutoff = None
         if dry_run and policy.hard_delete_after_days is not None:
             hard_cutoff = now - timedelta(days=policy.hard_delete_after_days)
-        self._context = _Context(
-            now, dry_run, archive, policy.batch_size, hard_delete_cutoff=hard_cutoff
-        )
+        context = _Context(now, dry_run, archive, policy.batch_size, hard_delete_cutoff=hard_cutoff)
+        self._context = context
         report = MaintenanceReport()
         steps: list[tuple[str, str, Callable[[], int]]] = [
             (
@@ -182,7 +184,7 @@ class DjangoMaintenance:
                 try:
                     setattr(report, field, step())
                 except Exception as exc:  # one failing step must not stop the others
-                    report.errors.append(f"{name}: {exc}")
+                    report.errors.append(f"{name}: {exc}{_committed(context, name, exc)}")
         finally:
             self._context = None
             if archive is not None:
@@ -730,6 +732,8 @@ class DjangoMaintenance:
         return check_int(batch_size, "batch_size", minimum=1)
 
     def _report(self, step: str, rows: int, total: int) -> None:
+        if self._context is not None:
+            self._context.done[step] = total
         if self.progress is not None:
             self.progress(step, rows, total)
 
@@ -744,6 +748,14 @@ class DjangoMaintenance:
 
     def _artifacts(self) -> QuerySet[m.Artifact]:
         return m.Artifact.objects.using(self.alias)
+
+
+def _committed(context: _Context, step: str, exc: Exception) -> str:
+    """What a failed step had committed, for its error message ("" when nothing)."""
+    done = context.done.get(step, 0)
+    if context.dry_run or not done or "deleted" in getattr(exc, "details", {}):
+        return ""
+    return f" ({done} rows were done before the failure)"
 
 
 def _excess(group: dict[str, Any], cap: int) -> int:

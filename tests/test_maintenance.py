@@ -473,6 +473,22 @@ def test_execute_records_a_failing_step_and_still_runs_the_others(
     assert report.orphaned_sequences_cleaned == 1
 
 
+def test_a_step_failing_midway_says_how_much_it_had_done(
+    maintenance: DjangoMaintenance, failing_artifact_delete: Any
+) -> None:
+    for session_id in ("ses_gone_1", "ses_gone_2", "ses_gone_3"):
+        ArtifactFactory(session_id=session_id)
+    failing_artifact_delete("ses_gone_3")  # artifact ids ascend with creation
+
+    report = maintenance.execute(policy(batch_size=1))
+
+    assert report.artifacts_cleaned == 0
+    [error] = report.errors
+    assert error.startswith("clean_orphaned_artifacts: ")
+    assert error.endswith("(2 rows were done before the failure)")
+    assert list(m.Artifact.objects.values_list("session_id", flat=True)) == ["ses_gone_3"]
+
+
 def test_every_step_works_in_batches_of_batch_size(mixed_data: Any) -> None:
     batches: list[tuple[str, int]] = []
     for _ in range(5):
