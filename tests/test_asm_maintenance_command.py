@@ -345,3 +345,18 @@ def test_the_lock_is_released_when_the_holder_ends() -> None:
 
     assert done.returncode == 0, done.stderr
     assert _deleted(stale)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locked_run_in_json_says_locked() -> None:
+    holder = start_lock_holder()
+    try:
+        second = run_manage("asm_maintenance", "--format=json", "--dry-run")
+    finally:
+        release(holder)
+
+    assert second.returncode == 0, second.stderr
+    answer = json.loads(second.stdout)
+    assert answer["locked"] is True
+    assert answer["dry_run"] is True
+    assert "lock" in answer["message"]
