@@ -199,7 +199,9 @@ def _event_from_row(row: Sequence[Any]) -> core.Event:
         event.provider,
         event.correlation_id,
     ) = row
-    event.type = _EVENT_TYPES.get(type_) or core.EventType(type_)
+    # A type this version does not know (written by a newer ASM) is passed
+    # through as its string rather than making the whole log unreadable.
+    event.type = _EVENT_TYPES.get(type_, type_)
     event.timestamp = _aware(timestamp)
     event.data = _json_object(data)
     event.metadata = _json_object(metadata)
@@ -264,17 +266,20 @@ def _fetch_events(cursor: CursorWrapper, sql: str, params: Sequence[Any]) -> lis
 def _stored_events_by_id(
     connection: BaseDatabaseWrapper, cursor: CursorWrapper, ids: list[str]
 ) -> dict[str, core.Event]:
+    queries: list[tuple[str, list[Any]]]
     if connection.vendor == "postgresql":
         # One array parameter: far cheaper to send and plan than a long IN list.
-        sql, chunks = STORED_EVENTS_POSTGRES, [[ids]]
+        queries = [(STORED_EVENTS_POSTGRES, [ids])]
     else:
         # Bounded IN lists keep SQLite under its bound-parameter limit.
         chunks = [ids[start : start + 500] for start in range(0, len(ids), 500)]
-        sql = ""
+        queries = [
+            (f"{_EVENT_SELECT} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk)
+            for chunk in chunks
+        ]
     found: dict[str, core.Event] = {}
-    for params in chunks:
-        query = sql or f"{_EVENT_SELECT} WHERE id IN ({', '.join(['%s'] * len(params))})"
-        for event in _fetch_events(cursor, query, params):
+    for sql, params in queries:
+        for event in _fetch_events(cursor, sql, params):
             found[event.id] = event
     return found
 

@@ -342,6 +342,14 @@ def test_rows_written_by_another_application_read_back_with_defaults(
     assert event.timestamp.tzinfo is UTC
 
 
+def test_an_event_type_this_version_does_not_know_reads_back_as_its_string(
+    store: DjangoSessionStore,
+) -> None:
+    EventFactory(session_id="ses_newer_writer", sequence_number=1, type="agent_reflected")
+    [event] = store.get_events("ses_newer_writer")
+    assert event.type == "agent_reflected"
+
+
 def test_get_latest_sequence_is_zero_without_a_counter(store: DjangoSessionStore) -> None:
     assert store.get_latest_sequence("ses_none") == 0
 
