@@ -15,7 +15,9 @@ sessions at 8 events, so every surviving session is pruned.
 Each size is run twice on identical data, regenerated in between: once by
 ``execute`` (through Django, in batches, in a fresh process so that its peak
 RSS is its own) and once by set-based SQL over raw psycopg doing the same
-deletions in a handful of statements. The table counts after both must agree.
+deletions in a handful of statements in one transaction. The table counts
+after both must agree ("same result"). "write batches" counts the write
+transactions of ``execute`` and the largest batch (sessions or rows).
 Then the same again at a tenth of the size, to show that peak memory does not
 grow with the data.
 """
@@ -227,14 +229,16 @@ def child_execute(batch_size: int) -> dict[str, Any]:
     from bench.common import peak_rss_mb
 
     policy = RetentionPolicy(**policy_fields(batch_size))
-    rss_before = peak_rss_mb()
+    batches: list[int] = []
+    maintenance = DjangoMaintenance(progress=lambda step, rows, total: batches.append(rows))
     start = time.perf_counter()
-    report = DjangoMaintenance().execute(policy)
+    report = maintenance.execute(policy)
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
         "rss_mb": peak_rss_mb(),
-        "rss_before_mb": rss_before,
+        "batches": len(batches),
+        "largest_batch": max(batches, default=0),
         "report": report.to_dict(),
     }
 
@@ -301,13 +305,23 @@ def main() -> None:
                 sql_seconds,
                 ours["seconds"] / sql_seconds,
                 ours["rss_mb"],
+                f"{ours['batches']:,} (largest {ours['largest_batch']:,})",
                 "yes" if after_ours == after_sql else f"NO: {after_ours} vs {after_sql}",
             ]
         )
         report = ours["report"]
     print_table(
         f"DjangoMaintenance.execute vs set-based SQL (PostgreSQL, batch_size={args.batch_size})",
-        ["sessions", "events", "execute s", "raw SQL s", "ratio", "peak RSS MiB", "same result"],
+        [
+            "sessions",
+            "events",
+            "execute s",
+            "raw SQL s",
+            "ratio",
+            "peak RSS MiB",
+            "write batches",
+            "same result",
+        ],
         rows,
     )
     print(f"\nlast report: {json.dumps(report)}")
