@@ -30,6 +30,7 @@ __all__ = [
     "EVENT_COLUMNS",
     "NOTIFY_CHANNEL",
     "STORED_EVENTS_POSTGRES",
+    "WATCH_LOCK_CLASS",
     "EventNotifications",
     "append_one_postgres",
     "copy_events_postgres",
@@ -58,6 +59,24 @@ _QUOTED_COLUMNS = ", ".join(f'"{name}"' for name in EVENT_COLUMNS)
 #: The LISTEN/NOTIFY channel; the payload is the session id of the appended events.
 NOTIFY_CHANNEL = "agent_sessions_events"
 
+#: First half of the two-part advisory lock key by which a waiting reader
+#: says "I am watching session S" (second half: ``hashtext(S)``). The
+#: two-integer key space is separate from the bigint one other locks use.
+WATCH_LOCK_CLASS = 0x61736D77  # "asmw"
+
+# Why the watch lock: a transaction that ran NOTIFY takes a cluster-wide lock
+# for its commit, so commits of notifying transactions are serialised (no
+# group commit). Appends therefore notify only when a reader is watching
+# their session. A reader holds a shared lock on the session's key while it
+# waits; a writer's exclusive try-lock fails exactly then, and it notifies.
+# If the writer's try-lock wins instead, it holds the key until its commit,
+# so a reader arriving meanwhile waits for that commit before querying, and
+# sees the event. Hash collisions only cause a needless notification.
+_NOTIFY_IF_WATCHED = (
+    f"pg_notify('{NOTIFY_CHANNEL}', {{sid}}) "
+    f"FROM {{source}} WHERE NOT pg_try_advisory_xact_lock({WATCH_LOCK_CLASS}, hashtext({{sid}}))"
+)
+
 # One statement for a single append on PostgreSQL. ``existing`` finds an event
 # already stored under this id (idempotent append); only when there is none
 # does ``counter`` bump the session's counter and ``inserted`` store the event
@@ -83,7 +102,7 @@ WITH existing AS (
     FROM counter
     RETURNING sequence_number
 ), notified AS (
-    SELECT pg_notify('{NOTIFY_CHANNEL}', %(session_id)s) FROM inserted
+    SELECT {_NOTIFY_IF_WATCHED.format(sid="%(session_id)s", source="inserted")}
 )
 SELECT (SELECT sequence_number FROM inserted), (SELECT count(*) FROM notified), existing.*
 FROM (VALUES (1)) AS one LEFT JOIN existing ON true
@@ -223,12 +242,15 @@ def notify_sessions(
     """Tell long-polling readers that these sessions have new events (PostgreSQL only).
 
     Sent inside the appending transaction: PostgreSQL delivers it on commit
-    and drops it on rollback. A no-op on other databases, whose readers poll.
+    and drops it on rollback. Only sessions that a reader is watching are
+    notified (see :data:`WATCH_LOCK_CLASS`). A no-op on other databases,
+    whose readers poll.
     """
     if connection.vendor != "postgresql":
         return
+    source = "unnest(%s::text[]) AS t(sid)"
     cursor.execute(
-        f"SELECT pg_notify('{NOTIFY_CHANNEL}', sid) FROM unnest(%s::text[]) AS t(sid)",
+        f"SELECT {_NOTIFY_IF_WATCHED.format(sid='sid', source=source)}",
         [sorted(set(session_ids))],
     )
 
@@ -255,8 +277,9 @@ class EventNotifications:
     Use as a context manager::
 
         with EventNotifications("default") as notes:
-            ...  # query once more (nothing may be missed between query and LISTEN)
-            notes.wait_for(session_id, deadline)
+            if notes.watch(session_id, deadline):
+                ...  # query once more: nothing committed before this point notifies
+                notes.wait_for(session_id, deadline)
     """
 
     def __init__(self, alias: str) -> None:
@@ -268,6 +291,29 @@ class EventNotifications:
         params.pop("context", None)
         self._connection = psycopg.connect(**params, autocommit=True)
         self._connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def watch(self, session_id: str, deadline: float) -> bool:
+        """Ask writers to notify appends to ``session_id`` (until this connection closes).
+
+        Waits, at most until ``deadline``, for a writer that is committing an
+        append to that session without notifying; query only after this
+        returns, so that such an append is seen.
+
+        Returns:
+            True when watching; False when ``deadline`` passed first.
+        """
+        import psycopg
+
+        remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
+        try:
+            self._connection.execute(f"SET lock_timeout = {remaining_ms}")
+            self._connection.execute(
+                "SELECT pg_advisory_lock_shared(%s, hashtext(%s))",
+                [WATCH_LOCK_CLASS, session_id],
+            )
+        except psycopg.errors.LockNotAvailable:
+            return False
+        return True
 
     def wait_for(self, session_id: str, deadline: float) -> bool:
         """Block until an append to ``session_id`` is committed or ``deadline`` passes.

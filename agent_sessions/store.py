@@ -768,8 +768,18 @@ class DjangoSessionStore:
                     details={"operation": "get_events", "cause": str(exc)},
                 ) from exc
         with notifications:
-            # Query again now that LISTEN is active: an append committed
-            # between the first query and LISTEN sends no notification to us.
+            try:
+                watching = notifications.watch(session_id, deadline)
+            except Exception as exc:
+                raise StorageError(
+                    "storage_error",
+                    f"get_events could not watch session {session_id!r}: {exc}",
+                    details={"operation": "get_events", "cause": str(exc)},
+                ) from exc
+            if not watching:
+                return self._query_events(alias, sql, params)
+            # Query again now that we are listening and watching: an append
+            # committed before that point sent no notification to us.
             while True:
                 events = self._query_events(alias, sql, params)
                 if events:

@@ -126,6 +126,7 @@ def test_notification_is_delivered_on_commit_and_not_on_rollback(
             raise Abort
 
     with EventNotifications("default") as notifications:
+        assert notifications.watch(session_id, time.monotonic() + 5)
         with pytest.raises(Abort):
             append_then_roll_back()
         assert not notifications.wait_for(session_id, time.monotonic() + 0.2)
@@ -147,3 +148,46 @@ def test_long_poll_does_not_busy_loop_while_waiting(
     # PostgreSQL queries again only when notified about this session; SQLite
     # polls with a back-off (10 ms doubling to 100 ms): about 15 queries a second.
     assert len(queries) <= (3 if vendor == "postgresql" else 20)
+
+
+@pytest.mark.postgres_only
+def test_appends_notify_only_sessions_that_a_reader_watches(
+    store: DjangoSessionStore, session_id: str
+) -> None:
+    with EventNotifications("default") as notifications:
+        store.append_event(Event.new("message_sent", session_id))
+        assert not notifications.wait_for(session_id, time.monotonic() + 0.2)
+
+        assert notifications.watch(session_id, time.monotonic() + 5)
+        store.append_events([Event.new("message_sent", session_id)])
+        assert notifications.wait_for(session_id, time.monotonic() + 5)
+
+
+@pytest.mark.postgres_only
+def test_a_reader_that_starts_watching_mid_append_sees_the_event(
+    store: DjangoSessionStore, session_id: str
+) -> None:
+    appended = threading.Event()
+    commit = threading.Event()
+
+    def append_slowly() -> None:
+        try:
+            with transaction.atomic():
+                DjangoSessionStore().append_event(Event.new("message_sent", session_id))
+                appended.set()
+                commit.wait(timeout=30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=append_slowly)
+    thread.start()
+    try:
+        assert appended.wait(timeout=30)
+        # The append decided not to notify (nobody watched); the reader's watch
+        # waits for that commit, so its query sees the event.
+        threading.Timer(0.2, commit.set).start()
+        events = store.get_events(session_id, wait_timeout_ms=LONG_WAIT_MS)
+    finally:
+        commit.set()
+        thread.join(timeout=30)
+    assert [e.session_id for e in events] == [session_id]
