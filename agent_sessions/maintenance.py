@@ -609,9 +609,9 @@ class DjangoMaintenance:
         """Delete the sessions ``first..last`` that are still expired, with all they own.
 
         One transaction. The sessions are selected again (by key range and
-        expiry, so no id list travels) and locked, then their counters, so
-        appends to these sessions wait for the commit: what is archived is
-        exactly what is deleted.
+        expiry, so no id list travels) and locked, then their counters are
+        deleted, which locks them too, so appends to these sessions wait for
+        the commit: what is archived is exactly what is deleted.
         """
         with self._write("hard_delete_expired_sessions"):
             sessions = self._sessions().filter(id__gte=first, id__lte=last, deleted_at__lt=cutoff)
@@ -620,15 +620,12 @@ class DjangoMaintenance:
             if not rows:
                 return 0
             doomed = Subquery(sessions.values("id"))
-            list(
-                self._counters()
-                .filter(session_id__in=doomed)
-                .select_for_update()
-                .values_list("session_id", flat=True)
-            )
+            # Deleting the counters first also locks them: appends to these
+            # sessions now wait for this transaction.
+            self._counters().filter(session_id__in=doomed).delete()
             if archive is not None:
                 self._archive_sessions(archive, rows, doomed)  # type: ignore[arg-type]
-            for model in (m.SessionSequence, m.Event, m.Run, m.Artifact):
+            for model in (m.Event, m.Run, m.Artifact):
                 model.objects.using(self.alias).filter(session_id__in=doomed).delete()
             return int(sessions.delete()[0])
 
