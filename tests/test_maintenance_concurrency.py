@@ -76,3 +76,24 @@ def test_appends_during_maintenance_are_kept_in_order() -> None:
     assert DjangoMaintenance().health_check() == [
         f"{APPENDS_PER_SESSION * len(rowless)} events reference non-existent sessions"
     ]
+
+
+def test_each_batch_is_committed_on_its_own() -> None:
+    for _ in range(6):
+        SessionFactory(status="completed", updated_at=days_ago(365))
+    observer = connections["default"].copy()  # another connection sees only commits
+    seen: list[int] = []
+
+    def committed_so_far(step: str, rows: int, total: int) -> None:
+        with observer.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM asm_sessions WHERE deleted_at IS NOT NULL")
+            seen.append(cursor.fetchone()[0])
+
+    try:
+        DjangoMaintenance(progress=committed_so_far).soft_delete_expired_sessions(
+            policy(max_completed_session_age_days=90, batch_size=2)
+        )
+    finally:
+        observer.close()
+
+    assert seen == [2, 4, 6]

@@ -6,6 +6,9 @@ import pytest
 from django.db import connection
 
 from agent_sessions.locks import lock_file_path, maintenance_lock
+from agent_sessions.maintenance import DjangoMaintenance
+from tests.factories import SessionFactory
+from tests.maintenance_support import days_ago, policy
 
 pytestmark = pytest.mark.django_db
 
@@ -41,3 +44,14 @@ def test_on_sqlite_the_lock_file_sits_next_to_the_database() -> None:
     assert str(path) == f"{connection.settings_dict['NAME']}.asm-maintenance.lock"
     with maintenance_lock():
         assert path.exists()
+
+
+def test_the_lock_outlives_the_runs_own_transactions() -> None:
+    SessionFactory(status="completed", updated_at=days_ago(365))
+
+    with maintenance_lock() as acquired:
+        report = DjangoMaintenance().execute(policy(max_completed_session_age_days=90))
+        with maintenance_lock() as meanwhile:
+            assert (acquired, meanwhile) == (True, False)
+
+    assert report.sessions_soft_deleted == 1
