@@ -23,6 +23,7 @@ from google.genai import types
 
 from agent_sessions import models as m
 from agent_sessions.integrations.adk import DjangoSessionService
+from agent_sessions.store import DjangoSessionStore
 from tests.integration_helpers import run_in_processes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -239,6 +240,22 @@ def test_concurrent_shared_state_deltas_from_two_processes_are_all_applied(
         assert got.state[label] == 14
         assert got.state["app:p"] == got.state["app:q"] == 14
         assert got.state["user:p"] == got.state["user:q"] == 14
+
+
+def test_an_append_wakes_a_long_polling_reader_of_the_session(
+    service: DjangoSessionService,
+) -> None:
+    session = create(service, session_id="s1")
+    store = DjangoSessionStore()
+
+    async def scenario() -> list[Any]:
+        waiting = asyncio.ensure_future(store.aget_events("s1", wait_timeout_ms=20_000))
+        await asyncio.sleep(0.1)  # the reader is now waiting in its worker thread
+        await service.append_event(session, text_event("wake"))
+        return await asyncio.wait_for(waiting, timeout=10)
+
+    events = asyncio.run(scenario())
+    assert [e.data["adk_event"]["content"]["parts"][0]["text"] for e in events] == ["wake"]
 
 
 def test_importing_without_the_extra_names_the_pip_command() -> None:

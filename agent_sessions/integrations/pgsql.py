@@ -12,7 +12,9 @@ adapters, which callers reach by checking :func:`is_postgres` first.
 - :func:`append_adk_event` stores an ADK event in *one* statement: it
   touches the ADK session row (``updated_at`` and the session-scoped state
   delta), bumps the session's sequence counter, inserts the event and sends
-  the store's ``pg_notify``. Alone in autocommit it needs no BEGIN/COMMIT,
+  the store's ``pg_notify`` (only when a long-polling reader watches the
+  session, by the store's advisory "watch lock" protocol, see
+  :mod:`agent_sessions.sequences`). Alone in autocommit it needs no BEGIN/COMMIT,
   and it is atomic all the same: a failure undoes the state change and the
   counter bump with it.
 """
@@ -29,7 +31,7 @@ from django.db.backends.utils import CursorWrapper
 
 from agent_sessions import core
 from agent_sessions.fields import to_utc_naive
-from agent_sessions.sequences import EVENT_COLUMNS, NOTIFY_CHANNEL
+from agent_sessions.sequences import EVENT_COLUMNS, NOTIFY_CHANNEL, WATCH_LOCK_CLASS
 
 __all__ = ["append_adk_event", "is_postgres", "read_payloads"]
 
@@ -79,7 +81,9 @@ WITH target AS (
     FROM counter
     RETURNING session_id
 ), notified AS (
+    -- The store's protocol: notify only when a reader holds the session's watch lock.
     SELECT pg_notify('{NOTIFY_CHANNEL}', session_id) FROM inserted
+    WHERE NOT pg_try_advisory_xact_lock({WATCH_LOCK_CLASS}, hashtext(session_id))
 )
 SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM notified)
 """
