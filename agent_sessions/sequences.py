@@ -77,19 +77,21 @@ _NOTIFY_IF_WATCHED = (
     f"FROM {{source}} WHERE NOT pg_try_advisory_xact_lock({WATCH_LOCK_CLASS}, hashtext({{sid}}))"
 )
 
-# One statement for a single append on PostgreSQL. ``existing`` finds an event
-# already stored under this id (idempotent append); only when there is none
-# does ``counter`` bump the session's counter and ``inserted`` store the event
-# with the number it returned. Should a concurrent transaction insert the same
-# new id first, the insert fails with a unique violation and the whole
-# statement, counter bump included, is rolled back; the caller then retries
-# and finds the stored event through ``existing``.
+# One statement for a single append on PostgreSQL. ``counter`` bumps the
+# session's counter only when no event is stored under this id yet
+# (idempotent append: a duplicate consumes no number and the statement returns
+# no row), ``inserted`` stores the event with the number it returned, and the
+# final SELECT notifies watchers (CASE fixes the evaluation order: try the
+# lock first). Should a concurrent transaction insert the same new id first,
+# the insert fails with a unique violation and the whole statement, counter
+# bump included, is rolled back; the caller retries and then finds the stored
+# event. Kept small on purpose: without prepared statements, planning is a
+# good part of its cost.
 _APPEND_ONE_POSTGRES = f"""
-WITH existing AS (
-    SELECT {_QUOTED_COLUMNS} FROM asm_events WHERE id = %(id)s
-), counter AS (
+WITH counter AS (
     INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
-    SELECT %(session_id)s, 1, %(now)s WHERE NOT EXISTS (SELECT 1 FROM existing)
+    SELECT %(session_id)s, 1, %(now)s
+    WHERE NOT EXISTS (SELECT FROM asm_events WHERE id = %(id)s)
     ON CONFLICT (session_id) DO UPDATE
         SET last_sequence = seq.last_sequence + EXCLUDED.last_sequence,
             updated_at = EXCLUDED.updated_at
@@ -101,11 +103,13 @@ WITH existing AS (
            %(correlation_id)s
     FROM counter
     RETURNING sequence_number
-), notified AS (
-    SELECT {_NOTIFY_IF_WATCHED.format(sid="%(session_id)s", source="inserted")}
 )
-SELECT (SELECT sequence_number FROM inserted), (SELECT count(*) FROM notified), existing.*
-FROM (VALUES (1)) AS one LEFT JOIN existing ON true
+SELECT sequence_number,
+       CASE WHEN pg_try_advisory_xact_lock({WATCH_LOCK_CLASS}, hashtext(%(session_id)s))
+            THEN false
+            ELSE pg_notify('{NOTIFY_CHANNEL}', %(session_id)s) IS NULL
+       END
+FROM inserted
 """
 
 #: Stored events among a batch's ids, PostgreSQL. The LATERAL ``LIMIT 1``
@@ -143,11 +147,11 @@ _INSERT_SQLITE = (
 )
 
 
-def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any]) -> tuple[Any, ...]:
+def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any]) -> int | None:
     """Append one event on PostgreSQL in a single statement.
 
-    The statement is a fairly large CTE, so planning it is a good part of its
-    cost. When the project lets psycopg prepare statements
+    The statement is a CTE, so planning it is a good part of its cost. When
+    the project lets psycopg prepare statements
     (``DATABASES[...]["OPTIONS"]["prepare_threshold"]``, off by default in
     Django because of transaction-pooling proxies), it runs on a
     server-binding cursor and is prepared like any other repeated query;
@@ -163,9 +167,8 @@ def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any])
             ``now``, the counter's ``updated_at``.
 
     Returns:
-        ``(assigned_number, _, *stored_columns)``: ``assigned_number`` is the
-        new event's number, or None when an event with this id was already
-        stored, in which case the stored row's columns follow.
+        The new event's sequence number, or None when an event with this id
+        is already stored (nothing was written).
     """
     import psycopg
 
@@ -181,9 +184,8 @@ def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any])
     # Errors are wrapped as Django wraps execute()'s (IntegrityError, …).
     with connection.wrap_database_errors, cursor_class(driver_connection) as cursor:
         cursor.execute(_APPEND_ONE_POSTGRES, params)
-        result = cursor.fetchone()
-    assert result is not None  # the LEFT JOIN always yields one row
-    return tuple(result)
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
 
 
 def reserve_blocks(

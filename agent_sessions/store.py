@@ -343,13 +343,18 @@ def _append_one_postgres(connection: BaseDatabaseWrapper, event: core.Event) -> 
         "now": datetime.now(UTC).replace(tzinfo=None),
     }
     try:
-        number, _, *existing = append_one_postgres(connection, params)
+        number = append_one_postgres(connection, params)
     except IntegrityError as exc:
         if _is_event_id_conflict(exc):
             raise _EventIdRace from exc
         raise
     if number is None:
-        return _event_from_row(existing)
+        # Already stored: return that event, unchanged.
+        with connection.cursor() as cursor:
+            stored = _stored_events_by_id(connection, cursor, [event.id]).get(event.id)
+        if stored is None:
+            raise _EventIdRace("the stored event was deleted meanwhile")
+        return stored
     event.sequence_number = number
     return event
 
