@@ -418,9 +418,7 @@ class DjangoSessionStore:
     """
 
     def __init__(self, using: str | None = None) -> None:
-        if using is not None:
-            check_varchar(using, "using", required=True)
-        self.using = using
+        self.using = _check_alias(using)
 
     def _write_alias(self) -> str:
         return db_for_write(self.using, m.Event)
@@ -825,6 +823,21 @@ class _TimeParam:
         return _db_time(connection, self.value)
 
 
+def _check_alias(using: str | None) -> str | None:
+    """``using`` when it names a configured database (or is None)."""
+    if (
+        using is not None
+        and check_varchar(using, "using", required=True) not in connections.settings
+    ):
+        raise ValidationError(
+            "validation_error",
+            f"using={using!r} is not a database alias in settings.DATABASES",
+            {"aliases": list(connections.settings)},
+            field="using",
+        )
+    return using
+
+
 def _checked(value: Any, cls: type[_T], field: str) -> _T:
     if not isinstance(value, cls):
         raise ValidationError(
@@ -884,9 +897,7 @@ class DjangoArtifactRegistry:
     """
 
     def __init__(self, using: str | None = None) -> None:
-        if using is not None:
-            check_varchar(using, "using", required=True)
-        self.using = using
+        self.using = _check_alias(using)
 
     def register(
         self,

@@ -559,6 +559,12 @@ def test_store_with_using_writes_to_that_alias(session: Session) -> None:
     assert RecordingRouter.calls == []
 
 
+def test_store_with_an_unknown_alias_raises_validation_error() -> None:
+    with pytest.raises(ValidationError) as info:
+        DjangoSessionStore(using="replica_that_does_not_exist")
+    assert info.value.details["field"] == "using"
+
+
 def test_appends_inside_a_callers_transaction_roll_back_with_it(
     store: DjangoSessionStore, session: Session
 ) -> None:
