@@ -30,6 +30,7 @@ __all__ = [
     "EVENT_COLUMNS",
     "NOTIFY_CHANNEL",
     "STORED_EVENTS_POSTGRES",
+    "WATCH_BUCKETS",
     "WATCH_LOCK_CLASS",
     "EventNotifications",
     "append_one_postgres",
@@ -60,9 +61,17 @@ _QUOTED_COLUMNS = ", ".join(f'"{name}"' for name in EVENT_COLUMNS)
 NOTIFY_CHANNEL = "agent_sessions_events"
 
 #: First half of the two-part advisory lock key by which a waiting reader
-#: says "I am watching session S" (second half: ``hashtext(S)``). The
-#: two-integer key space is separate from the bigint one other locks use.
+#: says "I am watching session S" (second half: S's bucket, see
+#: :data:`WATCH_BUCKETS`). The two-integer key space is separate from the
+#: bigint one other advisory locks use.
 WATCH_LOCK_CLASS = 0x61736D77  # "asmw"
+#: Sessions share this many watch keys. A writer holds the keys it takes until
+#: it commits, so a transaction appending to thousands of sessions holds at
+#: most this many locks (PostgreSQL's lock table is sized by
+#: max_locks_per_transaction, 64 by default); the price is that a watched
+#: key also makes appends to the other sessions of its bucket notify.
+WATCH_BUCKETS = 64
+_WATCH_KEY = f"{WATCH_LOCK_CLASS}, hashtext({{sid}}) & {WATCH_BUCKETS - 1}"
 
 # Why the watch lock: a transaction that ran NOTIFY takes a cluster-wide lock
 # for its commit, so commits of notifying transactions are serialised (no
@@ -71,10 +80,10 @@ WATCH_LOCK_CLASS = 0x61736D77  # "asmw"
 # waits; a writer's exclusive try-lock fails exactly then, and it notifies.
 # If the writer's try-lock wins instead, it holds the key until its commit,
 # so a reader arriving meanwhile waits for that commit before querying, and
-# sees the event. Hash collisions only cause a needless notification.
+# sees the event. Sessions sharing a key only cause needless notifications.
 _NOTIFY_IF_WATCHED = (
     f"pg_notify('{NOTIFY_CHANNEL}', {{sid}}) "
-    f"FROM {{source}} WHERE NOT pg_try_advisory_xact_lock({WATCH_LOCK_CLASS}, hashtext({{sid}}))"
+    f"FROM {{source}} WHERE NOT pg_try_advisory_xact_lock({_WATCH_KEY})"
 )
 
 # One statement for a single append on PostgreSQL. ``counter`` bumps the
@@ -105,7 +114,7 @@ WITH counter AS (
     RETURNING sequence_number
 )
 SELECT sequence_number,
-       CASE WHEN pg_try_advisory_xact_lock({WATCH_LOCK_CLASS}, hashtext(%(session_id)s))
+       CASE WHEN pg_try_advisory_xact_lock({_WATCH_KEY.format(sid="%(session_id)s")})
             THEN false
             ELSE pg_notify('{NOTIFY_CHANNEL}', %(session_id)s) IS NULL
        END
@@ -310,8 +319,8 @@ class EventNotifications:
         try:
             self._connection.execute(f"SET lock_timeout = {remaining_ms}")
             self._connection.execute(
-                "SELECT pg_advisory_lock_shared(%s, hashtext(%s))",
-                [WATCH_LOCK_CLASS, session_id],
+                f"SELECT pg_advisory_lock_shared({_WATCH_KEY.format(sid='%s')})",
+                [session_id],
             )
         except psycopg.errors.LockNotAvailable:
             return False
