@@ -30,7 +30,7 @@ __all__ = [
     "EVENT_COLUMNS",
     "NOTIFY_CHANNEL",
     "STORED_EVENTS_POSTGRES",
-    "WATCH_BUCKETS",
+    "WATCH_KEYS_PER_BATCH",
     "WATCH_LOCK_CLASS",
     "EventNotifications",
     "append_one_postgres",
@@ -61,17 +61,17 @@ _QUOTED_COLUMNS = ", ".join(f'"{name}"' for name in EVENT_COLUMNS)
 NOTIFY_CHANNEL = "agent_sessions_events"
 
 #: First half of the two-part advisory lock key by which a waiting reader
-#: says "I am watching session S" (second half: S's bucket, see
-#: :data:`WATCH_BUCKETS`). The two-integer key space is separate from the
-#: bigint one other advisory locks use.
+#: says "I am watching session S"; the second half is ``hashtext(S)``. Other
+#: writers to asm_events (the framework adapters) follow the same protocol.
+#: The two-integer key space is separate from the bigint one other advisory
+#: locks use.
 WATCH_LOCK_CLASS = 0x61736D77  # "asmw"
-#: Sessions share this many watch keys. A writer holds the keys it takes until
-#: it commits, so a transaction appending to thousands of sessions holds at
-#: most this many locks (PostgreSQL's lock table is sized by
-#: max_locks_per_transaction, 64 by default); the price is that a watched
-#: key also makes appends to the other sessions of its bucket notify.
-WATCH_BUCKETS = 64
-_WATCH_KEY = f"{WATCH_LOCK_CLASS}, hashtext({{sid}}) & {WATCH_BUCKETS - 1}"
+#: A writer holds the watch keys it takes until it commits. Above this many
+#: sessions in one batch it notifies them all instead of taking a key per
+#: session, so that a huge batch cannot exhaust PostgreSQL's lock table
+#: (sized by max_locks_per_transaction, 64 by default).
+WATCH_KEYS_PER_BATCH = 32
+_WATCH_KEY = f"{WATCH_LOCK_CLASS}, hashtext({{sid}})"
 
 # Why the watch lock: a transaction that ran NOTIFY takes a cluster-wide lock
 # for its commit, so commits of notifying transactions are serialised (no
@@ -80,7 +80,7 @@ _WATCH_KEY = f"{WATCH_LOCK_CLASS}, hashtext({{sid}}) & {WATCH_BUCKETS - 1}"
 # waits; a writer's exclusive try-lock fails exactly then, and it notifies.
 # If the writer's try-lock wins instead, it holds the key until its commit,
 # so a reader arriving meanwhile waits for that commit before querying, and
-# sees the event. Sessions sharing a key only cause needless notifications.
+# sees the event. Hash collisions only cause needless notifications.
 _NOTIFY_IF_WATCHED = (
     f"pg_notify('{NOTIFY_CHANNEL}', {{sid}}) "
     f"FROM {{source}} WHERE NOT pg_try_advisory_xact_lock({_WATCH_KEY})"
@@ -269,16 +269,19 @@ def notify_sessions(
 
     Sent inside the appending transaction: PostgreSQL delivers it on commit
     and drops it on rollback. Only sessions that a reader is watching are
-    notified (see :data:`WATCH_LOCK_CLASS`). A no-op on other databases,
-    whose readers poll.
+    notified (see :data:`WATCH_LOCK_CLASS`), unless the batch spans more than
+    :data:`WATCH_KEYS_PER_BATCH` sessions. A no-op on other databases, whose
+    readers poll.
     """
     if connection.vendor != "postgresql":
         return
+    unique = sorted(set(session_ids))
     source = "unnest(%s::text[]) AS t(sid)"
-    cursor.execute(
-        f"SELECT {_NOTIFY_IF_WATCHED.format(sid='sid', source=source)}",
-        [sorted(set(session_ids))],
-    )
+    if len(unique) > WATCH_KEYS_PER_BATCH:
+        sql = f"SELECT pg_notify('{NOTIFY_CHANNEL}', sid) FROM {source}"
+    else:
+        sql = f"SELECT {_NOTIFY_IF_WATCHED.format(sid='sid', source=source)}"
+    cursor.execute(sql, [unique])
 
 
 def take_sqlite_write_lock(cursor: CursorWrapper) -> None:

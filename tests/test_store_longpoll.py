@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from agent_sessions.core import Event, EventType
-from agent_sessions.sequences import EventNotifications
+from agent_sessions.sequences import WATCH_KEYS_PER_BATCH, EventNotifications
 from agent_sessions.store import DjangoSessionStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -191,3 +191,14 @@ def test_a_reader_that_starts_watching_mid_append_sees_the_event(
         commit.set()
         thread.join(timeout=30)
     assert [e.session_id for e in events] == [session_id]
+
+
+@pytest.mark.postgres_only
+def test_a_batch_across_many_sessions_notifies_a_watched_one(
+    store: DjangoSessionStore, session_id: str
+) -> None:
+    many = [Event.new("message_sent", f"ses_bulk_{n}") for n in range(WATCH_KEYS_PER_BATCH + 8)]
+    with EventNotifications("default") as notifications:
+        assert notifications.watch(session_id, time.monotonic() + 5)
+        store.append_events([*many, Event.new("message_sent", session_id)])
+        assert notifications.wait_for(session_id, time.monotonic() + 5)
