@@ -54,6 +54,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from agent_sessions import models as m
 from agent_sessions.aio import with_async_twins
 from agent_sessions.archive import ArchiveWriter
+from agent_sessions.cascade import delete_sessions
 from agent_sessions.db import db_for_write, translate_errors
 from agent_sessions.errors import StorageError
 from agent_sessions.results import MaintenanceReport
@@ -616,22 +617,28 @@ class DjangoMaintenance:
         with self._write("hard_delete_expired_sessions"):
             sessions = self._sessions().filter(id__gte=first, id__lte=last, deleted_at__lt=cutoff)
             locked = sessions.select_for_update().order_by("id")
-            rows = list(locked) if archive is not None else list(locked.values_list("id"))
+            connection = connections[self.alias]
+            if archive is None:
+                # Locks the sessions; only whether there are any matters.
+                if not list(locked.values_list("id")):
+                    return 0
+                return delete_sessions(connection, sessions)
+            rows = list(locked)
             if not rows:
                 return 0
-            doomed = Subquery(sessions.values("id"))
-            # Deleting the counters first also locks them: appends to these
-            # sessions now wait for this transaction.
-            self._counters().filter(session_id__in=doomed).delete()
-            if archive is not None:
-                self._archive_sessions(archive, rows, doomed)  # type: ignore[arg-type]
-            for model in (m.Event, m.Run, m.Artifact):
-                model.objects.using(self.alias).filter(session_id__in=doomed).delete()
-            return int(sessions.delete()[0])
+            # The cascade deletes (and so locks) the counters before it calls
+            # back: appends to these sessions wait, and the archive holds
+            # exactly what is deleted.
+            return delete_sessions(
+                connection,
+                sessions,
+                before_delete=lambda: self._archive_sessions(archive, rows, sessions),
+            )
 
     def _archive_sessions(
-        self, archive: ArchiveWriter, rows: list[m.Session], doomed: Subquery
+        self, archive: ArchiveWriter, rows: list[m.Session], sessions: QuerySet[m.Session]
     ) -> None:
+        doomed = Subquery(sessions.values("id"))
         runs = m.Run.objects.using(self.alias).filter(session_id__in=doomed)
         events = self._events().filter(session_id__in=doomed)
         archive.write("session", (row.to_domain() for row in rows))

@@ -36,6 +36,7 @@ from django.db.models import Count, Sum
 from agent_sessions import core
 from agent_sessions import models as m
 from agent_sessions.aio import with_async_twins
+from agent_sessions.cascade import delete_sessions
 from agent_sessions.db import db_for_read, db_for_write, is_sqlite_locked, translate_errors
 from agent_sessions.errors import NotFoundError, StorageError, ValidationError
 from agent_sessions.fields import to_utc_naive
@@ -385,13 +386,10 @@ def delete_sessions_cascade(session_ids: Iterable[str], *, using: str | None = N
         session_id = check_id(session_id, "session_id")
 
         def cascade(connection: BaseDatabaseWrapper, session_id: str = session_id) -> int:
-            with connection.cursor() as cursor:
-                if connection.vendor == "sqlite":
+            if connection.vendor == "sqlite":
+                with connection.cursor() as cursor:
                     take_sqlite_write_lock(cursor)
-                for table in ("asm_events", "asm_runs", "asm_artifacts", "asm_session_sequences"):
-                    cursor.execute(f"DELETE FROM {table} WHERE session_id = %s", [session_id])
-                cursor.execute("DELETE FROM asm_sessions WHERE id = %s", [session_id])
-                return int(cursor.rowcount)
+            return delete_sessions(connection, [session_id])
 
         deleted += _write(alias, "delete_session", cascade)
     return deleted
