@@ -56,7 +56,7 @@ from agent_sessions.aio import with_async_twins
 from agent_sessions.archive import ArchiveWriter
 from agent_sessions.cascade import delete_sessions
 from agent_sessions.db import db_for_write, translate_errors
-from agent_sessions.errors import StorageError
+from agent_sessions.errors import MigrationRequiredError, StorageError
 from agent_sessions.results import MaintenanceReport
 from agent_sessions.retention import RetentionPolicy
 from agent_sessions.sequences import take_sqlite_write_lock
@@ -146,6 +146,7 @@ class DjangoMaintenance:
 
         Raises:
             ValidationError: the policy is invalid; nothing was done.
+            MigrationRequiredError: the tables or columns are missing.
         """
         policy.validate()
         started = time.monotonic()
@@ -184,6 +185,9 @@ class DjangoMaintenance:
             for field, name, step in steps:
                 try:
                     setattr(report, field, step())
+                except MigrationRequiredError:
+                    # Not a step failing: no step can work until `migrate` runs.
+                    raise
                 except Exception as exc:  # one failing step must not stop the others
                     report.errors.append(f"{name}: {exc}{_committed(context, name, exc)}")
         finally:

@@ -9,8 +9,9 @@ from django.db import connection
 
 from agent_sessions import models as m
 from agent_sessions.core import Event
-from agent_sessions.errors import StorageError, ValidationError
+from agent_sessions.errors import MigrationRequiredError, StorageError, ValidationError
 from agent_sessions.maintenance import PROTECTED_EVENT_TYPES, DjangoMaintenance
+from agent_sessions.retention import RetentionPolicy
 from agent_sessions.store import DjangoSessionStore
 from tests.factories import (
     ArtifactFactory,
@@ -510,3 +511,37 @@ def test_every_step_works_in_batches_of_batch_size(mixed_data: Any) -> None:
     soft_batches = [rows for step, rows in batches if step == "soft_delete_expired_sessions"]
     assert sum(soft_batches) == 6
     assert len(soft_batches) == 3
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda maintenance: maintenance.execute(RetentionPolicy()),
+        lambda maintenance: maintenance.execute(RetentionPolicy(), dry_run=True),
+        lambda maintenance: maintenance.soft_delete_expired_sessions(RetentionPolicy()),
+        lambda maintenance: maintenance.hard_delete_expired_sessions(RetentionPolicy()),
+        lambda maintenance: maintenance.prune_session_events(
+            "ses_1", policy(max_events_per_session=1)
+        ),
+        lambda maintenance: maintenance.clean_orphaned_artifacts(),
+        lambda maintenance: maintenance.health_check(),
+    ],
+    ids=["execute", "execute-dry-run", "soft-delete", "hard-delete", "prune", "orphans", "health"],
+)
+def test_missing_tables_raise_migration_required_from_maintenance(
+    maintenance: DjangoMaintenance, call: Any
+) -> None:
+    with connection.cursor() as cursor:  # undone with the test's transaction
+        for table in (
+            "asm_sessions",
+            "asm_runs",
+            "asm_events",
+            "asm_session_sequences",
+            "asm_artifacts",
+        ):
+            cursor.execute(f"ALTER TABLE {table} RENAME TO {table}_elsewhere")
+
+    with pytest.raises(MigrationRequiredError) as caught:
+        call(maintenance)
+
+    assert "migrate" in caught.value.message
