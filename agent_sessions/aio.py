@@ -100,7 +100,7 @@ def _make_twin(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _public_methods(cls: type) -> list[tuple[str, Callable[..., Any]]]:
-    found = []
+    found: list[tuple[str, Callable[..., Any]]] = []
     for name in dir(cls):
         if name.startswith("_"):
             continue

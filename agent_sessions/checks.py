@@ -15,6 +15,7 @@ time, not the cron job at 3 a.m.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from django.apps import AppConfig
@@ -30,7 +31,9 @@ RATE_KEYS = frozenset({"input", "output", "cache_read", "cache_creation"})
 
 
 @register(Tags.compatibility)
-def check_settings(app_configs: list[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
     """Validate ``settings.AGENT_SESSIONS`` as a whole."""
     value = getattr(settings, SETTING_NAME, None)
     if value is None:
@@ -153,7 +156,9 @@ def _check_pricing_table(table: Any) -> list[CheckMessage]:
 
 @register(Tags.database)
 def check_database_vendor(
-    app_configs: list[AppConfig] | None = None, databases: list[str] | None = None, **kwargs: Any
+    app_configs: Sequence[AppConfig] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
 ) -> list[CheckMessage]:
     """Warn about database backends the asm_* schema is not built for."""
     warnings: list[CheckMessage] = []

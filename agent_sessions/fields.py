@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -24,6 +24,9 @@ from django.db.models.expressions import Col, Expression
 from django.db.models.sql.compiler import SQLCompiler
 
 from agent_sessions.errors import ValidationError
+
+if TYPE_CHECKING:
+    from django.db.models.sql.compiler import _AsSqlType
 
 UTC = dt.UTC
 
@@ -78,11 +81,10 @@ class UTCDateTimeField(models.DateTimeField):  # type: ignore[type-arg]
     ) -> dt.datetime | None:
         if value is None:
             return None
-        if isinstance(value, str):
-            value = dt.datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        stamp: dt.datetime = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+        if stamp.tzinfo is None:
+            return stamp.replace(tzinfo=UTC)
+        return stamp.astimezone(UTC)
 
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
         value = super().pre_save(model_instance, add)
@@ -102,7 +104,7 @@ def to_utc_naive(value: dt.datetime) -> dt.datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
-class JSONObjectField(models.JSONField):  # type: ignore[type-arg]
+class JSONObjectField(models.JSONField):
     """A JSON map column that reads SQL NULL as ``{}``.
 
     ASM's columns are nullable with a ``'{}'`` default; rows written by other
@@ -125,12 +127,10 @@ class EmptyTags(Expression):
     # A constant, so Django's check fields.E012 accepts it as a db_default.
     allowed_default = True
 
-    def as_sql(
-        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
-    ) -> tuple[str, list[Any]]:
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> _AsSqlType:
         if connection.vendor == "postgresql":
-            return "ARRAY[]::varchar[]", []
-        return "'[]'", []
+            return "ARRAY[]::varchar[]", ()
+        return "'[]'", ()
 
     def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
         return ("agent_sessions.fields.EmptyTags", (), {})
@@ -190,7 +190,7 @@ class TagsField(models.Field):  # type: ignore[type-arg]
 
 
 @TagsField.register_lookup
-class HasAllTags(models.Lookup):  # type: ignore[type-arg]
+class HasAllTags(models.Lookup):
     """``tags__has_all=[...]``: the row carries every listed tag."""
 
     lookup_name = "has_all"
@@ -198,20 +198,17 @@ class HasAllTags(models.Lookup):  # type: ignore[type-arg]
     def get_db_prep_lookup(self, value: Any, connection: BaseDatabaseWrapper) -> Any:
         return ("%s", [self.lhs.output_field.get_db_prep_value(list(value), connection)])
 
-    def as_sql(
-        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
-    ) -> tuple[str, list[Any]]:
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> _AsSqlType:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
-        params = [*lhs_params, *rhs_params]
         if connection.vendor == "postgresql":
-            return f"{lhs} @> ({rhs})::varchar[]", params
+            return f"{lhs} @> ({rhs})::varchar[]", (*lhs_params, *rhs_params)
         # Every wanted tag must appear among the row's tags.
         sql = (
             f"NOT EXISTS (SELECT 1 FROM json_each({rhs}) AS wanted WHERE wanted.value "
             f"NOT IN (SELECT have.value FROM json_each(COALESCE({lhs}, '[]')) AS have))"
         )
-        return sql, [*rhs_params, *lhs_params]
+        return sql, (*rhs_params, *lhs_params)
 
 
 @TagsField.register_lookup
@@ -220,18 +217,16 @@ class HasAnyTags(HasAllTags):
 
     lookup_name = "has_any"
 
-    def as_sql(
-        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
-    ) -> tuple[str, list[Any]]:
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> _AsSqlType:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
         if connection.vendor == "postgresql":
-            return f"{lhs} && ({rhs})::varchar[]", [*lhs_params, *rhs_params]
+            return f"{lhs} && ({rhs})::varchar[]", (*lhs_params, *rhs_params)
         sql = (
             f"EXISTS (SELECT 1 FROM json_each(COALESCE({lhs}, '[]')) AS have "
             f"WHERE have.value IN (SELECT wanted.value FROM json_each({rhs}) AS wanted))"
         )
-        return sql, [*lhs_params, *rhs_params]
+        return sql, (*lhs_params, *rhs_params)
 
 
 class AsmIndex(models.Index):

@@ -16,11 +16,13 @@ failing the whole query:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import NotSupportedError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Expression, F, FloatField, Value
+from django.db.models.expressions import Combinable
 from django.db.models.functions import Coalesce
 from django.db.models.sql.compiler import SQLCompiler
 
@@ -34,13 +36,14 @@ class JSONNumber(Expression):
 
     def __init__(self, column: str, key: str) -> None:
         super().__init__()
-        self.column = F(column)
+        # An F() until resolve_expression() puts the resolved column in its place.
+        self.column: Any = F(column)
         self.key = key
 
     def get_source_expressions(self) -> list[Any]:
         return [self.column]
 
-    def set_source_expressions(self, exprs: list[Any]) -> None:
+    def set_source_expressions(self, exprs: Sequence[Combinable | Expression]) -> None:
         (self.column,) = exprs
 
     def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> Any:
@@ -90,5 +93,12 @@ def json_number(column: str, key: str, *, default: int | None = None) -> Any:
 
 
 def as_int(value: Any) -> int:
-    """A database number (``Decimal`` on PostgreSQL, int/float on SQLite; None → 0) as an int."""
-    return 0 if value is None else int(value)
+    """A database number (``Decimal`` on PostgreSQL, int/float on SQLite; None → 0) as an int.
+
+    A non-finite value (a huge JSON number read as ``inf`` by the database)
+    counts as missing, like any other value that is not a usable number.
+    """
+    try:
+        return 0 if value is None else int(value)
+    except (OverflowError, ValueError):
+        return 0

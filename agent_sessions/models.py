@@ -71,7 +71,7 @@ class Session(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.id
+        return str(self.id)
 
     def to_domain(self) -> core.Session:
         """Return this row as a :class:`agent_sessions.core.Session`."""
@@ -147,7 +147,7 @@ class Run(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.id
+        return str(self.id)
 
     def to_domain(self) -> core.Run:
         """Return this row as a :class:`agent_sessions.core.Run`."""
@@ -205,7 +205,8 @@ class Event(models.Model):
         max_length=255, help_text="The session's id (no foreign key: it may have no row)."
     )
     run_id = models.CharField(max_length=255, null=True, blank=True, help_text="The run's id.")
-    sequence_number = models.IntegerField(
+    # Settable to None: from_domain() copies an event the store has not numbered yet.
+    sequence_number: models.IntegerField[int | None, int] = models.IntegerField(
         help_text="Position in the session's log: 1, 2, 3, … without gaps."
     )
     data = _json_object(help_text="The event's payload (JSON object).")

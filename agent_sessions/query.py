@@ -23,7 +23,7 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import django_filters
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -40,6 +40,7 @@ from django.db.models import (
     Sum,
     Value,
 )
+from django.db.models.expressions import Combinable
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.sql.compiler import SQLCompiler
 
@@ -71,6 +72,9 @@ from agent_sessions.validation import (
     check_varchar,
     parse_datetime,
 )
+
+if TYPE_CHECKING:
+    from django.db.models.sql.compiler import _AsSqlType
 
 __all__ = [
     "EVENT_ORDERS",
@@ -160,13 +164,14 @@ class RowsAfter(Expression):
     def get_source_expressions(self) -> list[Any]:
         return self.keys
 
-    def set_source_expressions(self, exprs: list[Any]) -> None:
+    def set_source_expressions(self, exprs: Sequence[Combinable | Expression]) -> None:
         self.keys = list(exprs)
 
-    def as_sql(
-        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
-    ) -> tuple[str, list[Any]]:
-        columns, values, params, value_params = [], [], [], []
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> _AsSqlType:
+        columns: list[str] = []
+        values: list[str] = []
+        params: list[str | int] = []
+        value_params: list[str | int] = []
         for key, value in zip(self.keys, self.values, strict=True):
             sql, key_params = compiler.compile(key)
             columns.append(sql)
@@ -176,7 +181,8 @@ class RowsAfter(Expression):
             values.append(sql)
             value_params.extend(key_params)
         operator = "<" if self.descending else ">"
-        return f"({', '.join(columns)}) {operator} ({', '.join(values)})", params + value_params
+        sql = f"({', '.join(columns)}) {operator} ({', '.join(values)})"
+        return sql, (*params, *value_params)
 
 
 def _encode_value(value: Any, kind: str) -> Any:
@@ -284,12 +290,13 @@ def _filtered(
     )
     if not filterset.is_valid():
         # The arguments were validated already; this only guards against drift.
+        errors = filterset.form.errors
         raise ValidationError(
             "validation_error",
-            f"invalid filters: {filterset.errors.as_text()}",
-            {"errors": filterset.errors.get_json_data()},
+            f"invalid filters: {errors.as_text()}",
+            {"errors": errors.get_json_data()},
         )
-    return filterset.qs  # type: ignore[no-any-return]
+    return filterset.qs
 
 
 def _page(

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections, transaction
+from django.db.models import QuerySet
 
 from agent_sessions.integrations import missing_extra
 
@@ -98,7 +99,9 @@ def _split_state(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any],
     return app, user, session
 
 
-def _merged_state(app: dict[str, Any], user: dict[str, Any], session: dict[str, Any]) -> dict:
+def _merged_state(
+    app: dict[str, Any], user: dict[str, Any], session: dict[str, Any]
+) -> dict[str, Any]:
     merged = copy.deepcopy(session)
     merged.update({State.APP_PREFIX + k: v for k, v in app.items()})
     merged.update({State.USER_PREFIX + k: v for k, v in user.items()})
@@ -306,13 +309,12 @@ class DjangoSessionService(BaseSessionService):
         events = m.Event.objects.using(alias).filter(session_id=session_id, data__has_key=EVENT_KEY)
         if after is not None:
             events = events.filter(timestamp__gte=after)
+        # has_key leaves out rows whose data is NULL: every value is a JSON object.
+        payloads = cast("QuerySet[m.Event, dict[str, Any]]", events.values_list("data", flat=True))
         if recent is not None:
-            newest = events.order_by("-sequence_number").values_list("data", flat=True)
-            return [data[EVENT_KEY] for data in newest[:recent]][::-1]
-        return [
-            data[EVENT_KEY]
-            for data in events.order_by("sequence_number").values_list("data", flat=True)
-        ]
+            newest = payloads.order_by("-sequence_number")[:recent]
+            return [data[EVENT_KEY] for data in newest][::-1]
+        return [data[EVENT_KEY] for data in payloads.order_by("sequence_number")]
 
     def _list_sessions(self, app_name: str, user_id: str | None) -> ListSessionsResponse:
         alias = db_for_read(self.using, m.Session)

@@ -124,7 +124,8 @@ def read_payloads(
         },
     )
     row = cursor.fetchone()
-    return json.loads(row[0])  # type: ignore[index, no-any-return]
+    payloads: list[Any] = json.loads(row[0])
+    return payloads
 
 
 def append_adk_event(
