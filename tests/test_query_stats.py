@@ -144,6 +144,24 @@ def test_usage_summary_skips_values_that_are_not_numbers(query_api: DjangoQueryA
     assert summary["run_count"] == 3
 
 
+def test_summaries_count_a_token_value_beyond_float_range_as_missing(
+    query_api: DjangoQueryAPI,
+) -> None:
+    run = RunFactory(provider="claude", token_usage=usage(1, 2))
+    with connection.cursor() as cursor:  # as another application could write it
+        cursor.execute(
+            "UPDATE asm_runs SET token_usage = "
+            """'{"input_tokens": 1e400, "output_tokens": 2, "total_tokens": 1e400}' """
+            "WHERE id = %s",
+            [run.id],
+        )
+    summary = query_api.get_usage_summary()
+    assert (summary["total_input_tokens"], summary["total_output_tokens"]) == (0, 2)
+    cost = query_api.get_cost_summary()
+    assert cost["by_model"]["unknown"]["output_tokens"] == 2
+    assert query_api.get_session_stats(run.session_id)["token_totals"]["output_tokens"] == 2
+
+
 def test_usage_summary_filters_by_session_provider_and_started_bounds(
     query_api: DjangoQueryAPI,
 ) -> None:
