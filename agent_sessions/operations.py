@@ -16,6 +16,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db import migrations
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ProjectState
 from django.db.models import NOT_PROVIDED
 
@@ -30,10 +31,10 @@ class AdoptOrCreateModel(migrations.CreateModel):
         from_state: ProjectState,
         to_state: ProjectState,
     ) -> None:
-        model = to_state.apps.get_model(app_label, self.name)
-        connection = schema_editor.connection
-        if not self.allow_migrate_model(connection.alias, model):
+        model = _model_to_migrate(self, app_label, self.name, schema_editor, to_state)
+        if model is None:
             return
+        connection = schema_editor.connection
         with connection.cursor() as cursor:
             existing = set(connection.introspection.table_names(cursor))
         if model._meta.db_table not in existing:
@@ -48,7 +49,6 @@ class AdoptOrCreateModel(migrations.CreateModel):
             columns = {
                 c.name for c in connection.introspection.get_table_description(cursor, table)
             }
-            constraints = connection.introspection.get_constraints(cursor, table)
         missing = [f for f in model._meta.local_concrete_fields if f.column not in columns]
         required = [
             f.column
@@ -63,6 +63,7 @@ class AdoptOrCreateModel(migrations.CreateModel):
             )
         for field in missing:
             schema_editor.add_field(model, field)
+        constraints = _constraint_names(schema_editor, table)
         for index in model._meta.indexes:
             if index.name not in constraints:
                 schema_editor.add_index(model, index)
@@ -85,14 +86,32 @@ class AddIndexIfMissing(migrations.AddIndex):
         from_state: ProjectState,
         to_state: ProjectState,
     ) -> None:
-        model = to_state.apps.get_model(app_label, self.model_name)
-        connection = schema_editor.connection
-        if not self.allow_migrate_model(connection.alias, model):
+        model = _model_to_migrate(self, app_label, self.model_name, schema_editor, to_state)
+        if model is None:
             return
-        with connection.cursor() as cursor:
-            constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
-        if self.index.name not in constraints:
+        if self.index.name not in _constraint_names(schema_editor, model._meta.db_table):
             super().database_forwards(app_label, schema_editor, from_state, to_state)
 
     def describe(self) -> str:
         return f"{super().describe()} (unless it exists)"
+
+
+def _model_to_migrate(
+    operation: Operation,
+    app_label: str,
+    model_name: str,
+    schema_editor: BaseDatabaseSchemaEditor,
+    to_state: ProjectState,
+) -> Any | None:
+    """The model ``operation`` changes, or None when the routers keep it off this database."""
+    model = to_state.apps.get_model(app_label, model_name)
+    if not operation.allow_migrate_model(schema_editor.connection.alias, model):
+        return None
+    return model
+
+
+def _constraint_names(schema_editor: BaseDatabaseSchemaEditor, table: str) -> set[str]:
+    """Names of the table's constraints and indexes, as the database has them now."""
+    connection = schema_editor.connection
+    with connection.cursor() as cursor:
+        return set(connection.introspection.get_constraints(cursor, table))

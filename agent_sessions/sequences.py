@@ -18,6 +18,7 @@ is the one place that knows *how* PostgreSQL and SQLite spell it:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -26,15 +27,21 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
+from agent_sessions import core
+
 __all__ = [
     "EVENT_COLUMNS",
+    "INSERT_EVENT_FROM_COUNTER",
     "NOTIFY_CHANNEL",
+    "NOTIFY_IF_WATCHED",
     "STORED_EVENTS_POSTGRES",
     "WATCH_KEYS_PER_BATCH",
     "WATCH_LOCK_CLASS",
     "EventNotifications",
     "append_one_postgres",
     "copy_events_postgres",
+    "dump_json",
+    "event_params",
     "insert_events_sqlite",
     "notify_sessions",
     "reserve_blocks",
@@ -56,6 +63,18 @@ EVENT_COLUMNS = (
     "correlation_id",
 )
 _QUOTED_COLUMNS = ", ".join(f'"{name}"' for name in EVENT_COLUMNS)
+
+#: JSON text as ASM stores it: compact, UTF-8 as is, no NaN or infinity.
+dump_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+#: The body of an ``inserted`` CTE: stores the event given as named
+#: parameters (:func:`event_params`) under the number that a preceding
+#: ``counter`` CTE returned.
+INSERT_EVENT_FROM_COUNTER = f"""INSERT INTO asm_events ({_QUOTED_COLUMNS})
+    SELECT %(id)s, %(type)s, %(timestamp)s, %(session_id)s, %(run_id)s, counter.last_sequence,
+           %(data)s::jsonb, %(metadata)s::jsonb, %(schema_version)s, %(provider)s,
+           %(correlation_id)s
+    FROM counter"""
 
 #: The LISTEN/NOTIFY channel; the payload is the session id of the appended events.
 NOTIFY_CHANNEL = "agent_sessions_events"
@@ -81,7 +100,7 @@ _WATCH_KEY = f"{WATCH_LOCK_CLASS}, hashtext({{sid}})"
 # If the writer's try-lock wins instead, it holds the key until its commit,
 # so a reader arriving meanwhile waits for that commit before querying, and
 # sees the event. Hash collisions only cause needless notifications.
-_NOTIFY_IF_WATCHED = (
+NOTIFY_IF_WATCHED = (
     f"pg_notify('{NOTIFY_CHANNEL}', {{sid}}) "
     f"FROM {{source}} WHERE NOT pg_try_advisory_xact_lock({_WATCH_KEY})"
 )
@@ -106,11 +125,7 @@ WITH counter AS (
             updated_at = EXCLUDED.updated_at
     RETURNING last_sequence
 ), inserted AS (
-    INSERT INTO asm_events ({_QUOTED_COLUMNS})
-    SELECT %(id)s, %(type)s, %(timestamp)s, %(session_id)s, %(run_id)s, counter.last_sequence,
-           %(data)s::jsonb, %(metadata)s::jsonb, %(schema_version)s, %(provider)s,
-           %(correlation_id)s
-    FROM counter
+    {INSERT_EVENT_FROM_COUNTER}
     RETURNING sequence_number
 )
 SELECT sequence_number,
@@ -154,6 +169,23 @@ RETURNING session_id, last_sequence
 _INSERT_SQLITE = (
     f"INSERT INTO asm_events ({_QUOTED_COLUMNS}) VALUES ({', '.join(['%s'] * len(EVENT_COLUMNS))})"
 )
+
+
+def event_params(event: core.Event) -> dict[str, Any]:
+    """The columns of a validated event as the named parameters of
+    :data:`INSERT_EVENT_FROM_COUNTER` (its timestamp is already UTC)."""
+    return {
+        "id": event.id,
+        "type": event.type.value,
+        "timestamp": event.timestamp.replace(tzinfo=None),
+        "session_id": event.session_id,
+        "run_id": event.run_id,
+        "data": dump_json(event.data),
+        "metadata": dump_json(event.metadata),
+        "schema_version": event.schema_version,
+        "provider": event.provider,
+        "correlation_id": event.correlation_id,
+    }
 
 
 def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any]) -> int | None:
@@ -280,7 +312,7 @@ def notify_sessions(
     if len(unique) > WATCH_KEYS_PER_BATCH:
         sql = f"SELECT pg_notify('{NOTIFY_CHANNEL}', sid) FROM {source}"
     else:
-        sql = f"SELECT {_NOTIFY_IF_WATCHED.format(sid='sid', source=source)}"
+        sql = f"SELECT {NOTIFY_IF_WATCHED.format(sid='sid', source=source)}"
     cursor.execute(sql, [unique])
 
 

@@ -46,6 +46,8 @@ from agent_sessions.sequences import (
     EventNotifications,
     append_one_postgres,
     copy_events_postgres,
+    dump_json,
+    event_params,
     insert_events_sqlite,
     notify_sessions,
     reserve_blocks,
@@ -87,7 +89,6 @@ _EVENT_SELECT = "SELECT {} FROM asm_events".format(", ".join(f'"{c}"' for c in E
 _EVENT_TYPES = {t.value: t for t in core.EventType}
 _EVENT_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(core.Event))
 _FETCH_CHUNK = 2000
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _loads = json.loads
 
 
@@ -247,8 +248,8 @@ def _event_row(connection: BaseDatabaseWrapper, event: core.Event, number: int) 
         event.session_id,
         event.run_id,
         number,
-        _dumps(event.data),
-        _dumps(event.metadata),
+        dump_json(event.data),
+        dump_json(event.metadata),
         event.schema_version,
         event.provider,
         event.correlation_id,
@@ -330,19 +331,8 @@ def _append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) 
 
 def _append_one_postgres(connection: BaseDatabaseWrapper, event: core.Event) -> core.Event:
     # The hot path: parameters built directly (validated timestamps are already UTC).
-    params = {
-        "id": event.id,
-        "type": event.type.value,
-        "timestamp": event.timestamp.replace(tzinfo=None),
-        "session_id": event.session_id,
-        "run_id": event.run_id,
-        "data": _dumps(event.data),
-        "metadata": _dumps(event.metadata),
-        "schema_version": event.schema_version,
-        "provider": event.provider,
-        "correlation_id": event.correlation_id,
-        "now": datetime.now(UTC).replace(tzinfo=None),
-    }
+    params = event_params(event)
+    params["now"] = datetime.now(UTC).replace(tzinfo=None)
     try:
         number = append_one_postgres(connection, params)
     except IntegrityError as exc:
@@ -724,7 +714,8 @@ class DjangoSessionStore:
             clauses.append("run_id = %s")
             params.append(check_id(run_id, "run_id"))
         if type is not None:
-            types = [type] if isinstance(type, str) else list(type)
+            # Anything but a list of types is one (possibly invalid) type.
+            types = list(type) if isinstance(type, (list, tuple, set, frozenset)) else [type]
             if not types:
                 raise ValidationError(
                     "validation_error", "type must name at least one event type", field="type"

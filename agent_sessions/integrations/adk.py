@@ -201,6 +201,31 @@ class DjangoSessionService(BaseSessionService):
             )
             return dict(context.first() or {})
 
+    def _update_shared_state(
+        self,
+        alias: str,
+        session: AdkSession,
+        app_delta: dict[str, Any],
+        user_delta: dict[str, Any],
+    ) -> None:
+        """Apply the app- and user-scoped deltas (app first: the lock order appends share)."""
+        if app_delta:
+            self._update_state_row(
+                alias,
+                _app_state_id(session.app_name),
+                session.app_name,
+                _KIND_APP_STATE,
+                app_delta,
+            )
+        if user_delta:
+            self._update_state_row(
+                alias,
+                _user_state_id(session.app_name, session.user_id),
+                session.app_name,
+                _KIND_USER_STATE,
+                user_delta,
+            )
+
     def _update_state_row(
         self, alias: str, row_id: str, app_name: str, kind: str, delta: dict[str, Any]
     ) -> dict[str, Any]:
@@ -383,22 +408,7 @@ class DjangoSessionService(BaseSessionService):
             if session_delta:
                 context = sessions.values_list("context", flat=True).first() or {}
                 sessions.update(context={**context, **session_delta})
-            if app_delta:
-                self._update_state_row(
-                    alias,
-                    _app_state_id(session.app_name),
-                    session.app_name,
-                    _KIND_APP_STATE,
-                    app_delta,
-                )
-            if user_delta:
-                self._update_state_row(
-                    alias,
-                    _user_state_id(session.app_name, session.user_id),
-                    session.app_name,
-                    _KIND_USER_STATE,
-                    user_delta,
-                )
+            self._update_shared_state(alias, session, app_delta, user_delta)
             self._store.append_event(stored)
 
         write_transaction(alias, "append_event", work)
@@ -436,22 +446,7 @@ class DjangoSessionService(BaseSessionService):
                 )
             if not found:
                 raise SessionNotFoundError(f"Session {session.id} not found.")
-            if app_delta:
-                self._update_state_row(
-                    alias,
-                    _app_state_id(session.app_name),
-                    session.app_name,
-                    _KIND_APP_STATE,
-                    app_delta,
-                )
-            if user_delta:
-                self._update_state_row(
-                    alias,
-                    _user_state_id(session.app_name, session.user_id),
-                    session.app_name,
-                    _KIND_USER_STATE,
-                    user_delta,
-                )
+            self._update_shared_state(alias, session, app_delta, user_delta)
 
         with translate_errors("append_event"):
             if app_delta or user_delta:

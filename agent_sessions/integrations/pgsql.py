@@ -31,13 +31,16 @@ from django.db.backends.utils import CursorWrapper
 
 from agent_sessions import core
 from agent_sessions.fields import to_utc_naive
-from agent_sessions.sequences import EVENT_COLUMNS, NOTIFY_CHANNEL, WATCH_LOCK_CLASS
+from agent_sessions.sequences import (
+    INSERT_EVENT_FROM_COUNTER,
+    NOTIFY_IF_WATCHED,
+    dump_json,
+    event_params,
+)
 
 __all__ = ["append_adk_event", "is_postgres", "read_payloads"]
 
 # The encoding the store writes JSON with (compact, UTF-8 kept, NaN refused).
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-_QUOTED_COLUMNS = ", ".join(f'"{name}"' for name in EVENT_COLUMNS)
 
 # The latest ``limit`` records (LIMIT NULL: all of them) of one session,
 # aggregated oldest first into a JSON array. ``json_agg`` (not ``jsonb_agg``)
@@ -74,16 +77,11 @@ WITH target AS (
         SET last_sequence = seq.last_sequence + 1, updated_at = EXCLUDED.updated_at
     RETURNING last_sequence
 ), inserted AS (
-    INSERT INTO asm_events ({_QUOTED_COLUMNS})
-    SELECT %(id)s, %(type)s, %(timestamp)s, %(session_id)s, %(run_id)s, counter.last_sequence,
-           %(data)s::jsonb, %(metadata)s::jsonb, %(schema_version)s, %(provider)s,
-           %(correlation_id)s
-    FROM counter
+    {INSERT_EVENT_FROM_COUNTER}
     RETURNING session_id
 ), notified AS (
     -- The store's protocol: notify only when a reader holds the session's watch lock.
-    SELECT pg_notify('{NOTIFY_CHANNEL}', session_id) FROM inserted
-    WHERE NOT pg_try_advisory_xact_lock({WATCH_LOCK_CLASS}, hashtext(session_id))
+    SELECT {NOTIFY_IF_WATCHED.format(sid="session_id", source="inserted")}
 )
 SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM notified)
 """
@@ -154,22 +152,13 @@ def append_adk_event(
     Returns:
         False when there is no such ADK session (then nothing was written).
     """
-    timestamp = to_utc_naive(event.timestamp)
+    params = event_params(event)
     cursor.execute(
         _APPEND_ADK_EVENT,
         {
-            "id": event.id,
-            "type": event.type.value,
-            "timestamp": timestamp,
-            "session_id": event.session_id,
-            "run_id": event.run_id,
-            "data": _dumps(event.data),
-            "metadata": _dumps(event.metadata),
-            "schema_version": event.schema_version,
-            "provider": event.provider,
-            "correlation_id": event.correlation_id,
-            "updated_at": timestamp,
-            "state_delta": _dumps(dict(state_delta)),
+            **params,
+            "updated_at": params["timestamp"],
+            "state_delta": dump_json(dict(state_delta)),
             "app_name": app_name,
             "user_id": user_id,
             "now": to_utc_naive(now),
