@@ -56,7 +56,7 @@ from agent_sessions.aio import with_async_twins
 from agent_sessions.archive import ArchiveWriter
 from agent_sessions.cascade import delete_sessions
 from agent_sessions.db import db_for_write, translate_errors
-from agent_sessions.errors import MigrationRequiredError, StorageError
+from agent_sessions.errors import MigrationRequiredError, StorageError, ValidationError
 from agent_sessions.results import MaintenanceReport
 from agent_sessions.retention import RetentionPolicy
 from agent_sessions.sequences import take_sqlite_write_lock
@@ -148,7 +148,7 @@ class DjangoMaintenance:
             ValidationError: the policy is invalid; nothing was done.
             MigrationRequiredError: the tables or columns are missing.
         """
-        policy.validate()
+        _check_policy(policy)
         started = time.monotonic()
         now = utcnow()
         archive = self._archive_for(policy, dry_run, now)
@@ -216,7 +216,7 @@ class DjangoMaintenance:
             ValidationError: the policy is invalid.
             StorageError: the database failed (earlier batches stay done).
         """
-        policy.validate()
+        _check_policy(policy)
         with self._step(policy, dry_run) as context:
             expired = self._expired_sessions(policy, context.now)
             if expired is None:
@@ -251,7 +251,7 @@ class DjangoMaintenance:
                 deleted), or some sessions could not be deleted (the message
                 names them and says how many others were).
         """
-        policy.validate()
+        _check_policy(policy)
         if policy.hard_delete_after_days is None:
             return 0
         with self._step(policy, dry_run) as context:
@@ -290,7 +290,7 @@ class DjangoMaintenance:
             ValidationError: the policy is invalid.
             StorageError: the database or the archive failed.
         """
-        policy.validate()
+        _check_policy(policy)
         with self._step(policy, dry_run) as context:
             per_session = 0
             if policy.max_events_per_session is not None:
@@ -316,7 +316,7 @@ class DjangoMaintenance:
             StorageError: the database or the archive failed.
         """
         session_id = check_id(session_id, "session_id")
-        policy.validate()
+        _check_policy(policy)
         if policy.max_events_per_session is None:
             return 0
         with self._step(policy, dry_run) as context:
@@ -756,6 +756,17 @@ class DjangoMaintenance:
 
     def _artifacts(self) -> QuerySet[m.Artifact]:
         return m.Artifact.objects.using(self.alias)
+
+
+def _check_policy(policy: object) -> None:
+    """Validate ``policy``; anything but a :class:`RetentionPolicy` is a ValidationError too."""
+    if not isinstance(policy, RetentionPolicy):
+        raise ValidationError(
+            "validation_error",
+            f"policy must be a RetentionPolicy, not {type(policy).__name__}",
+            field="policy",
+        )
+    policy.validate()
 
 
 def _committed(context: _Context, step: str, exc: Exception) -> str:

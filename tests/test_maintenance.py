@@ -545,3 +545,24 @@ def test_missing_tables_raise_migration_required_from_maintenance(
         call(maintenance)
 
     assert "migrate" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda maintenance, given: maintenance.execute(given),
+        lambda maintenance, given: maintenance.soft_delete_expired_sessions(given),
+        lambda maintenance, given: maintenance.hard_delete_expired_sessions(given),
+        lambda maintenance, given: maintenance.prune_events(given),
+        lambda maintenance, given: maintenance.prune_session_events("ses_1", given),
+    ],
+    ids=["execute", "soft-delete", "hard-delete", "prune", "prune-session"],
+)
+@pytest.mark.parametrize("given", [None, {"batch_size": 10}], ids=["none", "settings-dict"])
+def test_a_policy_that_is_not_a_retention_policy_is_a_validation_error(
+    maintenance: DjangoMaintenance, call: Any, given: Any
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        call(maintenance, given)
+
+    assert caught.value.field == "policy"
