@@ -446,8 +446,18 @@ def test_get_events_with_unknown_type_raises_invalid_event_type(
         {"after": "3"},
         {"wait_timeout_ms": -5},
         {"run_id": "x" * 256},
+        {"type": 5},
+        {"type": {"message_sent": 1}},
     ],
-    ids=["naive-since", "negative-limit", "string-after", "negative-wait", "long-run-id"],
+    ids=[
+        "naive-since",
+        "negative-limit",
+        "string-after",
+        "negative-wait",
+        "long-run-id",
+        "number-as-type",
+        "dict-as-type",
+    ],
 )
 def test_get_events_refuses_invalid_arguments(
     store: DjangoSessionStore, session: Session, arguments: dict[str, Any]
