@@ -14,7 +14,6 @@ time, not the cron job at 3 a.m.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,9 +24,9 @@ from django.db import connections
 
 from agent_sessions.conf import DEFAULTS, SETTING_NAME
 from agent_sessions.errors import AgentSessionsError
+from agent_sessions.pricing import pricing_table_problem
 
 LIMIT_KEYS = ("QUERY_DEFAULT_LIMIT", "QUERY_EVENT_DEFAULT_LIMIT", "QUERY_MAX_LIMIT")
-RATE_KEYS = frozenset({"input", "output", "cache_read", "cache_creation"})
 
 
 @register(Tags.compatibility)
@@ -113,36 +112,10 @@ def _check_limits(value: dict[str, Any]) -> list[CheckMessage]:
     return errors
 
 
-def _pricing_problem(table: Any) -> str | None:
-    """Return what is wrong with a pricing table, or None when it is well-formed."""
-    if not isinstance(table, dict):
-        return "must be a dict of provider -> {'default': rates, 'models': {model: rates}}"
-    for provider, entry in table.items():
-        if not isinstance(entry, dict) or set(entry) - {"default", "models"}:
-            return f"provider {provider!r} must be a dict with 'default' and/or 'models'"
-        rate_sets = [("default", entry["default"])] if "default" in entry else []
-        models = entry.get("models", {})
-        if not isinstance(models, dict):
-            return f"{provider!r}['models'] must be a dict"
-        rate_sets += [(f"models[{m!r}]", rates) for m, rates in models.items()]
-        for where, rates in rate_sets:
-            if not isinstance(rates, dict) or not {"input", "output"} <= set(rates):
-                return f"{provider!r} {where} needs 'input' and 'output' rates"
-            if set(rates) - RATE_KEYS:
-                return (
-                    f"{provider!r} {where} has unknown rate keys {sorted(set(rates) - RATE_KEYS)}"
-                )
-            for name, rate in rates.items():
-                ok = isinstance(rate, int | float) and not isinstance(rate, bool)
-                if not ok or not math.isfinite(rate) or rate < 0:
-                    return f"{provider!r} {where}[{name!r}] must be a non-negative number"
-    return None
-
-
 def _check_pricing_table(table: Any) -> list[CheckMessage]:
     if table is None:
         return []
-    problem = _pricing_problem(table)
+    problem = pricing_table_problem(table)
     if problem is None:
         return []
     return [

@@ -16,10 +16,10 @@ input rate. ``settings.AGENT_SESSIONS["PRICING_TABLE"]`` replaces
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from agent_sessions.checks import _pricing_problem
 from agent_sessions.conf import app_settings
 from agent_sessions.errors import ValidationError
 from agent_sessions.validation import copy_json
@@ -30,6 +30,7 @@ __all__ = [
     "active_pricing_table",
     "check_pricing_table",
     "cost_usd",
+    "pricing_table_problem",
     "resolve_rates",
 ]
 
@@ -79,6 +80,46 @@ TOKEN_KEYS: dict[str, str] = {
 }
 
 
+#: The rates a pricing entry may name (USD per token).
+RATE_KEYS = frozenset({"input", "output", "cache_read", "cache_creation"})
+
+
+def pricing_table_problem(table: Any) -> str | None:
+    """Say what is wrong with a pricing table, for an error message.
+
+    The one validator behind :func:`check_pricing_table` and the system
+    check ``agent_sessions.E006``.
+
+    Args:
+        table: The candidate table.
+
+    Returns:
+        What is wrong (completing "<name> ..."), or None when it is well-formed.
+    """
+    if not isinstance(table, dict):
+        return "must be a dict of provider -> {'default': rates, 'models': {model: rates}}"
+    for provider, entry in table.items():
+        if not isinstance(entry, dict) or set(entry) - {"default", "models"}:
+            return f"provider {provider!r} must be a dict with 'default' and/or 'models'"
+        rate_sets = [("default", entry["default"])] if "default" in entry else []
+        models = entry.get("models", {})
+        if not isinstance(models, dict):
+            return f"{provider!r}['models'] must be a dict"
+        rate_sets += [(f"models[{m!r}]", rates) for m, rates in models.items()]
+        for where, rates in rate_sets:
+            if not isinstance(rates, dict) or not {"input", "output"} <= set(rates):
+                return f"{provider!r} {where} needs 'input' and 'output' rates"
+            if set(rates) - RATE_KEYS:
+                return (
+                    f"{provider!r} {where} has unknown rate keys {sorted(set(rates) - RATE_KEYS)}"
+                )
+            for name, rate in rates.items():
+                ok = isinstance(rate, int | float) and not isinstance(rate, bool)
+                if not ok or not math.isfinite(rate) or rate < 0:
+                    return f"{provider!r} {where}[{name!r}] must be a non-negative number"
+    return None
+
+
 def check_pricing_table(table: object, field: str = "pricing_table") -> dict[str, Any]:
     """Check a pricing table's shape (the same rules as system check ``agent_sessions.E006``).
 
@@ -92,7 +133,7 @@ def check_pricing_table(table: object, field: str = "pricing_table") -> dict[str
     Raises:
         ValidationError: ``validation_error`` saying what is wrong.
     """
-    problem = _pricing_problem(table)
+    problem = pricing_table_problem(table)
     if problem is not None:
         raise ValidationError("validation_error", f"{field} {problem}", field=field)
     return dict(copy_json(table))
