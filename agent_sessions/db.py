@@ -10,9 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import DatabaseError, router
+from django.db import DatabaseError, connections, router
 
-from agent_sessions.errors import AgentSessionsError, MigrationRequiredError, StorageError
+from agent_sessions.errors import (
+    AgentSessionsError,
+    MigrationRequiredError,
+    StorageError,
+    ValidationError,
+)
+from agent_sessions.validation import check_varchar
 
 #: SQLSTATEs for "undefined table" and "undefined column" (PostgreSQL).
 MISSING_SCHEMA_SQLSTATES = frozenset({"42P01", "42703"})
@@ -67,6 +73,25 @@ def translate_errors(operation: str) -> Iterator[None]:
         raise StorageError(
             "storage_error", f"{operation} failed in the database: {exc}", details=details
         ) from exc
+
+
+def check_alias(using: str | None) -> str | None:
+    """Return ``using`` when it names a configured database (or is None).
+
+    Raises:
+        ValidationError: ``using`` is not a string or not in ``settings.DATABASES``.
+    """
+    if (
+        using is not None
+        and check_varchar(using, "using", required=True) not in connections.settings
+    ):
+        raise ValidationError(
+            "validation_error",
+            f"using={using!r} is not a database alias in settings.DATABASES",
+            {"aliases": list(connections.settings)},
+            field="using",
+        )
+    return using
 
 
 def db_for_write(using: str | None, model: type) -> str:

@@ -55,7 +55,7 @@ from agent_sessions import models as m
 from agent_sessions.aio import with_async_twins
 from agent_sessions.archive import ArchiveWriter
 from agent_sessions.cascade import delete_sessions
-from agent_sessions.db import db_for_write, translate_errors
+from agent_sessions.db import check_alias, db_for_write, translate_errors
 from agent_sessions.errors import MigrationRequiredError, StorageError, ValidationError
 from agent_sessions.results import MaintenanceReport
 from agent_sessions.retention import RetentionPolicy
@@ -107,7 +107,7 @@ class DjangoMaintenance:
     """
 
     def __init__(self, using: str | None = None, *, progress: MaintenanceProgress | None = None):
-        self.using = using
+        self.using = check_alias(using)
         self.progress = progress
         # The running execute()'s context, per thread: the async API calls
         # methods of one instance from several worker threads.

@@ -49,7 +49,7 @@ from agent_sessions.aio import with_async_twins
 from agent_sessions.conf import app_settings
 from agent_sessions.core import EventType, RunStatus, SessionStatus
 from agent_sessions.cursors import decode_cursor, encode_cursor
-from agent_sessions.db import db_for_read, translate_errors
+from agent_sessions.db import check_alias, db_for_read, translate_errors
 from agent_sessions.errors import NotFoundError, ValidationError
 from agent_sessions.filters import EventFilterSet, RunFilterSet, SessionFilterSet, total_tokens
 from agent_sessions.jsonsql import as_int, json_number
@@ -336,9 +336,7 @@ class DjangoQueryAPI:
     """
 
     def __init__(self, using: str | None = None) -> None:
-        if using is not None:
-            check_varchar(using, "using", required=True)
-        self.using = using
+        self.using = check_alias(using)
 
     def _objects(self, model: type[_M]) -> QuerySet[_M]:
         return model._default_manager.using(db_for_read(self.using, model))

@@ -37,7 +37,13 @@ from agent_sessions import core
 from agent_sessions import models as m
 from agent_sessions.aio import with_async_twins
 from agent_sessions.cascade import delete_sessions
-from agent_sessions.db import db_for_read, db_for_write, is_sqlite_locked, translate_errors
+from agent_sessions.db import (
+    check_alias,
+    db_for_read,
+    db_for_write,
+    is_sqlite_locked,
+    translate_errors,
+)
 from agent_sessions.errors import NotFoundError, StorageError, ValidationError
 from agent_sessions.fields import to_utc_naive
 from agent_sessions.sequences import (
@@ -406,7 +412,7 @@ class DjangoSessionStore:
     """
 
     def __init__(self, using: str | None = None) -> None:
-        self.using = _check_alias(using)
+        self.using = check_alias(using)
 
     def _write_alias(self) -> str:
         return db_for_write(self.using, m.Event)
@@ -812,21 +818,6 @@ class _TimeParam:
         return _db_time(connection, self.value)
 
 
-def _check_alias(using: str | None) -> str | None:
-    """``using`` when it names a configured database (or is None)."""
-    if (
-        using is not None
-        and check_varchar(using, "using", required=True) not in connections.settings
-    ):
-        raise ValidationError(
-            "validation_error",
-            f"using={using!r} is not a database alias in settings.DATABASES",
-            {"aliases": list(connections.settings)},
-            field="using",
-        )
-    return using
-
-
 def _checked(value: Any, cls: type[_T], field: str) -> _T:
     if not isinstance(value, cls):
         raise ValidationError(
@@ -886,7 +877,7 @@ class DjangoArtifactRegistry:
     """
 
     def __init__(self, using: str | None = None) -> None:
-        self.using = _check_alias(using)
+        self.using = check_alias(using)
 
     def register(
         self,

@@ -566,3 +566,9 @@ def test_a_policy_that_is_not_a_retention_policy_is_a_validation_error(
         call(maintenance, given)
 
     assert caught.value.field == "policy"
+
+
+def test_an_unknown_database_alias_is_a_validation_error() -> None:
+    with pytest.raises(ValidationError) as caught:
+        DjangoMaintenance(using="replica_that_does_not_exist")
+    assert caught.value.field == "using"

@@ -210,3 +210,9 @@ def test_a_malformed_pricing_table_is_refused(query_api: DjangoQueryAPI, table: 
     with pytest.raises(ValidationError) as exc:
         query_api.get_cost_summary(pricing_table=table)
     assert exc.value.field == "pricing_table"
+
+
+def test_an_unknown_database_alias_is_a_validation_error() -> None:
+    with pytest.raises(ValidationError) as info:
+        DjangoQueryAPI(using="replica_that_does_not_exist")
+    assert info.value.details["field"] == "using"
