@@ -246,9 +246,11 @@ def _check_order(order_by: object, orders: dict[str, KeysetOrder]) -> tuple[str,
 
 
 def _check_limit(limit: object, default: int) -> int:
+    cap = app_settings.QUERY_MAX_LIMIT
     if limit is None:
-        return default
-    return check_int(limit, "limit", minimum=1, maximum=app_settings.QUERY_MAX_LIMIT)
+        # A default configured above the cap (system check E005) still obeys the cap.
+        return min(default, cap)
+    return check_int(limit, "limit", minimum=1, maximum=cap)
 
 
 def _any_of(value: object, field: str, check_item: Callable[[object], str]) -> list[str] | None:

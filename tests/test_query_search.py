@@ -243,6 +243,19 @@ def test_the_limit_cap_follows_settings(query_api: DjangoQueryAPI, settings: Any
         query_api.search_runs(limit=6)
 
 
+def test_a_default_limit_above_the_cap_is_held_to_the_cap(
+    query_api: DjangoQueryAPI, settings: Any
+) -> None:
+    settings.AGENT_SESSIONS = {"QUERY_MAX_LIMIT": 2}
+    for n in range(3):
+        SessionFactory(updated_at=at(n))
+        EventFactory(session_id="ses_capped", sequence_number=n + 1)
+    sessions = query_api.search_sessions()
+    assert len(sessions.sessions) == 2
+    assert sessions.cursor is not None
+    assert len(query_api.search_events().events) == 2
+
+
 def test_limit_of_one_thousand_is_accepted(query_api: DjangoQueryAPI) -> None:
     assert query_api.search_events(limit=1000).events == []
 
