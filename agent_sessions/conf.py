@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 SETTING_NAME = "AGENT_SESSIONS"
 
@@ -43,17 +44,27 @@ class AppSettings:
         value = self._get("RETENTION")
         return dict(value) if isinstance(value, dict) else {}
 
+    def _limit(self, key: str) -> int:
+        value = self._get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            # manage.py check reports this as agent_sessions.E004; code that
+            # runs without checks (a shell, a worker) still gets a clear error.
+            raise ImproperlyConfigured(
+                f"{SETTING_NAME}[{key!r}] must be a positive integer, got {value!r}."
+            )
+        return value
+
     @property
     def QUERY_DEFAULT_LIMIT(self) -> int:
-        return int(self._get("QUERY_DEFAULT_LIMIT"))
+        return self._limit("QUERY_DEFAULT_LIMIT")
 
     @property
     def QUERY_EVENT_DEFAULT_LIMIT(self) -> int:
-        return int(self._get("QUERY_EVENT_DEFAULT_LIMIT"))
+        return self._limit("QUERY_EVENT_DEFAULT_LIMIT")
 
     @property
     def QUERY_MAX_LIMIT(self) -> int:
-        return int(self._get("QUERY_MAX_LIMIT"))
+        return self._limit("QUERY_MAX_LIMIT")
 
     @property
     def PRICING_TABLE(self) -> dict[str, Any] | None:

@@ -89,3 +89,13 @@ def test_manage_py_check_surfaces_the_errors(settings: Any) -> None:
     settings.AGENT_SESSIONS = {"QUERY_MAX_LIMIT": 0}
     with pytest.raises(SystemCheckError, match=r"agent_sessions\.E004"):
         call_command("check")
+
+
+def test_a_bad_limit_is_a_clear_configuration_error_at_query_time(settings: Any) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from agent_sessions.conf import app_settings
+
+    settings.AGENT_SESSIONS = {"QUERY_DEFAULT_LIMIT": "x"}
+    with pytest.raises(ImproperlyConfigured, match="QUERY_DEFAULT_LIMIT"):
+        _ = app_settings.QUERY_DEFAULT_LIMIT
