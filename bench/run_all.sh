@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Run every benchmark at the sizes the issues name, one after another, on the
+# local PostgreSQL; each prints its numbers next to raw psycopg and the ratio.
+# Output is also kept under bench/results/ (git-ignored).
+#   bash bench/run_all.sh            # full size (about 15-20 minutes on 2 cores)
+#   ASM_BENCH_SMOKE=1 bash bench/run_all.sh   # small sizes, a minute or two
+set -euo pipefail
+source "$(dirname "$0")/../scripts/_setup.sh"
+cd "$ROOT"
+ensure_venv "test,openai-agents,langchain,adk,bench"
+ensure_postgres
+
+mkdir -p bench/results
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+if [ -n "${ASM_BENCH_SMOKE:-}" ]; then
+    runs=(
+        "bench_store --single 200 --batches 2 --replay 3000"
+        "bench_query --scale 0.05"
+        "bench_maintenance --scale 0.05"
+        "bench_admin"
+        "bench_integrations"
+    )
+else
+    runs=(
+        "bench_store"
+        "bench_query --scale 1"
+        "bench_maintenance --scale 1 --batch-size 100"
+        "bench_maintenance --scale 1 --batch-size 1000"
+        "bench_admin --scale 1"
+        "bench_integrations --items 2000 --read-items 10000"
+    )
+fi
+for run in "${runs[@]}"; do
+    name="${run%% *}"
+    log "bench.$run"
+    # shellcheck disable=SC2086
+    "$VENV/bin/python" -m bench.$run 2>&1 | tee "bench/results/$stamp-$name.txt"
+done
+log "Results in bench/results/$stamp-*.txt"
