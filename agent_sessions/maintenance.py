@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 
 from agent_sessions import models as m
@@ -182,14 +182,15 @@ class DjangoMaintenance:
             ),
         ]
         try:
-            for field, name, step in steps:
-                try:
-                    setattr(report, field, step())
-                except MigrationRequiredError:
-                    # Not a step failing: no step can work until `migrate` runs.
-                    raise
-                except Exception as exc:  # one failing step must not stop the others
-                    report.errors.append(f"{name}: {exc}{_committed(context, name, exc)}")
+            with self._unflushed_commits():
+                for field, name, step in steps:
+                    try:
+                        setattr(report, field, step())
+                    except MigrationRequiredError:
+                        # Not a step failing: no step can work until `migrate` runs.
+                        raise
+                    except Exception as exc:  # one failing step must not stop the others
+                        report.errors.append(f"{name}: {exc}{_committed(context, name, exc)}")
         finally:
             self._context = None
             if archive is not None:
@@ -226,7 +227,7 @@ class DjangoMaintenance:
                 if context.dry_run:
                     total += len(ids)
                 else:
-                    with self._write("soft_delete_expired_sessions"):
+                    with self._write("soft_delete_expired_sessions", one_statement=True):
                         page = expired.filter(id__gte=ids[0], id__lte=ids[-1])
                         total += page.update(deleted_at=context.now)
                 self._report("soft_delete_expired_sessions", len(ids), total)
@@ -448,7 +449,10 @@ class DjangoMaintenance:
                     self._report("prune_events", len(chunk), pruned)
                 else:
                     first, last = chunk[0]["session_id"], chunk[-1]["session_id"]
-                    pruned += self._prune_over_cap(first, last, cap, policy, context, pruned)
+                    planned = sum(_excess(group, cap) for group in chunk)
+                    pruned += self._prune_over_cap(
+                        first, last, cap, policy, context, pruned, planned
+                    )
         return pruned
 
     def _session_windows(
@@ -489,19 +493,26 @@ class DjangoMaintenance:
         policy: RetentionPolicy,
         context: _Context,
         pruned_before: int,
+        planned: int,
     ) -> int:
         """Delete the events above the cap of the sessions ``first..last``, a batch per
         transaction.
 
         Sessions within the range that are not over the cap have no excess,
         so nothing of theirs qualifies; no list of ids travels to the database.
+        Stops once the ``planned`` excess (what a dry run counts) is gone,
+        instead of paying for one more, empty, ranking of the range.
         """
         select, params = _over_cap_sql(first, last, cap, policy.prune_event_types_first)
         params.append(policy.batch_size)
         pruned = 0
         while True:
-            with self._write("prune_events"), connections[self.alias].cursor() as cursor:
-                if context.archive is None:
+            one_statement = context.archive is None
+            with (
+                self._write("prune_events", one_statement=one_statement),
+                connections[self.alias].cursor() as cursor,
+            ):
+                if one_statement:
                     cursor.execute(f"DELETE FROM asm_events WHERE id IN ({select})", params)
                     found = deleted = int(cursor.rowcount)
                 else:
@@ -511,7 +522,7 @@ class DjangoMaintenance:
             pruned += deleted
             if deleted:
                 self._report("prune_events", deleted, pruned_before + pruned)
-            if found < policy.batch_size:
+            if found < policy.batch_size or pruned >= planned:
                 return pruned
 
     def _prune_total(self, policy: RetentionPolicy, context: _Context, already_pruned: int) -> int:
@@ -690,27 +701,73 @@ class DjangoMaintenance:
             last = keys[-1]
 
     @contextmanager
-    def _write(self, operation: str) -> Iterator[None]:
+    def _write(self, operation: str, *, one_statement: bool = False) -> Iterator[None]:
         """One short write transaction, errors translated.
 
         SQLite: the write lock is taken first, so the batch queues behind
         appends instead of failing. PostgreSQL: the commit does not wait for
-        its WAL flush (``synchronous_commit = off``, this transaction only).
-        A crash can then forget the last few batches, never corrupt anything:
+        its WAL flush (``synchronous_commit = off``, for this run's session,
+        see :meth:`_unflushed_commits`, or else this transaction only). A
+        crash can then forget the last few batches, never corrupt anything:
         the rows are simply deleted again by the next run (an archive is
         at-least-once anyway), and thousands of short transactions no longer
         each wait for the disk.
+
+        Args:
+            operation: Names the step in translated errors.
+            one_statement: The batch is a single statement. On PostgreSQL,
+                outside the caller's transaction, it then runs in autocommit:
+                still one transaction of its own, without the round trips of
+                ``BEGIN`` and ``COMMIT``.
         """
         connection = connections[self.alias]
         # Inside the caller's transaction, its commit and its settings are not ours.
         outermost = not connection.in_atomic_block
+        postgres = connection.vendor == "postgresql"
+        unflushed = getattr(self._local, "unflushed", False)
+        if one_statement and postgres and outermost and unflushed:
+            with translate_errors(operation):
+                yield
+            return
         with translate_errors(operation), transaction.atomic(using=self.alias):
-            with connection.cursor() as cursor:
-                if connection.vendor == "sqlite":
+            if connection.vendor == "sqlite":
+                with connection.cursor() as cursor:
                     take_sqlite_write_lock(cursor)
-                elif connection.vendor == "postgresql" and outermost:
+            elif postgres and outermost and not unflushed:
+                with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL synchronous_commit = off")
             yield
+
+    @contextmanager
+    def _unflushed_commits(self) -> Iterator[None]:
+        """On PostgreSQL, ``synchronous_commit = off`` for the connection while a run lasts.
+
+        Set once instead of per batch (one round trip less per batch), and
+        put back as it was afterwards. Not inside the caller's transaction,
+        nor when a run is already under way in this thread.
+        """
+        connection = connections[self.alias]
+        if (
+            connection.vendor != "postgresql"
+            or connection.in_atomic_block
+            or getattr(self._local, "unflushed", False)
+        ):
+            yield
+            return
+        with translate_errors("maintenance"), connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('synchronous_commit')")
+            previous = cursor.fetchone()[0]
+            cursor.execute("SET synchronous_commit = off")
+        self._local.unflushed = True
+        try:
+            yield
+        finally:
+            self._local.unflushed = False
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config('synchronous_commit', %s, false)", [previous])
+            except DatabaseError:  # a broken connection is closed, and forgets it anyway
+                pass
 
     @contextmanager
     def _step(self, policy: RetentionPolicy, dry_run: bool) -> Iterator[_Context]:
@@ -721,7 +778,8 @@ class DjangoMaintenance:
         now = utcnow()
         archive = self._archive_for(policy, dry_run, now)
         try:
-            yield _Context(now, dry_run, archive, policy.batch_size)
+            with self._unflushed_commits():
+                yield _Context(now, dry_run, archive, policy.batch_size)
         finally:
             if archive is not None:
                 archive.close()
