@@ -73,8 +73,11 @@ PROTECTED_EVENT_TYPES: frozenset[str] = frozenset(
 MaintenanceProgress = Callable[[str, int, int], None]
 
 _ARCHIVE_OPERATION = "archive"
-# Pruning looks for over-cap sessions in windows of this many times batch_size events.
+# Pruning looks for over-cap sessions in windows of this many times batch_size
+# events, and at least _MIN_WINDOW_EVENTS: a window's cost is mostly per query
+# at small batch sizes, and its memory (one small dict per session) stays bounded.
 _WINDOW_FACTOR = 10
+_MIN_WINDOW_EVENTS = 10_000
 _READ_CHUNK = 2000
 
 
@@ -458,14 +461,15 @@ class DjangoMaintenance:
     def _session_windows(
         self, over_cap: QuerySet[Any], batch_size: int
     ) -> Iterator[list[dict[str, Any]]]:
-        """Yield the over-cap sessions window by window of about ``10 * batch_size`` events.
+        """Yield the over-cap sessions window by window of about ``10 * batch_size`` events
+        (at least 10,000).
 
         Each window is a range of session ids found by walking the
         ``(session_id, …)`` index, so every aggregate reads a bounded slice of
         the table and the whole walk reads it once, whatever plan the
         database would pick for an open-ended ``GROUP BY … LIMIT``.
         """
-        window_rows = batch_size * _WINDOW_FACTOR
+        window_rows = max(batch_size * _WINDOW_FACTOR, _MIN_WINDOW_EVENTS)
         last: str | None = None
         while True:
             ahead = self._events() if last is None else self._events().filter(session_id__gt=last)
