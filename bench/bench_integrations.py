@@ -23,6 +23,10 @@ taking turns inside each round so that load from other processes hits them
 alike, and the best round counts; reads are best of ``--read-repeat``. Tables
 are ANALYZEd after loading so that every side's reads get real plans.
 
+Our single-item appends run on the adapters' private async connections
+(``agent_sessions.integrations.pgasync``: built from Django's connection
+parameters, so the same durability), opened inside the timed loop, as the
+SQLAlchemy engines open theirs; every other call goes through Django.
 Django runs with ``CONN_MAX_AGE = 600`` here, the setting recommended for
 async use (see docs/async.md), so worker threads keep their connections, as
 the SQLAlchemy engines keep theirs in their pools.
@@ -131,7 +135,7 @@ def rounds(repeat: int, cases: dict[str, Callable[[int], float]]) -> dict[str, f
 
 
 def durability_check(url: str) -> str:
-    """``synchronous_commit`` as Django's and asyncpg's connections see it."""
+    """``synchronous_commit`` on Django's, the adapters' async and asyncpg's connections."""
     from django.db import connection
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -147,7 +151,17 @@ def durability_check(url: str) -> str:
         await engine.dispose()
         return str(value)
 
-    return f"synchronous_commit: Django={ours}, asyncpg={asyncio.run(theirs())}"
+    async def private() -> str:
+        from agent_sessions.integrations.pgasync import aclose_connections, execute_one
+
+        row = await execute_one("default", "SHOW synchronous_commit", {})
+        await aclose_connections()
+        return str(row[0]) if row else "?"
+
+    return (
+        f"synchronous_commit: Django={ours}, adapters' async connections="
+        f"{asyncio.run(private())}, asyncpg={asyncio.run(theirs())}"
+    )
 
 
 def analyze(dsn: str) -> None:
@@ -177,7 +191,9 @@ def bench_openai(args: argparse.Namespace, url: str, dsn: str) -> list[list[Any]
             start = time.perf_counter()
             for n in range(items):
                 await session.add_items([item(n)])
-            return time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            await session.aclose()
+            return elapsed
 
         return asyncio.run(run())
 
@@ -296,7 +312,13 @@ def bench_adk(args: argparse.Namespace, url: str, dsn: str) -> list[list[Any]]:
         return time.perf_counter() - start
 
     def ours(_: int) -> float:
-        return asyncio.run(append_all(DjangoSessionService()))
+        async def run() -> float:
+            service = DjangoSessionService()
+            elapsed = await append_all(service)
+            await service.aclose()
+            return elapsed
+
+        return asyncio.run(run())
 
     def theirs(_: int) -> float:
         async def run() -> float:

@@ -2,6 +2,7 @@
 
 :class:`Api` calls a service synchronously or through its async twins.
 :func:`run_in_processes` runs test code in real OS processes connected to the test database.
+:func:`settled_backend_connections` counts the test database's server connections (leak tests).
 
 Used by the adapter tests whose contract speaks of several processes
 (``pop_item`` atomicity, concurrent ADK appends). Children are started with the
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -61,3 +63,22 @@ class Api:
             return getattr(self.target, name)
         twin = getattr(self.target, f"a{name}")
         return lambda *args, **kwargs: asyncio.run(twin(*args, **kwargs))
+
+
+def backend_connections() -> int:
+    """How many server connections the test database has now (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def settled_backend_connections(expected: int, *, timeout: float = 5.0) -> int:
+    """The server connection count once it equals ``expected``, or after ``timeout`` seconds.
+
+    A server process leaves ``pg_stat_activity`` a moment after its client
+    closed the connection; a leaked connection never does.
+    """
+    deadline = time.monotonic() + timeout
+    while (count := backend_connections()) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return count

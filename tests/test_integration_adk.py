@@ -22,9 +22,14 @@ from google.adk.sessions.base_session_service import GetSessionConfig
 from google.genai import types
 
 from agent_sessions import models as m
+from agent_sessions.aio import run_in_worker
 from agent_sessions.integrations.adk import DjangoSessionService
 from agent_sessions.store import DjangoSessionStore
-from tests.integration_helpers import run_in_processes
+from tests.integration_helpers import (
+    backend_connections,
+    run_in_processes,
+    settled_backend_connections,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -256,6 +261,44 @@ def test_an_append_wakes_a_long_polling_reader_of_the_session(
 
     events = asyncio.run(scenario())
     assert [e.data["adk_event"]["content"]["parts"][0]["text"] for e in events] == ["wake"]
+
+
+@pytest.mark.postgres_only
+def test_aclose_closes_the_private_connection(service: DjangoSessionService) -> None:
+    session = create(service, session_id="s1")
+
+    async def scenario() -> tuple[int, int]:
+        for n in range(5):
+            await service.append_event(session, text_event(f"e{n}"))
+        # Counted from a worker thread, whose own connection counts in both.
+        while_open = await run_in_worker(backend_connections)
+        await service.aclose()
+        return while_open, await run_in_worker(settled_backend_connections, while_open - 1)
+
+    while_open, after_aclose = run(scenario())
+    assert after_aclose == while_open - 1
+    assert texts(get(service, "s1")) == [f"e{n}" for n in range(5)]
+
+
+@pytest.mark.postgres_only
+def test_no_connection_outlives_the_event_loop(service: DjangoSessionService) -> None:
+    sessions = [create(service, session_id=f"s{n}") for n in range(6)]
+
+    async def scenario() -> None:
+        for n in range(3):  # concurrent appends: several pooled connections
+            await asyncio.gather(
+                *(
+                    service.append_event(
+                        s, text_event(f"e{n}", actions=EventActions(state_delta={"n": n}))
+                    )
+                    for s in sessions
+                )
+            )
+
+    run(scenario())
+    # Only the test's own connection is left (worker threads close theirs too).
+    assert settled_backend_connections(1) == 1
+    assert all(get(service, s.id).state["n"] == 2 for s in sessions)
 
 
 def test_importing_without_the_extra_names_the_pip_command() -> None:

@@ -23,9 +23,15 @@ from agents.usage import Usage
 from openai.types.responses import ResponseOutputMessage, ResponseOutputText
 
 from agent_sessions import models as m
+from agent_sessions.aio import run_in_worker
 from agent_sessions.errors import ValidationError
 from agent_sessions.integrations.openai_agents import DjangoAgentsSession, event_type_for_item
-from tests.integration_helpers import run_in_processes
+from agent_sessions.store import DjangoSessionStore
+from tests.integration_helpers import (
+    backend_connections,
+    run_in_processes,
+    settled_backend_connections,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -213,6 +219,50 @@ def test_concurrent_pops_from_processes_never_return_the_same_item(
     popped = [text for result in results for text in result]
     assert sorted(popped, key=int) == [str(n) for n in range(60)]
     assert all(result == sorted(result, key=int, reverse=True) for result in results)
+
+
+@pytest.mark.postgres_only
+def test_single_item_appends_wake_a_long_polling_reader(session: DjangoAgentsSession) -> None:
+    async def scenario() -> list[Any]:
+        await session.add_items([user("first")])  # creates the session row
+        waiting = asyncio.ensure_future(
+            DjangoSessionStore().aget_events("conv_1", after=1, wait_timeout_ms=20_000)
+        )
+        await asyncio.sleep(0.1)  # the reader is now waiting in its worker thread
+        await session.add_items([user("wake")])
+        return await asyncio.wait_for(waiting, timeout=10)
+
+    events = run(scenario())
+    assert [(e.sequence_number, e.data["item"]) for e in events] == [(2, user("wake"))]
+
+
+@pytest.mark.postgres_only
+def test_aclose_closes_the_private_connection(session: DjangoAgentsSession) -> None:
+    async def scenario() -> tuple[int, int]:
+        for n in range(5):
+            await session.add_items([user(str(n))])
+        # Counted from a worker thread, whose own connection counts in both.
+        while_open = await run_in_worker(backend_connections)
+        await session.aclose()
+        return while_open, await run_in_worker(settled_backend_connections, while_open - 1)
+
+    while_open, after_aclose = run(scenario())
+    assert after_aclose == while_open - 1
+    assert run(session.get_items()) == [user(str(n)) for n in range(5)]
+
+
+@pytest.mark.postgres_only
+def test_no_connection_outlives_the_event_loop() -> None:
+    sessions = [DjangoAgentsSession(f"conv_{n}") for n in range(6)]
+
+    async def scenario() -> None:
+        for _ in range(3):  # concurrent single-item appends: several pooled connections
+            await asyncio.gather(*(s.add_items([user("hi")]) for s in sessions))
+
+    run(scenario())
+    # Only the test's own connection is left (worker threads close theirs too).
+    assert settled_backend_connections(1) == 1
+    assert m.Event.objects.count() == 18
 
 
 def test_importing_without_the_extra_names_the_pip_command() -> None:

@@ -22,12 +22,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 
 from agent_sessions import core
 from agent_sessions import models as m
+from agent_sessions.aio import run_in_worker
 from agent_sessions.db import db_for_read, db_for_write, translate_errors
-from agent_sessions.integrations.pgsql import is_postgres, read_payloads
+from agent_sessions.integrations.pgsql import aappend_one, is_postgres, read_payloads
 from agent_sessions.sequences import take_sqlite_write_lock
 from agent_sessions.store import DjangoSessionStore
 from agent_sessions.validation import check_id, utcnow
@@ -131,6 +132,8 @@ class PayloadLog:
         using: Database alias; None follows the routers.
         status: Status of the asm session when it is created here.
         metadata: More metadata of the asm session when it is created here.
+        fast_path: Let :meth:`aappend` use a private async connection on
+            PostgreSQL (see :mod:`agent_sessions.integrations.pgasync`).
 
     Raises:
         ValidationError: an invalid id or status.
@@ -146,6 +149,7 @@ class PayloadLog:
         using: str | None = None,
         status: core.SessionStatus | str = core.SessionStatus.PENDING,
         metadata: dict[str, Any] | None = None,
+        fast_path: bool = True,
     ) -> None:
         self.session_id = check_id(session_id, "session_id")
         self.key = key
@@ -158,6 +162,7 @@ class PayloadLog:
             metadata={"framework": source, **(metadata or {})},
         )
         self.store = DjangoSessionStore(using=using)
+        self.fast_path = fast_path
         self._touched_at: float | None = None
 
     def _records(self, alias: str) -> Any:
@@ -198,15 +203,7 @@ class PayloadLog:
             ValidationError: a record holds a value the database cannot store;
                 nothing is written.
         """
-        events = [
-            core.Event.new(
-                event_type,
-                self.session_id,
-                data={self.key: record},
-                metadata={"source": self.source},
-            )
-            for record, event_type in zip(records, types, strict=True)
-        ]
+        events = self._new_events(records, types)
         if not events:
             return []
         self.keep_session_fresh()
@@ -215,6 +212,50 @@ class PayloadLog:
             # BEGIN/COMMIT round trips), the common case of one item per call.
             return [self.store.append_event(events[0])]
         return self.store.append_events(events)
+
+    async def aappend(self, records: Sequence[Any], types: Sequence[core.EventType | str]) -> None:
+        """:meth:`append`, awaited; one record on PostgreSQL needs no worker thread.
+
+        That case (one item per call, the frameworks' usual one) runs the
+        store's one-statement append on a private async connection
+        (:mod:`agent_sessions.integrations.pgasync`) once the asm session is
+        known to exist and fresh; everything else runs :meth:`append` in a
+        worker thread.
+
+        Raises:
+            ValidationError: a record holds a value the database cannot store;
+                nothing is written.
+            StorageError: the database failed; nothing is written.
+        """
+        alias = db_for_write(self.using, m.Event)
+        if not (self.fast_path and len(records) == 1 and self._fresh() and is_postgres(alias)):
+            await run_in_worker(self.append, records, types)
+            return
+        # Validated (and normalised) by its constructor: what the store's
+        # append would check, so the statement can run as is.
+        event = self._new_events(records, types)[0]
+        with translate_errors("append_event"):
+            try:
+                number = await aappend_one(alias, event)
+            except IntegrityError:
+                # A concurrent append of the same id, or a session deleted
+                # meanwhile: the store's path sorts it out (retry, or error).
+                number = None
+        if number is None:
+            await run_in_worker(self.store.append_event, event)
+
+    def _new_events(
+        self, records: Sequence[Any], types: Sequence[core.EventType | str]
+    ) -> list[core.Event]:
+        return [
+            core.Event.new(
+                event_type,
+                self.session_id,
+                data={self.key: record},
+                metadata={"source": self.source},
+            )
+            for record, event_type in zip(records, types, strict=True)
+        ]
 
     def pop(self) -> Any | None:
         """Remove and return the latest record, or None; atomic across processes."""
@@ -251,10 +292,17 @@ class PayloadLog:
         # Creating the row once per instance, then touching updated_at at
         # most once a minute, keeps retention's clock right without paying an
         # extra statement on every append.
-        now = time.monotonic()
-        if self._touched_at is not None and now - self._touched_at < TOUCH_INTERVAL_SECONDS:
+        if self._fresh():
             return
+        now = time.monotonic()
         if self._touched_at is None:
             ensure_session(self.new_session, using=self.using)
         touch_session(self.session_id, using=self.using)
         self._touched_at = now
+
+    def _fresh(self) -> bool:
+        """Whether the session row is known to exist and was touched less than a minute ago."""
+        return (
+            self._touched_at is not None
+            and time.monotonic() - self._touched_at < TOUCH_INTERVAL_SECONDS
+        )

@@ -51,7 +51,9 @@ from agent_sessions import models as m
 from agent_sessions.aio import run_in_worker
 from agent_sessions.db import db_for_read, db_for_write, translate_errors
 from agent_sessions.integrations import write_transaction
+from agent_sessions.integrations.pgasync import aclose_connections
 from agent_sessions.integrations.pgsql import (
+    aappend_adk_event,
     append_adk_event,
     is_postgres,
     read_payloads,
@@ -124,13 +126,21 @@ class DjangoSessionService(BaseSessionService):
     appends are never rejected as stale: concurrent appends to one session
     (threads or processes) are all stored, numbered in commit order.
 
+    On PostgreSQL, ``append_event`` of an event without app- or user-scoped
+    state is one statement awaited on a private async connection instead
+    (no worker thread); those connections are closed by :meth:`aclose` or
+    when the event loop shuts down.
+
     Args:
         using: Database alias; None follows the routers.
+        fast_path: Allow that private connection; turn off behind a proxy
+            that cannot take prepared statements.
     """
 
-    def __init__(self, *, using: str | None = None) -> None:
+    def __init__(self, *, using: str | None = None, fast_path: bool = True) -> None:
         super().__init__()
         self.using = using
+        self.fast_path = fast_path
         self._store = DjangoSessionStore(using=using)
 
     # ------------------------------------------------------------------ the ADK API
@@ -188,9 +198,18 @@ class DjangoSessionService(BaseSessionService):
             return event
         self._apply_temp_state(session, event)
         event = self._trim_temp_delta_state(event)
-        await run_in_worker(self._append_event, session, event)
+        await self._aappend_event(session, event)
         session.last_update_time = event.timestamp
         return self._commit_event_to_session(session, event)
+
+    async def aclose(self) -> None:
+        """Close the private PostgreSQL connections of the running event loop.
+
+        Optional: they are closed anyway when the loop shuts down (e.g. at
+        the end of ``asyncio.run()``), and the next call reopens what it
+        needs. Shared by every adapter on this loop and database alias.
+        """
+        await aclose_connections(db_for_write(self.using, m.Session))
 
     # ------------------------------------------------------------------ sync work
 
@@ -378,8 +397,38 @@ class DjangoSessionService(BaseSessionService):
                 return
         self._store.delete_session(session_id)
 
-    def _append_event(self, session: AdkSession, event: AdkEvent) -> None:
+    async def _aappend_event(self, session: AdkSession, event: AdkEvent) -> None:
+        """:meth:`_append_event`, awaited; on PostgreSQL without a worker thread when it can.
+
+        An event whose state delta is session-scoped only (the common case)
+        is one statement (see :meth:`_append_event_postgres`), awaited on a
+        private async connection (:mod:`agent_sessions.integrations.pgasync`).
+        App- or user-scoped deltas need a transaction: a worker thread.
+        """
         alias = db_for_write(self.using, m.Session)
+        if not (self.fast_path and is_postgres(alias)):
+            await run_in_worker(self._append_event, session, event)
+            return
+        stored, app_delta, user_delta, session_delta = self._stored_event(session, event)
+        if app_delta or user_delta:
+            await run_in_worker(self._append_event, session, event)
+            return
+        with translate_errors("append_event"):
+            found = await aappend_adk_event(
+                alias,
+                stored,
+                app_name=session.app_name,
+                user_id=session.user_id,
+                state_delta=session_delta,
+                now=utcnow(),
+            )
+        if not found:
+            raise SessionNotFoundError(f"Session {session.id} not found.")
+
+    def _stored_event(
+        self, session: AdkSession, event: AdkEvent
+    ) -> tuple[core.Event, dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """The validated asm event storing ``event``, and its app, user and session deltas."""
         app_delta, user_delta, session_delta = _split_state(
             dict(event.actions.state_delta or {}) if event.actions else {}
         )
@@ -389,8 +438,12 @@ class DjangoSessionService(BaseSessionService):
             timestamp=datetime.fromtimestamp(event.timestamp, UTC),
             data={EVENT_KEY: event.model_dump(mode="json", exclude_none=True)},
             metadata={"source": SOURCE, "author": event.author},
-        )
-        stored.validate()
+        )  # validated (and normalised) by its constructor
+        return stored, app_delta, user_delta, session_delta
+
+    def _append_event(self, session: AdkSession, event: AdkEvent) -> None:
+        alias = db_for_write(self.using, m.Session)
+        stored, app_delta, user_delta, session_delta = self._stored_event(session, event)
         if is_postgres(alias):
             self._append_event_postgres(
                 alias, session, stored, app_delta, user_delta, session_delta

@@ -32,7 +32,10 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise missing_extra("openai-agents", exc) from exc
 
 from agent_sessions import core
+from agent_sessions import models as m
 from agent_sessions.aio import run_in_worker
+from agent_sessions.db import db_for_write
+from agent_sessions.integrations.pgasync import aclose_connections
 
 __all__ = ["DjangoAgentsSession", "event_type_for_item"]
 
@@ -83,8 +86,10 @@ class DjangoAgentsSession:
     ``session_settings``, ``get_items``, ``add_items``, ``pop_item``,
     ``clear_session``); pass it to ``Runner.run(agent, input, session=...)``.
     Each call is one transaction run in a worker thread (see
-    :mod:`agent_sessions.aio`). Instances are cheap; several processes may use
-    the same ``session_id`` at once.
+    :mod:`agent_sessions.aio`), except ``add_items`` of one item on
+    PostgreSQL: one statement awaited on a private async connection, closed
+    by :meth:`aclose` or when the event loop shuts down. Instances are
+    cheap; several processes may use the same ``session_id`` at once.
 
     Args:
         session_id: The asm session id (and the SDK session id).
@@ -96,6 +101,10 @@ class DjangoAgentsSession:
             (``pending``, like :meth:`agent_sessions.core.Session.new`, so
             that retention applies to it).
         metadata: Metadata of the asm session when this adapter creates it.
+        fast_path: On PostgreSQL, run single-item appends as one statement on
+            a private async connection instead of a worker thread (see
+            :mod:`agent_sessions.integrations.pgasync`). Turn off behind a
+            proxy that cannot take prepared statements.
 
     Raises:
         ValidationError: ``session_id`` or ``agent_id`` is not a valid id.
@@ -112,6 +121,7 @@ class DjangoAgentsSession:
         session_settings: SessionSettings | None = None,
         status: core.SessionStatus | str = core.SessionStatus.PENDING,
         metadata: dict[str, Any] | None = None,
+        fast_path: bool = True,
     ) -> None:
         self._log = PayloadLog(
             session_id,
@@ -121,6 +131,7 @@ class DjangoAgentsSession:
             using=using,
             status=status,
             metadata=metadata,
+            fast_path=fast_path,
         )
         self.session_id = self._log.session_id
         self.using = using
@@ -150,7 +161,9 @@ class DjangoAgentsSession:
                 (e.g. a NUL character); nothing is written.
         """
         if items:
-            await run_in_worker(self.add_items_sync, items)
+            # One item on PostgreSQL: one statement awaited on a private async
+            # connection, no worker thread (see PayloadLog.aappend).
+            await self._log.aappend(items, [event_type_for_item(item) for item in items])
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the latest item, or None when there is none.
@@ -167,6 +180,15 @@ class DjangoAgentsSession:
         afterwards get higher numbers than any removed one.
         """
         await run_in_worker(self.clear_session_sync)
+
+    async def aclose(self) -> None:
+        """Close the private PostgreSQL connections of the running event loop.
+
+        Optional: they are closed anyway when the loop shuts down (e.g. at
+        the end of ``asyncio.run()``), and the next call reopens what it
+        needs. Shared by every adapter on this loop and database alias.
+        """
+        await aclose_connections(db_for_write(self.using, m.Event))
 
     # ------------------------------------------------------------------ sync work
 

@@ -17,13 +17,17 @@ adapters, which callers reach by checking :func:`is_postgres` first.
   :mod:`agent_sessions.sequences`). Alone in autocommit it needs no BEGIN/COMMIT,
   and it is atomic all the same: a failure undoes the state change and the
   counter bump with it.
+
+:func:`aappend_one` (the store's single append) and :func:`aappend_adk_event`
+run the same statements on a private async connection
+(:mod:`agent_sessions.integrations.pgasync`), awaited without a worker thread.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connections
@@ -31,6 +35,8 @@ from django.db.backends.utils import CursorWrapper
 
 from agent_sessions import core
 from agent_sessions.fields import to_utc_naive
+from agent_sessions.integrations.pgasync import execute_one
+from agent_sessions.sequences import _APPEND_ONE_POSTGRES as APPEND_ONE_POSTGRES
 from agent_sessions.sequences import (
     INSERT_EVENT_FROM_COUNTER,
     NOTIFY_IF_WATCHED,
@@ -38,7 +44,13 @@ from agent_sessions.sequences import (
     event_params,
 )
 
-__all__ = ["append_adk_event", "is_postgres", "read_payloads"]
+__all__ = [
+    "aappend_adk_event",
+    "aappend_one",
+    "append_adk_event",
+    "is_postgres",
+    "read_payloads",
+]
 
 # The encoding the store writes JSON with (compact, UTF-8 kept, NaN refused).
 
@@ -152,17 +164,93 @@ def append_adk_event(
     Returns:
         False when there is no such ADK session (then nothing was written).
     """
-    params = event_params(event)
     cursor.execute(
         _APPEND_ADK_EVENT,
-        {
-            **params,
-            "updated_at": params["timestamp"],
-            "state_delta": dump_json(dict(state_delta)),
-            "app_name": app_name,
-            "user_id": user_id,
-            "now": to_utc_naive(now),
-        },
+        _adk_event_params(
+            event, app_name=app_name, user_id=user_id, state_delta=state_delta, now=now
+        ),
     )
     row = cursor.fetchone()
     return bool(row and row[0])
+
+
+async def aappend_adk_event(
+    alias: str,
+    event: core.Event,
+    *,
+    app_name: str,
+    user_id: str,
+    state_delta: Mapping[str, Any],
+    now: datetime,
+) -> bool:
+    """:func:`append_adk_event` awaited on a private async connection (see :mod:`.pgasync`).
+
+    The same statement, alone in autocommit: atomic on its own.
+
+    Args:
+        alias: A PostgreSQL database alias.
+        event: The asm event to store (validated; its ``sequence_number`` is ignored).
+        app_name: The ADK app (the asm session's ``agent_id``).
+        user_id: The ADK user (``metadata["adk_user_id"]`` of the asm session).
+        state_delta: Session-scoped state changes (JSON-serialisable).
+        now: When the counter was bumped (aware).
+
+    Returns:
+        False when there is no such ADK session (then nothing was written).
+
+    Raises:
+        django.db.DatabaseError: the database failed (nothing was written).
+    """
+    params = _adk_event_params(
+        event, app_name=app_name, user_id=user_id, state_delta=state_delta, now=now
+    )
+    row = await execute_one(alias, _APPEND_ADK_EVENT, params)
+    return bool(row and row[0])
+
+
+async def aappend_one(alias: str, event: core.Event) -> int | None:
+    """The store's one-statement append (:mod:`agent_sessions.sequences`), awaited on a
+    private async connection (see :mod:`.pgasync`).
+
+    Same statement, so the same guarantees: the counter is bumped only when
+    the event is stored (gap-free numbers), an id already stored writes
+    nothing, and a long-polling reader of the session is notified.
+
+    Args:
+        alias: A PostgreSQL database alias.
+        event: A validated event without a sequence number.
+
+    Returns:
+        The new event's sequence number, or None when an event with its id
+        is already stored (nothing was written).
+
+    Raises:
+        django.db.IntegrityError: a concurrent append stored the same new id
+            first (nothing was written; retry through the store).
+        django.db.DatabaseError: the database failed (nothing was written).
+    """
+    # The store's own statement and parameters, reused as they are (sequences.py
+    # is their one home), so that both paths keep the same guarantees.
+    params = event_params(event)
+    params["now"] = datetime.now(UTC).replace(tzinfo=None)
+    row = await execute_one(alias, APPEND_ONE_POSTGRES, params)
+    return None if row is None else int(row[0])
+
+
+def _adk_event_params(
+    event: core.Event,
+    *,
+    app_name: str,
+    user_id: str,
+    state_delta: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    params = event_params(event)
+    return {
+        **params,
+        "updated_at": params["timestamp"],
+        "state_delta": dump_json(dict(state_delta)),
+        "app_name": app_name,
+        "user_id": user_id,
+        "now": to_utc_naive(now),
+    }
