@@ -248,18 +248,17 @@ class DjangoSessionService(BaseSessionService):
     def _update_state_row(
         self, alias: str, row_id: str, app_name: str, kind: str, delta: dict[str, Any]
     ) -> dict[str, Any]:
-        # select_for_update: two appends changing the same shared state must
-        # not both read the old value.
-        rows = m.Session.objects.using(alias).select_for_update()
-        row = rows.filter(id=row_id).first()
+        # The row is created first if missing (INSERT … ON CONFLICT DO NOTHING
+        # waits for a concurrent creator instead of failing), then locked:
+        # two appends changing the same shared state must not both read the
+        # old value, and locking a row that does not exist yet locks nothing.
+        new_row = m.Session.from_domain(
+            core.Session.new(app_name, id=row_id, metadata={"framework": SOURCE, "adk_kind": kind})
+        )
+        new_row.context = {}
+        m.Session.objects.using(alias).bulk_create([new_row], ignore_conflicts=True)
+        row = m.Session.objects.using(alias).select_for_update().get(id=row_id)
         now = datetime.now(UTC)
-        if row is None:
-            row = m.Session.from_domain(
-                core.Session.new(
-                    app_name, id=row_id, metadata={"framework": SOURCE, "adk_kind": kind}
-                )
-            )
-            row.context = {}
         row.context = {**(row.context or {}), **delta}
         row.updated_at = now
         core.Session.validate(row.to_domain())

@@ -55,7 +55,6 @@ class _Pool:
     def __init__(self, alias: str) -> None:
         self.alias = alias
         self.idle: list[psycopg.AsyncConnection[Any]] = []
-        self.in_use: set[psycopg.AsyncConnection[Any]] = set()
         self.slots = asyncio.Semaphore(POOL_SIZE)
         # Bumped by aclose(): a connection handed out before is closed on release.
         self.generation = 0
@@ -71,10 +70,14 @@ class _Pool:
         # Prepared on first use: planning the CTEs is a good part of their cost.
         params["prepare_threshold"] = 0
         connection = await psycopg.AsyncConnection.connect(**params, autocommit=True)
-        # Django sets the same on its connections; naive timestamps rely on it.
-        await connection.execute(
-            "SELECT set_config('TimeZone', %s, false)", [wrapper.timezone_name]
-        )
+        try:
+            # Django sets the same on its connections; naive timestamps rely on it.
+            await connection.execute(
+                "SELECT set_config('TimeZone', %s, false)", [wrapper.timezone_name]
+            )
+        except BaseException:
+            await connection.close()
+            raise
         return connection
 
     @asynccontextmanager
@@ -85,13 +88,11 @@ class _Pool:
         async with self.slots:
             generation = self.generation
             connection = self.idle.pop() if self.idle else await self._connect()
-            self.in_use.add(connection)
             reusable = False
             try:
                 yield connection
                 reusable = True
             finally:
-                self.in_use.discard(connection)
                 if (
                     reusable
                     and generation == self.generation
