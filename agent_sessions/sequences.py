@@ -115,7 +115,7 @@ NOTIFY_IF_WATCHED = (
 # bump included, is rolled back; the caller retries and then finds the stored
 # event. Kept small on purpose: without prepared statements, planning is a
 # good part of its cost.
-_APPEND_ONE_POSTGRES = f"""
+APPEND_ONE_POSTGRES = f"""
 WITH counter AS (
     INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
     SELECT %(session_id)s, 1, %(now)s
@@ -214,7 +214,7 @@ def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any])
     cursor = _append_cursor(connection)
     # Errors are wrapped as Django wraps execute()'s (IntegrityError, …).
     with connection.wrap_database_errors:
-        cursor.execute(_APPEND_ONE_POSTGRES, params)
+        cursor.execute(APPEND_ONE_POSTGRES, params)
         row = cursor.fetchone()
     return None if row is None else int(row[0])
 

@@ -36,8 +36,8 @@ from django.db.backends.utils import CursorWrapper
 from agent_sessions import core
 from agent_sessions.fields import to_utc_naive
 from agent_sessions.integrations.pgasync import execute_one
-from agent_sessions.sequences import _APPEND_ONE_POSTGRES as APPEND_ONE_POSTGRES
 from agent_sessions.sequences import (
+    APPEND_ONE_POSTGRES,
     INSERT_EVENT_FROM_COUNTER,
     NOTIFY_IF_WATCHED,
     dump_json,
