@@ -351,7 +351,12 @@ class EventNotifications:
         params.pop("cursor_factory", None)
         params.pop("context", None)
         self._connection = psycopg.connect(**params, autocommit=True)
-        self._connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        try:
+            self._connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except BaseException:
+            # The caller never gets this object, so nobody else could close it.
+            self._connection.close()
+            raise
 
     def watch(self, session_id: str, deadline: float) -> bool:
         """Ask writers to notify appends to ``session_id`` (until this connection closes).
