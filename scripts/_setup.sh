@@ -19,20 +19,25 @@ pick_python() {
     die "Python 3.11 or newer is required (set PYTHON=/path/to/python3.11)."
 }
 
-# ensure_venv EXTRAS: create .venv if needed and install the project with those extras.
+# ensure_venv EXTRAS [GROUPS]: create .venv if needed and install the project with
+# those extras, plus the PEP 735 dependency groups GROUPS (comma list) of pyproject.toml.
 ensure_venv() {
-    local extras="$1"
+    local extras="$1" groups="${2:-}"
     if [ ! -x "$VENV/bin/python" ]; then
         local python
         python="$(pick_python)"
         log "Creating $VENV with $python"
         "$python" -m venv "$VENV"
-        "$VENV/bin/python" -m pip install --quiet --upgrade pip
     fi
-    local stamp="$VENV/.installed-$extras"
+    local stamp="$VENV/.installed-$extras-$groups"
     if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-        log "Installing django-agent-sessions[$extras] into $VENV"
-        "$VENV/bin/python" -m pip install --quiet -e "$ROOT[$extras]"
+        log "Installing django-agent-sessions[$extras] ${groups:+(groups: $groups) }into $VENV"
+        local group_args=()
+        local group
+        for group in ${groups//,/ }; do group_args+=(--group "$ROOT/pyproject.toml:$group"); done
+        # pip >= 25.1 installs PEP 735 dependency groups (--group).
+        "$VENV/bin/python" -m pip install --quiet --upgrade "pip>=25.1"
+        "$VENV/bin/python" -m pip install --quiet -e "$ROOT[$extras]" "${group_args[@]}"
         touch "$stamp"
     fi
 }

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from django.db import connection
 
-REFERENCE_DDL = (
-    Path(__file__).resolve().parents[2] / "shared" / "reference" / "asm_schema_postgres.sql"
-)
+from agent_sessions.schema import reference_ddl as _reference_ddl
+
 ASM_TABLES = ("asm_sessions", "asm_runs", "asm_events", "asm_session_sequences", "asm_artifacts")
 
 
 def reference_ddl() -> str:
-    """The DDL that ASM's Ecto migration runs (from ../shared/reference)."""
-    return REFERENCE_DDL.read_text()
+    """The DDL that ASM's Ecto migration runs (shipped in ``agent_sessions/sql``)."""
+    return _reference_ddl()
 
 
 def catalog(schema: str) -> list[str]:
