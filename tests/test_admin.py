@@ -14,9 +14,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from agent_sessions import admin as admin_module
 from agent_sessions import models as m
-from agent_sessions.admin_paginator import EstimatedCountPaginator
+from agent_sessions.admin import sessions as session_admin
+from agent_sessions.admin.paginator import EstimatedCountPaginator
 from agent_sessions.core import EventType, RunStatus, SessionStatus
 from tests.factories import ArtifactFactory, EventFactory, RunFactory, SessionFactory
 
@@ -210,7 +210,7 @@ def test_soft_delete_action_marks_sessions_deleted(admin_client: Client):
 def test_soft_delete_action_works_through_every_batch(
     admin_client: Client, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(admin_module, "ACTION_BATCH_SIZE", 2)
+    monkeypatch.setattr(session_admin, "ACTION_BATCH_SIZE", 2)
     sessions = SessionFactory.create_batch(5)
 
     post_action(admin_client, "soft_delete_sessions", [s.id for s in sessions])
@@ -247,7 +247,7 @@ def test_export_action_returns_the_export_shape_serialised_with_to_dict(admin_cl
 def test_export_refuses_more_sessions_than_the_cap(
     admin_client: Client, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(admin_module, "EXPORT_MAX_SESSIONS", 1)
+    monkeypatch.setattr(session_admin, "EXPORT_MAX_SESSIONS", 1)
     sessions = SessionFactory.create_batch(2)
 
     response = post_action(admin_client, "export_sessions_json", [s.id for s in sessions])

@@ -8,7 +8,7 @@ from django.db.models.expressions import RawSQL
 from django.test.utils import CaptureQueriesContext
 
 from agent_sessions import models as m
-from agent_sessions.admin_paginator import EstimatedCountPaginator
+from agent_sessions.admin.paginator import EstimatedCountPaginator
 from tests.factories import EventFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,0 +1,86 @@
+"""Rendering helpers shared by the admin pages: JSON, times, links, token counts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.utils import quote
+from django.db.models import Model
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
+from django.utils.safestring import SafeString
+
+from agent_sessions import models
+
+
+def pretty_json(value: Any) -> SafeString:
+    """``value`` as indented JSON in a ``<pre>`` block, HTML-escaped."""
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return format_html('<pre class="asm-json">{}</pre>', text)
+
+
+def json_preview(value: Any, length: int = 120) -> str:
+    """A one-line JSON rendering of ``value``, cut to ``length`` characters."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def utc_timestamp(value: dt.datetime | None) -> str:
+    """``value`` in UTC to the microsecond (event order is finer than minutes)."""
+    if value is None:
+        return "-"
+    return value.astimezone(dt.UTC).isoformat(" ", timespec="microseconds").replace("+00:00", "")
+
+
+def json_display(field_name: str) -> Callable[[Any, Model], SafeString]:
+    """A read-only admin field showing the JSON column ``field_name`` pretty-printed."""
+
+    @admin.display(description=field_name.replace("_", " "))
+    def display(model_admin: Any, obj: Model) -> SafeString:
+        return pretty_json(getattr(obj, field_name))
+
+    return display
+
+
+def admin_url(model: type[Model], object_id: str) -> str:
+    """The admin page of ``model``'s row ``object_id`` (which need not exist)."""
+    meta = model._meta
+    return reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[quote(object_id)])
+
+
+def changelist_url(model: type[Model], **params: Any) -> str:
+    """The admin changelist of ``model`` filtered by exact ``params``."""
+    meta = model._meta
+    url = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def session_link(session_id: str | None) -> str:
+    """A link to a session's page, or ``-`` when there is no id."""
+    if not session_id:
+        return "-"
+    return format_html('<a href="{}">{}</a>', admin_url(models.Session, session_id), session_id)
+
+
+def token_summary(token_usage: dict[str, Any] | None) -> str:
+    """A run's stored token counts, e.g. ``"1200 in · 300 out · 1500 total"``.
+
+    Only the counts the run stored are shown (no total is made up), so the
+    list agrees with the QueryAPI's sums on the session page.
+    """
+    usage = token_usage or {}
+    parts = [
+        f"{usage[key]} {label}"
+        for key, label in (
+            ("input_tokens", "in"),
+            ("output_tokens", "out"),
+            ("total_tokens", "total"),
+        )
+        if isinstance(usage.get(key), int | float) and not isinstance(usage.get(key), bool)
+    ]
+    return " · ".join(parts) or "-"
