@@ -9,18 +9,24 @@ time, not the cron job at 3 a.m.
 * E004 a query limit is not a positive integer.
 * E005 a default query limit is above ``QUERY_MAX_LIMIT``.
 * E006 ``PRICING_TABLE`` does not have the documented shape.
+* E020 ``API_PERMISSION`` is not the dotted path of a callable.
+* E021 a stream duration (``STREAM_HEARTBEAT_SECONDS``, ``STREAM_MAX_SECONDS``)
+  is not a positive number of seconds.
+* E022 ``API_LONG_POLL_MAX_MS`` or ``STREAM_RETRY_MS`` is not a positive integer.
 * W001 a database backend other than PostgreSQL or SQLite.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import inf
 from typing import Any
 
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections
+from django.utils.module_loading import import_string
 
 from agent_sessions.conf import DEFAULTS, SETTING_NAME
 from agent_sessions.errors import AgentSessionsError
@@ -57,6 +63,7 @@ def check_settings(
     errors.extend(_check_retention(value.get("RETENTION", {})))
     errors.extend(_check_limits(value))
     errors.extend(_check_pricing_table(value.get("PRICING_TABLE")))
+    errors.extend(_check_api(value))
     return errors
 
 
@@ -125,6 +132,54 @@ def _check_pricing_table(table: Any) -> list[CheckMessage]:
             id="agent_sessions.E006",
         )
     ]
+
+
+def _check_api(value: dict[str, Any]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    path = value.get("API_PERMISSION", DEFAULTS["API_PERMISSION"])
+    problem = None
+    if not isinstance(path, str) or not path:
+        problem = f"must be a dotted path to a callable, got {path!r}"
+    else:
+        try:
+            if not callable(import_string(path)):
+                problem = f"{path!r} is not callable"
+        except ImportError as exc:
+            problem = f"{path!r} cannot be imported: {exc}"
+    if problem:
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['API_PERMISSION'] {problem}.",
+                hint="Name a callable (request, session_id or None) -> bool; see docs/api.md.",
+                id="agent_sessions.E020",
+            )
+        )
+    for key in ("STREAM_HEARTBEAT_SECONDS", "STREAM_MAX_SECONDS"):
+        seconds = value.get(key, DEFAULTS[key])
+        if key == "STREAM_MAX_SECONDS" and seconds is None:
+            continue
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not 0 < seconds < inf
+        ):
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}[{key!r}] must be a positive number of seconds, "
+                    f"got {seconds!r}.",
+                    id="agent_sessions.E021",
+                )
+            )
+    for key in ("API_LONG_POLL_MAX_MS", "STREAM_RETRY_MS"):
+        number = value.get(key, DEFAULTS[key])
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}[{key!r}] must be a positive integer, got {number!r}.",
+                    id="agent_sessions.E022",
+                )
+            )
+    return errors
 
 
 @register(Tags.database)

@@ -9,6 +9,7 @@ All defaults live here. Settings are read on every access, so
 
 from __future__ import annotations
 
+from math import inf
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +26,12 @@ DEFAULTS: dict[str, Any] = {
     "PRICING_TABLE": None,
     "ADMIN_ALLOW_EVENT_DELETE": False,
     "ADMIN_ALLOW_EDIT": False,
+    # HTTP API and live stream (agent_sessions.urls, CONTRACT §13).
+    "API_PERMISSION": "agent_sessions.api.default_permission",
+    "API_LONG_POLL_MAX_MS": 30_000,
+    "STREAM_HEARTBEAT_SECONDS": 15,
+    "STREAM_MAX_SECONDS": None,
+    "STREAM_RETRY_MS": 2_000,
 }
 
 
@@ -78,6 +85,42 @@ class AppSettings:
     @property
     def ADMIN_ALLOW_EDIT(self) -> bool:
         return bool(self._get("ADMIN_ALLOW_EDIT"))
+
+    @property
+    def API_PERMISSION(self) -> str:
+        value = self._get("API_PERMISSION")
+        if not isinstance(value, str) or not value:
+            raise ImproperlyConfigured(
+                f"{SETTING_NAME}['API_PERMISSION'] must be a dotted path, got {value!r}."
+            )
+        return value
+
+    @property
+    def API_LONG_POLL_MAX_MS(self) -> int:
+        return self._limit("API_LONG_POLL_MAX_MS")
+
+    @property
+    def STREAM_HEARTBEAT_SECONDS(self) -> float:
+        return self._seconds("STREAM_HEARTBEAT_SECONDS")
+
+    @property
+    def STREAM_MAX_SECONDS(self) -> float | None:
+        if self._get("STREAM_MAX_SECONDS") is None:
+            return None
+        return self._seconds("STREAM_MAX_SECONDS")
+
+    @property
+    def STREAM_RETRY_MS(self) -> int:
+        return self._limit("STREAM_RETRY_MS")
+
+    def _seconds(self, key: str) -> float:
+        value = self._get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < inf:
+            # manage.py check reports this as agent_sessions.E021.
+            raise ImproperlyConfigured(
+                f"{SETTING_NAME}[{key!r}] must be a positive number of seconds, got {value!r}."
+            )
+        return float(value)
 
 
 app_settings = AppSettings()
