@@ -13,6 +13,7 @@ time, not the cron job at 3 a.m.
 * E021 a stream duration (``STREAM_HEARTBEAT_SECONDS``, ``STREAM_MAX_SECONDS``)
   is not a positive number of seconds.
 * E022 ``API_LONG_POLL_MAX_MS`` or ``STREAM_RETRY_MS`` is not a positive integer.
+* E015 ``INTEGRATIONS_RECORD_RUNS`` is not a boolean.
 * W001 a database backend other than PostgreSQL or SQLite.
 """
 
@@ -64,7 +65,22 @@ def check_settings(
     errors.extend(_check_limits(value))
     errors.extend(_check_pricing_table(value.get("PRICING_TABLE")))
     errors.extend(_check_api(value))
+    errors.extend(_check_integrations(value))
     return errors
+
+
+def _check_integrations(value: dict[str, Any]) -> list[CheckMessage]:
+    record_runs = value.get("INTEGRATIONS_RECORD_RUNS", True)
+    if isinstance(record_runs, bool):
+        return []
+    return [
+        Error(
+            f"{SETTING_NAME}['INTEGRATIONS_RECORD_RUNS'] must be True or False, "
+            f"got {record_runs!r}.",
+            hint="False stops the framework adapters from recording runs and token usage.",
+            id="agent_sessions.E015",
+        )
+    ]
 
 
 def _check_retention(retention: Any) -> list[CheckMessage]:

@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "STREAM_HEARTBEAT_SECONDS": 15,
     "STREAM_MAX_SECONDS": None,
     "STREAM_RETRY_MS": 2_000,
+    # The framework adapters record a run (status, model, token usage) per framework run.
+    "INTEGRATIONS_RECORD_RUNS": True,
 }
 
 
@@ -121,6 +123,16 @@ class AppSettings:
                 f"{SETTING_NAME}[{key!r}] must be a positive number of seconds, got {value!r}."
             )
         return float(value)
+
+    @property
+    def INTEGRATIONS_RECORD_RUNS(self) -> bool:
+        value = self._get("INTEGRATIONS_RECORD_RUNS")
+        if not isinstance(value, bool):
+            # manage.py check reports this as agent_sessions.E015.
+            raise ImproperlyConfigured(
+                f"{SETTING_NAME}['INTEGRATIONS_RECORD_RUNS'] must be True or False, got {value!r}."
+            )
+        return value
 
 
 app_settings = AppSettings()

@@ -15,12 +15,8 @@ from typing import Any
 
 import pytest
 from agents import Agent, Runner, set_tracing_disabled
-from agents.items import ModelResponse
 from agents.memory import Session as SdkSession
 from agents.memory.session_settings import SessionSettings
-from agents.models.interface import Model
-from agents.usage import Usage
-from openai.types.responses import ResponseOutputMessage, ResponseOutputText
 
 from agent_sessions import models as m
 from agent_sessions.aio import run_in_worker
@@ -32,6 +28,7 @@ from tests.integration_helpers import (
     run_in_processes,
     settled_backend_connections,
 )
+from tests.openai_agents_support import EchoModel
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -276,28 +273,6 @@ def test_importing_without_the_extra_names_the_pip_command() -> None:
 
 
 # --------------------------------------------------------------------------- Runner.run
-
-
-class EchoModel(Model):
-    """A local model: answers every request with the text of the last user message."""
-
-    def __init__(self) -> None:
-        self.seen_inputs: list[Any] = []
-
-    async def get_response(self, system_instructions: Any, input: Any, *args: Any, **kw: Any):
-        self.seen_inputs.append(input)
-        last = [i for i in input if i.get("role") == "user"][-1]["content"]
-        message = ResponseOutputMessage(
-            id=f"msg_{len(self.seen_inputs)}",
-            type="message",
-            role="assistant",
-            status="completed",
-            content=[ResponseOutputText(type="output_text", text=f"echo: {last}", annotations=[])],
-        )
-        return ModelResponse(output=[message], usage=Usage(), response_id=None)
-
-    def stream_response(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("the tests do not stream")
 
 
 def test_runner_run_stores_the_conversation_in_asm_events() -> None:

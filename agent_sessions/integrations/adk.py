@@ -50,7 +50,7 @@ from agent_sessions import core
 from agent_sessions import models as m
 from agent_sessions.aio import run_in_worker
 from agent_sessions.db import db_for_read, db_for_write, translate_errors
-from agent_sessions.integrations import write_transaction
+from agent_sessions.integrations.payload_log import write_transaction
 from agent_sessions.integrations.pgasync import aclose_connections
 from agent_sessions.integrations.pgsql import (
     aappend_adk_event,

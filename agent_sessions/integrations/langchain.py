@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from agent_sessions.integrations import PayloadLog, missing_extra
+from agent_sessions.integrations import missing_extra
 
 # The framework first: without the extra, this is the error users see.
 try:
@@ -34,6 +34,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 from agent_sessions import core
 from agent_sessions.aio import run_in_worker
+from agent_sessions.integrations.payload_log import PayloadLog
 
 __all__ = ["DjangoChatMessageHistory", "event_type_for_message"]
 

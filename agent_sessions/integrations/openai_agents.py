@@ -22,12 +22,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_sessions.integrations import PayloadLog, missing_extra
+from agent_sessions.integrations import missing_extra
 
 # The framework first: without the extra, this is the error users see.
 try:
     from agents.items import TResponseInputItem
-    from agents.memory.session_settings import SessionSettings, resolve_session_limit
+    from agents.memory.session_settings import (
+        SessionSettings,
+        coerce_session_settings,
+        resolve_session_limit,
+    )
+    from agents.run_context import RunContextWrapper
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise missing_extra("openai-agents", exc) from exc
 
@@ -35,7 +40,15 @@ from agent_sessions import core
 from agent_sessions import models as m
 from agent_sessions.aio import run_in_worker
 from agent_sessions.db import db_for_write
+from agent_sessions.integrations.payload_log import PayloadLog
 from agent_sessions.integrations.pgasync import aclose_connections
+from agent_sessions.integrations.runs import (
+    RunRecord,
+    record_run,
+    record_runs_enabled,
+    usage_dict,
+)
+from agent_sessions.validation import new_id
 
 __all__ = ["DjangoAgentsSession", "event_type_for_item"]
 
@@ -43,6 +56,10 @@ __all__ = ["DjangoAgentsSession", "event_type_for_item"]
 ITEM_KEY = "item"
 #: Written into each event's ``metadata`` so that other readers can tell where it came from.
 SOURCE = "openai-agents"
+#: ``asm_runs.provider`` of the runs this adapter records (unless told otherwise).
+PROVIDER = "openai"
+# Where the asm run id of an SDK run is kept, on its run context object.
+_RUN_ID_ATTRIBUTE = "_agent_sessions_run_id"
 
 _USER_ROLES = frozenset({"user", "system", "developer"})
 
@@ -91,12 +108,18 @@ class DjangoAgentsSession:
     by :meth:`aclose` or when the event loop shuts down. Instances are
     cheap; several processes may use the same ``session_id`` at once.
 
+    The four methods accept the SDK's run context (``wrapper``, a
+    ``RunContextWrapper``), which ``Runner`` passes to sessions that take it:
+    :meth:`using_for` picks the database from it (per-tenant routing, or an
+    ownership check that raises), and the run's token usage is recorded from
+    it (see :mod:`agent_sessions.integrations.runs`).
+
     Args:
         session_id: The asm session id (and the SDK session id).
         agent_id: ``agent_id`` of the asm session when this adapter creates it.
         using: Database alias; None follows the routers.
-        session_settings: The SDK's settings (``limit`` is the default for
-            :meth:`get_items`).
+        session_settings: The SDK's settings, a ``SessionSettings`` or a dict
+            of its fields (``limit`` is the default for :meth:`get_items`).
         status: Status of the asm session when this adapter creates it
             (``pending``, like :meth:`agent_sessions.core.Session.new`, so
             that retention applies to it).
@@ -105,9 +128,14 @@ class DjangoAgentsSession:
             a private async connection instead of a worker thread (see
             :mod:`agent_sessions.integrations.pgasync`). Turn off behind a
             proxy that cannot take prepared statements.
+        model: The model name recorded on the runs (``provider_metadata["model"]``,
+            what cost summaries price by); the SDK's run context does not say.
+        provider: The provider recorded on the runs.
 
     Raises:
         ValidationError: ``session_id`` or ``agent_id`` is not a valid id.
+        TypeError: ``session_settings`` is a dict with a key the SDK does not
+            know (as the SDK's own sessions do).
     """
 
     session_settings: SessionSettings | None = None
@@ -118,68 +146,134 @@ class DjangoAgentsSession:
         *,
         agent_id: str = "openai-agents",
         using: str | None = None,
-        session_settings: SessionSettings | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
         status: core.SessionStatus | str = core.SessionStatus.PENDING,
         metadata: dict[str, Any] | None = None,
         fast_path: bool = True,
+        model: str | None = None,
+        provider: str = PROVIDER,
     ) -> None:
-        self._log = PayloadLog(
-            session_id,
-            key=ITEM_KEY,
-            source=SOURCE,
-            agent_id=agent_id,
-            using=using,
-            status=status,
-            metadata=metadata,
-            fast_path=fast_path,
-        )
-        self.session_id = self._log.session_id
+        self._log_options: dict[str, Any] = {
+            "key": ITEM_KEY,
+            "source": SOURCE,
+            "agent_id": agent_id,
+            "status": status,
+            "metadata": metadata,
+            "fast_path": fast_path,
+        }
+        self._logs: dict[str | None, PayloadLog] = {}
         self.using = using
-        self.session_settings = session_settings or SessionSettings()
+        self.session_id = self._log_for(using, session_id).session_id
+        self.session_settings = (
+            SessionSettings()
+            if session_settings is None
+            else coerce_session_settings(session_settings)
+        )
+        self.model = model
+        self.provider = provider
+
+    def using_for(self, wrapper: RunContextWrapper[Any] | None) -> str | None:
+        """The database alias for a call made with the run context ``wrapper``.
+
+        The default is the ``using`` given to the constructor. Override it to
+        route by tenant, or to refuse a run that does not own the session::
+
+            class TenantSession(DjangoAgentsSession):
+                def using_for(self, wrapper):
+                    if wrapper is None:  # called outside Runner (your own code)
+                        return self.using
+                    tenant = wrapper.context.tenant
+                    if not self.session_id.startswith(f"{tenant.slug}:"):
+                        raise PermissionError("not this tenant's conversation")
+                    return tenant.database_alias
+
+        Args:
+            wrapper: The SDK's ``RunContextWrapper`` (its ``context`` is what
+                you passed to ``Runner.run(..., context=...)``), or None when
+                the method was called directly.
+
+        Returns:
+            A database alias, or None to follow the routers.
+        """
+        return self.using
+
+    def _log_for(self, using: str | None, session_id: str | None = None) -> PayloadLog:
+        log = self._logs.get(using)
+        if log is None:
+            # Validates the id (the first call, from __init__, passes it).
+            log = self._logs[using] = PayloadLog(
+                session_id or self.session_id, using=using, **self._log_options
+            )
+        return log
 
     # ------------------------------------------------------------------ protocol
 
-    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+    async def get_items(
+        self, limit: int | None = None, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> list[TResponseInputItem]:
         """Return the conversation items, oldest first.
 
         Args:
             limit: Only the latest ``limit`` items (still oldest first); None
                 uses ``session_settings.limit`` (None: all). 0 returns ``[]``.
+            wrapper: The SDK's run context (see :meth:`using_for`).
 
         Returns:
             The items as the SDK gave them to :meth:`add_items`.
         """
-        return await run_in_worker(
-            self.get_items_sync, resolve_session_limit(limit, self.session_settings)
-        )
+        log = self._log_for(self.using_for(wrapper))
+        return await run_in_worker(log.read, resolve_session_limit(limit, self.session_settings))
 
-    async def add_items(self, items: list[TResponseInputItem]) -> None:
+    async def add_items(
+        self, items: list[TResponseInputItem], *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> None:
         """Append the items, in order, as events of the session (one transaction).
+
+        With a run context, the run it belongs to is recorded too (an asm
+        run with the usage so far, see :mod:`agent_sessions.integrations.runs`).
+
+        Args:
+            items: The SDK's items.
+            wrapper: The SDK's run context (see :meth:`using_for`).
 
         Raises:
             ValidationError: an item holds a value the database cannot store
                 (e.g. a NUL character); nothing is written.
         """
-        if items:
-            # One item on PostgreSQL: one statement awaited on a private async
-            # connection, no worker thread (see PayloadLog.aappend).
-            await self._log.aappend(items, [event_type_for_item(item) for item in items])
+        if not items:
+            return
+        log = self._log_for(self.using_for(wrapper))
+        # One item on PostgreSQL: one statement awaited on a private async
+        # connection, no worker thread (see PayloadLog.aappend).
+        await log.aappend(items, [event_type_for_item(item) for item in items])
+        if wrapper is not None and record_runs_enabled():
+            await run_in_worker(self._record_run, log.using, wrapper, items)
 
-    async def pop_item(self) -> TResponseInputItem | None:
+    async def pop_item(
+        self, *, wrapper: RunContextWrapper[Any] | None = None
+    ) -> TResponseInputItem | None:
         """Remove and return the latest item, or None when there is none.
 
         Atomic: two concurrent callers (threads or processes) never get the
         same item. The sequence counter is not lowered.
-        """
-        return await run_in_worker(self.pop_item_sync)
 
-    async def clear_session(self) -> None:
+        Args:
+            wrapper: The SDK's run context (see :meth:`using_for`).
+        """
+        log = self._log_for(self.using_for(wrapper))
+        item: TResponseInputItem | None = await run_in_worker(log.pop)
+        return item
+
+    async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
         """Delete every item of the session.
 
         The asm session row and its sequence counter stay, so items added
         afterwards get higher numbers than any removed one.
+
+        Args:
+            wrapper: The SDK's run context (see :meth:`using_for`).
         """
-        await run_in_worker(self.clear_session_sync)
+        await run_in_worker(self._log_for(self.using_for(wrapper)).clear)
 
     async def aclose(self) -> None:
         """Close the private PostgreSQL connections of the running event loop.
@@ -188,23 +282,65 @@ class DjangoAgentsSession:
         the end of ``asyncio.run()``), and the next call reopens what it
         needs. Shared by every adapter on this loop and database alias.
         """
-        await aclose_connections(db_for_write(self.using, m.Event))
+        for using in self._logs:
+            await aclose_connections(db_for_write(using, m.Event))
 
     # ------------------------------------------------------------------ sync work
 
     def get_items_sync(self, limit: int | None = None) -> list[TResponseInputItem]:
-        """Synchronous :meth:`get_items` (same arguments and result)."""
-        return self._log.read(limit)
+        """Synchronous :meth:`get_items` (same arguments and result), on ``using``."""
+        return self._log_for(self.using).read(resolve_session_limit(limit, self.session_settings))
 
     def add_items_sync(self, items: list[TResponseInputItem]) -> None:
-        """Synchronous :meth:`add_items`."""
-        self._log.append(items, [event_type_for_item(item) for item in items])
+        """Synchronous :meth:`add_items`, on ``using``."""
+        self._log_for(self.using).append(items, [event_type_for_item(item) for item in items])
 
     def pop_item_sync(self) -> TResponseInputItem | None:
-        """Synchronous :meth:`pop_item`."""
-        item: TResponseInputItem | None = self._log.pop()
+        """Synchronous :meth:`pop_item`, on ``using``."""
+        item: TResponseInputItem | None = self._log_for(self.using).pop()
         return item
 
     def clear_session_sync(self) -> None:
-        """Synchronous :meth:`clear_session`."""
-        self._log.clear()
+        """Synchronous :meth:`clear_session`, on ``using``."""
+        self._log_for(self.using).clear()
+
+    def _record_run(
+        self, using: str | None, wrapper: RunContextWrapper[Any], items: list[Any]
+    ) -> None:
+        """Create or update the asm run of the SDK run whose context is ``wrapper``.
+
+        The SDK gives a session no run id; the run context object lives as
+        long as the run, so a run id is minted on first sight and kept on it.
+        Usage is the context's running total, so it replaces the stored one.
+        """
+        run_id = getattr(wrapper, _RUN_ID_ATTRIBUTE, None)
+        if run_id is None:
+            run_id = new_id("run_")
+            setattr(wrapper, _RUN_ID_ATTRIBUTE, run_id)
+        usage = wrapper.usage
+        record_run(
+            RunRecord(
+                session_id=self.session_id,
+                run_id=run_id,
+                provider=self.provider,
+                model=self.model,
+                status=_run_status(items),
+                token_usage=usage_dict(usage.input_tokens, usage.output_tokens, usage.total_tokens),
+                additive=False,
+                turns=usage.requests,
+                framework=SOURCE,
+            ),
+            using=using,
+        )
+
+
+def _run_status(items: list[Any]) -> core.RunStatus:
+    """``completed`` once the run saved an assistant message last (its final output).
+
+    The SDK saves each turn's items as the run goes; a turn that ends in tool
+    calls or their outputs is followed by another model call.
+    """
+    last = items[-1] if items else None
+    if isinstance(last, dict) and last.get("role") == "assistant":
+        return core.RunStatus.COMPLETED
+    return core.RunStatus.RUNNING

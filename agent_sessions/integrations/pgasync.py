@@ -19,10 +19,14 @@ The connections:
 - live in one pool per event loop and alias (at most :data:`POOL_SIZE`
   connections, opened on demand, reused while idle);
 - are closed by :func:`aclose_connections` (what the adapters' ``aclose()``
-  calls) and, at the latest, when the event loop shuts down: ``asyncio.run()``
-  (and every runner that calls ``loop.shutdown_asyncgens()``) closes them.
-  A connection that failed, or was left inside a transaction by a
-  cancellation, is closed instead of being reused.
+  calls) and, at the latest, when their event loop is done with them: at
+  ``loop.shutdown_asyncgens()`` (``asyncio.run()`` and ``Runner.run_sync``
+  call it; the hook is armed again when the same loop is used afterwards),
+  when the thread that opened them exits (a worker thread calling
+  ``Runner.run_sync``), when their loop is found closed without that call
+  (checked on every later use of the fast path, from any loop), and at
+  interpreter exit. A connection that failed, or was left inside a
+  transaction by a cancellation, is closed instead of being reused.
 
 Only single, self-contained statements go this way. Anything that needs a
 transaction of several statements (a batch, ADK's app/user state) keeps the
@@ -32,6 +36,8 @@ worker-thread path, and so does every database other than PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import threading
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -55,6 +61,8 @@ class _Pool:
     def __init__(self, alias: str) -> None:
         self.alias = alias
         self.idle: list[psycopg.AsyncConnection[Any]] = []
+        # Lent out right now: closed too when the loop is found gone mid-use.
+        self.lent: set[psycopg.AsyncConnection[Any]] = set()
         self.slots = asyncio.Semaphore(POOL_SIZE)
         # Bumped by aclose(): a connection handed out before is closed on release.
         self.generation = 0
@@ -88,11 +96,13 @@ class _Pool:
         async with self.slots:
             generation = self.generation
             connection = self.idle.pop() if self.idle else await self._connect()
+            self.lent.add(connection)
             reusable = False
             try:
                 yield connection
                 reusable = True
             finally:
+                self.lent.discard(connection)
                 if (
                     reusable
                     and generation == self.generation
@@ -103,6 +113,14 @@ class _Pool:
                 else:
                     await connection.close()
 
+    def close_now(self) -> None:
+        """Close every connection synchronously, in use or not (the loop cannot run any more)."""
+        self.generation += 1
+        connections_, self.idle, self.lent = [*self.idle, *self.lent], [], set()
+        for connection in connections_:
+            # Sends the protocol's Terminate and closes the socket without awaiting.
+            connection.pgconn.finish()
+
     async def aclose(self) -> None:
         """Close the idle connections; those in use close when they are given back."""
         self.generation += 1
@@ -111,41 +129,118 @@ class _Pool:
             await connection.close()
 
 
-# Event loop → alias → pool. Weak keys: a loop that is gone takes its entry with it.
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Pool]] = (
-    weakref.WeakKeyDictionary()
-)
-# Event loop → the async generator whose finally closes its pools at loop shutdown
-# (the loop only keeps weak references to async generators).
-_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]] = (
-    weakref.WeakKeyDictionary()
-)
+class _LoopPools:
+    """The pools of one event loop, and whether its shutdown hook is armed.
+
+    Holds no reference to the loop itself, so that the registry below can
+    key it weakly.
+    """
+
+    def __init__(self) -> None:
+        self.pools: dict[str, _Pool] = {}
+        self.hook_armed = False
+
+    def close_now(self) -> None:
+        """Close every connection synchronously (the loop is gone or cannot run)."""
+        for pool in self.pools.values():
+            pool.close_now()
+        self.pools.clear()
 
 
-async def _close_at_loop_shutdown(pools: dict[str, _Pool]) -> AsyncIterator[None]:
+# Event loop → its pools. Weak keys: a loop that is gone takes its entry with it.
+# The shutdown hook (an async generator) is kept by the loop only, as an
+# attribute, so that nothing here keeps a finished loop alive.
+_registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPools] = (
+    weakref.WeakKeyDictionary()
+)
+_registry_lock = threading.Lock()
+_thread_state = threading.local()
+_HOOK_ATTRIBUTE = "_agent_sessions_pgasync_closer"
+
+
+class _ThreadGuard:
+    """Kept in a thread-local: when the thread exits it is dropped, closing its loops' pools.
+
+    A worker thread that called ``Runner.run_sync`` leaves its default loop
+    open (the SDK keeps it for the next call), so nothing else would ever
+    close those connections.
+    """
+
+    def __init__(self) -> None:
+        self.loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        weakref.finalize(self, _close_loops_sync, self.loops)
+
+
+def _close_loops_sync(loops: weakref.WeakSet[asyncio.AbstractEventLoop]) -> None:
+    with _registry_lock:
+        found = [_registry.pop(loop, None) for loop in list(loops)]
+    for entry in found:
+        if entry is not None:
+            entry.close_now()
+
+
+def _sweep_closed_loops() -> None:
+    """Close the pools of loops that were closed without ``shutdown_asyncgens()``."""
+    with _registry_lock:
+        closed = [loop for loop in list(_registry) if loop.is_closed()]
+        found = [_registry.pop(loop) for loop in closed]
+    for entry in found:
+        entry.close_now()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    with _registry_lock:
+        found = list(_registry.values())
+        _registry.clear()
+    for entry in found:
+        entry.close_now()
+
+
+async def _close_at_loop_shutdown(entry: _LoopPools) -> AsyncIterator[None]:
     # Suspended at its yield for the life of the loop; loop.shutdown_asyncgens()
-    # (run by asyncio.run() before closing the loop) resumes it into finally.
+    # resumes it into finally. The loop may run again afterwards (Runner.run_sync
+    # keeps it), so the hook is marked spent and armed again on the next use.
     try:
         yield
     finally:
-        for pool in list(pools.values()):
+        entry.hook_armed = False
+        for pool in list(entry.pools.values()):
             await pool.aclose()
-        pools.clear()
+        entry.pools.clear()
 
 
 async def _pool(alias: str) -> _Pool:
     loop = asyncio.get_running_loop()
-    pools = _pools.get(loop)
-    if pools is None:
-        pools = _pools[loop] = {}
-        closer = _close_at_loop_shutdown(pools)
-        # The first step registers the generator with the loop's shutdown list.
+    _sweep_closed_loops()
+    with _registry_lock:
+        entry = _registry.get(loop)
+        if entry is None:
+            entry = _registry[loop] = _LoopPools()
+    if not entry.hook_armed:
+        closer = _close_at_loop_shutdown(entry)
+        # The first step registers the generator with the loop's shutdown list
+        # (which holds it weakly); the loop keeps it alive as an attribute.
         await anext(closer)
-        _closers[loop] = closer
-    pool = pools.get(alias)
+        try:
+            setattr(loop, _HOOK_ATTRIBUTE, closer)
+        except AttributeError:  # pragma: no cover - a loop without __dict__ (uvloop)
+            _hooks_without_loop_attribute[loop] = closer
+        entry.hook_armed = True
+        guard = getattr(_thread_state, "guard", None)
+        if guard is None:
+            guard = _thread_state.guard = _ThreadGuard()
+        guard.loops.add(loop)
+    pool = entry.pools.get(alias)
     if pool is None:
-        pool = pools[alias] = _Pool(alias)
+        pool = entry.pools[alias] = _Pool(alias)
     return pool
+
+
+# Loops whose class takes no attributes keep their hook here instead.
+_hooks_without_loop_attribute: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, AsyncIterator[None]
+] = weakref.WeakKeyDictionary()
 
 
 async def execute_one(alias: str, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -184,7 +279,7 @@ async def aclose_connections(alias: str | None = None) -> None:
     Args:
         alias: Only this database alias; None: every alias.
     """
-    pools = _pools.get(asyncio.get_running_loop(), {})
-    for name, pool in list(pools.items()):
+    entry = _registry.get(asyncio.get_running_loop())
+    for name, pool in list(entry.pools.items() if entry else ()):
         if alias is None or name == alias:
             await pool.aclose()
