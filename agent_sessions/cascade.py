@@ -6,19 +6,27 @@ One implementation serves :meth:`DjangoSessionStore.delete_session
 :class:`~agent_sessions.maintenance.DjangoMaintenance`: the callers own the
 transaction (and its batching); this module only knows which rows go, and in
 which order.
+
+When the rows are archived first, the cascade deletes exactly what the
+archive holds (:class:`ArchivedSessions`): the sessions, runs and artifacts
+by id, and each session's events up to the highest sequence number
+archived. A row that appeared or became deletable after the archive was
+read survives, for the next run, instead of being deleted unarchived.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 
 from agent_sessions import models as m
+from agent_sessions.errors import StorageError
 
-__all__ = ["SessionSelection", "delete_sessions"]
+__all__ = ["ArchivedSessions", "SessionSelection", "delete_sessions"]
 
 #: Which sessions go: their ids, or a queryset of sessions selected again by
 #: every statement (so no id list travels to the database).
@@ -26,13 +34,35 @@ SessionSelection = Sequence[str] | QuerySet[m.Session]
 
 # Owned rows, by table, after the counter (which goes first, see below).
 _OWNED_TABLES = ("asm_events", "asm_runs", "asm_artifacts")
+# Ids per DELETE statement: well below SQLite's bound-parameter limit.
+_IDS_PER_STATEMENT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedSessions:
+    """What was archived of a batch of sessions: exactly what the cascade deletes.
+
+    Attributes:
+        session_ids: The sessions.
+        run_ids: Their runs.
+        artifact_ids: Their artifacts.
+        last_sequence: Per session, the highest sequence number of its
+            archived events (sessions without archived events are absent).
+        event_count: How many events were archived.
+    """
+
+    session_ids: Sequence[str]
+    run_ids: Sequence[str]
+    artifact_ids: Sequence[str]
+    last_sequence: Mapping[str, int]
+    event_count: int
 
 
 def delete_sessions(
     connection: BaseDatabaseWrapper,
     selection: SessionSelection,
     *,
-    before_delete: Callable[[], None] | None = None,
+    before_delete: Callable[[], ArchivedSessions | None] | None = None,
 ) -> int:
     """Delete the selected sessions with their counters, events, runs and artifacts.
 
@@ -47,18 +77,26 @@ def delete_sessions(
         selection: The sessions' ids, or a queryset of the sessions (on this
             connection's database).
         before_delete: Called after the counters are deleted (and locked) and
-            before anything else is, e.g. to archive exactly what goes.
+            before anything else is, e.g. to archive what goes. When it
+            returns an :class:`ArchivedSessions`, exactly those rows are
+            deleted and nothing else.
 
     Returns:
         How many session rows were deleted.
+
+    Raises:
+        StorageError: more events would go than were archived (a row was
+            written meanwhile below the archived sequence numbers); the
+            caller's transaction must roll back.
     """
     condition, params = _membership(connection, selection)
     if condition is None:
         return 0
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM asm_session_sequences WHERE session_id {condition}", params)
-        if before_delete is not None:
-            before_delete()
+        archived = before_delete() if before_delete is not None else None
+        if archived is not None:
+            return _delete_archived(connection, archived)
         if connection.vendor == "postgresql":
             # A separate statement from the counters' delete, so its snapshot
             # includes the events of appends that committed while it waited.
@@ -70,6 +108,46 @@ def delete_sessions(
             cursor.execute(f"DELETE FROM {table} WHERE session_id {condition}", params)
         cursor.execute(f"DELETE FROM asm_sessions WHERE id {condition}", params)
         return int(cursor.rowcount)
+
+
+def _delete_archived(connection: BaseDatabaseWrapper, archived: ArchivedSessions) -> int:
+    """Delete exactly the archived rows; refuse (raise) if more events would go."""
+    with connection.cursor() as cursor:
+        events = 0
+        bounds = sorted(archived.last_sequence.items())
+        for chunk in _chunks(bounds, _IDS_PER_STATEMENT // 2):
+            terms = " OR ".join(["(session_id = %s AND sequence_number <= %s)"] * len(chunk))
+            cursor.execute(
+                f"DELETE FROM asm_events WHERE {terms}", [v for pair in chunk for v in pair]
+            )
+            events += int(cursor.rowcount)
+        if events > archived.event_count:
+            raise StorageError(
+                "storage_error",
+                f"{events} events matched but {archived.event_count} were archived; "
+                "nothing of this batch was deleted",
+                details={"operation": "hard_delete", "archived": archived.event_count},
+            )
+        for table, column, ids in (
+            ("asm_runs", "id", archived.run_ids),
+            ("asm_artifacts", "id", archived.artifact_ids),
+        ):
+            for chunk in _chunks(list(ids), _IDS_PER_STATEMENT):
+                cursor.execute(f"DELETE FROM {table} WHERE {column} IN ({_marks(chunk)})", chunk)
+        deleted = 0
+        for chunk in _chunks(list(archived.session_ids), _IDS_PER_STATEMENT):
+            cursor.execute(f"DELETE FROM asm_sessions WHERE id IN ({_marks(chunk)})", chunk)
+            deleted += int(cursor.rowcount)
+        return deleted
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _marks(items: Sequence[Any]) -> str:
+    return ", ".join(["%s"] * len(items))
 
 
 def _postgres_owned_and_sessions(condition: str) -> str:
@@ -99,4 +177,4 @@ def _membership(
         return None, []
     if len(selection) == 1:
         return "= %s", list(selection)
-    return f"IN ({', '.join(['%s'] * len(selection))})", list(selection)
+    return f"IN ({_marks(selection)})", list(selection)

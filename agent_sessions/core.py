@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from agent_sessions.errors import ValidationError
 from agent_sessions.validation import (
@@ -57,6 +57,7 @@ __all__ = [
     "RunStatus",
     "Session",
     "SessionStatus",
+    "from_stored",
 ]
 
 SESSION_ID_PREFIX = "ses_"
@@ -342,6 +343,11 @@ class Session:
         values.setdefault("updated_at", values["created_at"])
         return cls(**values)
 
+    @classmethod
+    def from_stored_dict(cls, data: Mapping[str, Any]) -> Session:
+        """Like :meth:`from_dict`, for a row someone stored: see :func:`from_stored`."""
+        return from_stored(cls.from_dict, data, "status", SessionStatus)
+
 
 # --------------------------------------------------------------------------- Run
 
@@ -354,9 +360,9 @@ class Run:
         id: Application-chosen id; generated ones are ``run_`` + 32 hex.
         session_id: The session's id (no row needs to exist for it).
         status: A :class:`RunStatus` (strings are converted).
-        input: The run's input, any JSON value or None.
-        output: The run's output, any JSON value or None.
-        error: The error that ended the run, any JSON value or None.
+        input: The run's input, a JSON object or None.
+        output: The run's output, a JSON object or None.
+        error: The error that ended the run, a JSON object or None.
         metadata: Free-form JSON object.
         turn_count: Completed turns, 0 or more.
         token_usage: JSON object of token counts (``input_tokens``, ``output_tokens``…).
@@ -396,9 +402,11 @@ class Run:
         self.id = check_id(self.id, "id")
         self.session_id = check_id(self.session_id, "session_id")
         self.status = _run_status(self.status)
-        self.input = check_json(self.input, "input", allow_none=True)
-        self.output = check_json(self.output, "output", allow_none=True)
-        self.error = check_json(self.error, "error", allow_none=True)
+        # JSON objects only: ASM declares them as maps and its readers crash on
+        # a string, list or number there.
+        self.input = check_json(self.input, "input", allow_none=True, require_object=True)
+        self.output = check_json(self.output, "output", allow_none=True, require_object=True)
+        self.error = check_json(self.error, "error", allow_none=True, require_object=True)
         self.metadata = check_json(self.metadata, "metadata", require_object=True)
         self.turn_count = check_int(self.turn_count, "turn_count", minimum=0)
         self.token_usage = check_json(self.token_usage, "token_usage", require_object=True)
@@ -530,6 +538,11 @@ class Run:
         values.setdefault("started_at", utcnow())
         return cls(**values)
 
+    @classmethod
+    def from_stored_dict(cls, data: Mapping[str, Any]) -> Run:
+        """Like :meth:`from_dict`, for a row someone stored: see :func:`from_stored`."""
+        return from_stored(cls.from_dict, data, "status", RunStatus)
+
 
 # --------------------------------------------------------------------------- Event
 
@@ -654,6 +667,57 @@ class Event:
         values = _pick(data, _EVENT_FIELDS, ("timestamp",))
         values.setdefault("timestamp", utcnow())
         return cls(**values)
+
+    @classmethod
+    def from_stored_dict(cls, data: Mapping[str, Any]) -> Event:
+        """Like :meth:`from_dict`, for a row someone stored: see :func:`from_stored`."""
+        return from_stored(cls.from_dict, data, "type", EventType)
+
+
+# --------------------------------------------------------------------------- stored rows
+
+_R = TypeVar("_R", Session, Run, Event)
+_RUN_OBJECT_FIELDS = ("input", "output", "error")
+
+
+def from_stored(
+    build: Callable[[Mapping[str, Any]], _R],
+    values: Mapping[str, Any],
+    vocabulary_field: str,
+    vocabulary: type[enum.StrEnum],
+) -> _R:
+    """Build a record from a stored row, keeping what a newer writer wrote.
+
+    The one lenient construction path every read uses (store, query, export,
+    admin, archive, adapters): a status or event type this version does not
+    know is kept as its plain string instead of failing the read, and so is
+    a run's ``input``/``output``/``error`` that is not a JSON object (rows
+    written before that rule). Everything else is validated as usual. A
+    record read this way cannot be written back unchanged: ``validate()``,
+    which every write runs, still refuses the unknown value.
+
+    Args:
+        build: Builds the record from values (``cls.from_dict`` or a constructor).
+        values: The row's values.
+        vocabulary_field: ``"status"`` or ``"type"``.
+        vocabulary: The enum of known values.
+    """
+    kept: dict[str, Any] = {}
+    values = dict(values)
+    raw = values.get(vocabulary_field)
+    if isinstance(raw, str) and raw and raw not in {member.value for member in vocabulary}:
+        kept[vocabulary_field] = check_varchar(raw, vocabulary_field)
+        values[vocabulary_field] = next(iter(vocabulary))
+    if vocabulary is RunStatus:
+        for name in _RUN_OBJECT_FIELDS:
+            value = values.get(name)
+            if value is not None and not isinstance(value, dict):
+                kept[name] = check_json(value, name)
+                values[name] = None
+    record = build(values)
+    for name, value in kept.items():
+        setattr(record, name, value)
+    return record
 
 
 _SESSION_FIELDS = _field_names(Session)

@@ -27,8 +27,11 @@ from typing import Any, ClassVar
 __all__ = [
     "DEFAULT_MESSAGES",
     "AgentSessionsError",
+    "ArchiveError",
+    "MaintenanceLockLost",
     "MigrationRequiredError",
     "NotFoundError",
+    "RestoreConflictError",
     "StorageError",
     "ValidationError",
 ]
@@ -43,6 +46,9 @@ DEFAULT_MESSAGES: dict[str, str] = {
     "invalid_event_type": "Unknown event type.",
     "invalid_cursor": "The cursor is malformed, was tampered with, or belongs to another query.",
     "storage_error": "The database refused or failed the operation.",
+    "archive_error": "The maintenance archive could not be written or read.",
+    "lock_lost": "The maintenance run lost its lock; it stopped.",
+    "restore_conflict": "A live row differs from its archived record; it was not overwritten.",
     "migration_required": (
         "The agent_sessions tables or columns are missing: "
         "run `python manage.py migrate agent_sessions`."
@@ -214,6 +220,40 @@ class StorageError(AgentSessionsError):
         )
         error.__cause__ = exc
         return error
+
+
+class ArchiveError(StorageError):
+    """An archive file could not be opened, written, synced, closed or read back.
+
+    Code: ``archive_error``. ``details`` holds ``path`` and the OS error's text
+    (``cause``). Maintenance deletes nothing that was not durably archived
+    when it raises this.
+    """
+
+    default_code = "archive_error"
+    codes = frozenset({"archive_error"})
+
+
+class MaintenanceLockLost(StorageError):
+    """A maintenance run found that it no longer holds the maintenance lock.
+
+    Code: ``lock_lost``. The run stops before its next destructive batch;
+    what earlier batches committed stays committed.
+    """
+
+    default_code = "lock_lost"
+    codes = frozenset({"lock_lost"})
+
+
+class RestoreConflictError(AgentSessionsError):
+    """Restoring an archive would overwrite a live row that differs from the archived one.
+
+    Code: ``restore_conflict``. ``details["conflicts"]`` lists ``(table, id)``
+    pairs; nothing of the restore was written.
+    """
+
+    default_code = "restore_conflict"
+    codes = frozenset({"restore_conflict"})
 
 
 class MigrationRequiredError(AgentSessionsError):

@@ -49,14 +49,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from agent_sessions import models as m
 from agent_sessions.aio import with_async_twins
 from agent_sessions.archive import ArchiveWriter
-from agent_sessions.cascade import delete_sessions
+from agent_sessions.cascade import ArchivedSessions, delete_sessions
+from agent_sessions.core import Event
 from agent_sessions.db import check_alias, db_for_write, translate_errors
-from agent_sessions.errors import MigrationRequiredError, StorageError, ValidationError
+from agent_sessions.errors import (
+    ArchiveError,
+    MigrationRequiredError,
+    StorageError,
+    ValidationError,
+)
+from agent_sessions.models import ARTIFACT_COLUMNS
 from agent_sessions.results import MaintenanceReport
 from agent_sessions.retention import RetentionPolicy
 from agent_sessions.sequences import take_sqlite_write_lock
@@ -72,7 +79,6 @@ PROTECTED_EVENT_TYPES: frozenset[str] = frozenset(
 #: ``progress(step, rows_in_batch, step_total_so_far)``, called after every batch.
 MaintenanceProgress = Callable[[str, int, int], None]
 
-_ARCHIVE_OPERATION = "archive"
 # Pruning looks for over-cap sessions in windows of this many times batch_size
 # events, and at least _MIN_WINDOW_EVENTS: a window's cost is mostly per query
 # at small batch sizes, and its memory (one small dict per session) stays bounded.
@@ -342,13 +348,21 @@ class DjangoMaintenance:
             .filter(session_id__isnull=False)
             .filter(~Exists(self._sessions().filter(id=OuterRef("session_id"))))
         )
+        archive = self._context.archive if self._context is not None else None
         total = 0
         for ids in self._batches(orphans, "id", batch_size):
             if dry_run:
                 total += len(ids)
             else:
                 with self._write("clean_orphaned_artifacts"):
-                    total += orphans.filter(id__gte=ids[0], id__lte=ids[-1]).delete()[0]
+                    locked = orphans.filter(id__gte=ids[0], id__lte=ids[-1]).select_for_update()
+                    rows = list(locked.order_by("id").values(*ARTIFACT_COLUMNS))
+                    if archive is not None and rows:
+                        archive.write("artifact", rows)
+                        archive.sync()
+                    # Exactly the rows read (and archived), not the range again.
+                    doomed = self._artifacts().filter(id__in=[row["id"] for row in rows])
+                    total += doomed.delete()[0]
             self._report("clean_orphaned_artifacts", len(ids), total)
         return total
 
@@ -596,7 +610,9 @@ class DjangoMaintenance:
             return 0
         doomed = self._events().filter(id__in=ids)
         if archive is not None:
-            rows = doomed.order_by("session_id", "sequence_number")
+            # Locked as they are read, and deleted by these ids only: exactly
+            # what the archive holds goes.
+            rows = doomed.select_for_update().order_by("session_id", "sequence_number")
             archive.write("event", (row.to_domain() for row in rows.iterator(_READ_CHUNK)))
             archive.sync()
         return int(doomed.delete()[0])
@@ -629,44 +645,77 @@ class DjangoMaintenance:
         """Delete the sessions ``first..last`` that are still expired, with all they own.
 
         One transaction. The sessions are selected again (by key range and
-        expiry, so no id list travels) and locked, then their counters are
-        deleted, which locks them too, so appends to these sessions wait for
-        the commit: what is archived is exactly what is deleted.
+        expiry) and locked, and their ids captured: only those are deleted.
+        Their counters are locked too, so appends to them wait for the
+        commit. With an archive, the cascade deletes exactly the rows the
+        archive holds (:class:`~agent_sessions.cascade.ArchivedSessions`);
+        anything that became deletable after they were read waits for the
+        next run.
         """
         with self._write("hard_delete_expired_sessions"):
-            sessions = self._sessions().filter(id__gte=first, id__lte=last, deleted_at__lt=cutoff)
-            locked = sessions.select_for_update().order_by("id")
+            locked = (
+                self._sessions()
+                .filter(id__gte=first, id__lte=last, deleted_at__lt=cutoff)
+                .select_for_update()
+                .order_by("id")
+            )
             connection = connections[self.alias]
             if archive is None:
-                # Locks the sessions; only whether there are any matters.
-                if not list(locked.values_list("id")):
-                    return 0
-                return delete_sessions(connection, sessions)
+                ids = list(locked.values_list("id", flat=True))
+                return delete_sessions(connection, ids) if ids else 0
             rows = list(locked)
             if not rows:
                 return 0
-            # The cascade deletes (and so locks) the counters before it calls
-            # back: appends to these sessions wait, and the archive holds
-            # exactly what is deleted.
+            ids = [row.id for row in rows]
+            counters = {
+                counter.session_id: {
+                    "last_sequence": counter.last_sequence,
+                    "updated_at": counter.updated_at,
+                }
+                for counter in self._counters().filter(session_id__in=ids).select_for_update()
+            }
             return delete_sessions(
                 connection,
-                sessions,
-                before_delete=lambda: self._archive_sessions(archive, rows, sessions),
+                ids,
+                before_delete=lambda: self._archive_sessions(archive, rows, counters),
             )
 
     def _archive_sessions(
-        self, archive: ArchiveWriter, rows: list[m.Session], sessions: QuerySet[m.Session]
-    ) -> None:
-        doomed = Subquery(sessions.values("id"))
-        runs = m.Run.objects.using(self.alias).filter(session_id__in=doomed)
-        events = self._events().filter(session_id__in=doomed)
-        archive.write("session", (row.to_domain() for row in rows))
-        archive.write(
-            "run", (r.to_domain() for r in runs.order_by("session_id", "started_at", "id"))
+        self,
+        archive: ArchiveWriter,
+        rows: list[m.Session],
+        counters: dict[str, dict[str, Any]],
+    ) -> ArchivedSessions:
+        """Write the sessions with all they own to the archive and sync it; say what it holds."""
+        ids = [row.id for row in rows]
+        runs = list(
+            m.Run.objects.using(self.alias)
+            .filter(session_id__in=ids)
+            .order_by("session_id", "started_at", "id")
         )
-        ordered = events.order_by("session_id", "sequence_number")
-        archive.write("event", (e.to_domain() for e in ordered.iterator(_READ_CHUNK)))
+        artifacts = list(
+            self._artifacts().filter(session_id__in=ids).order_by("id").values(*ARTIFACT_COLUMNS)
+        )
+        last_sequence: dict[str, int] = {}
+        events = self._events().filter(session_id__in=ids)
+
+        def archived_events() -> Iterator[Event]:
+            for row in events.order_by("session_id", "sequence_number").iterator(_READ_CHUNK):
+                last_sequence[row.session_id] = row.sequence_number
+                yield row.to_domain()
+
+        archive.write("session", (row.to_domain() for row in rows), counters=counters)
+        archive.write("run", (run.to_domain() for run in runs))
+        event_count = archive.write("event", archived_events())
+        archive.write("artifact", artifacts)
         archive.sync()
+        return ArchivedSessions(
+            session_ids=ids,
+            run_ids=[run.id for run in runs],
+            artifact_ids=[artifact["id"] for artifact in artifacts],
+            last_sequence=last_sequence,
+            event_count=event_count,
+        )
 
     # ----------------------------------------------------------------- helpers
 
@@ -866,7 +915,7 @@ def _pack_by_excess(
 
 
 def _is_archive_error(exc: StorageError) -> bool:
-    return exc.details.get("operation") == _ARCHIVE_OPERATION
+    return isinstance(exc, ArchiveError)
 
 
 def _over_cap_sql(

@@ -75,17 +75,22 @@ class Session(models.Model):
 
     def to_domain(self) -> core.Session:
         """Return this row as a :class:`agent_sessions.core.Session`."""
-        return core.Session(
-            id=self.id,
-            agent_id=self.agent_id,
-            status=core.SessionStatus(self.status),
-            parent_session_id=self.parent_session_id,
-            metadata=self.metadata if self.metadata is not None else {},
-            context=self.context if self.context is not None else {},
-            tags=list(self.tags or []),
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-            deleted_at=self.deleted_at,
+        return core.from_stored(
+            lambda values: core.Session(**values),
+            dict(
+                id=self.id,
+                agent_id=self.agent_id,
+                status=self.status,
+                parent_session_id=self.parent_session_id,
+                metadata=self.metadata if self.metadata is not None else {},
+                context=self.context if self.context is not None else {},
+                tags=list(self.tags or []),
+                created_at=self.created_at,
+                updated_at=self.updated_at,
+                deleted_at=self.deleted_at,
+            ),
+            "status",
+            core.SessionStatus,
         )
 
     @classmethod
@@ -151,23 +156,28 @@ class Run(models.Model):
 
     def to_domain(self) -> core.Run:
         """Return this row as a :class:`agent_sessions.core.Run`."""
-        return core.Run(
-            id=self.id,
-            session_id=self.session_id,
-            status=core.RunStatus(self.status),
-            input=self.input,
-            output=self.output,
-            error=self.error,
-            metadata=self.metadata if self.metadata is not None else {},
-            turn_count=self.turn_count if self.turn_count is not None else 0,
-            token_usage=self.token_usage if self.token_usage is not None else {},
-            started_at=self.started_at,
-            ended_at=self.ended_at,
-            provider=self.provider,
-            provider_metadata=(
-                self.provider_metadata if self.provider_metadata is not None else {}
+        return core.from_stored(
+            lambda values: core.Run(**values),
+            dict(
+                id=self.id,
+                session_id=self.session_id,
+                status=self.status,
+                input=self.input,
+                output=self.output,
+                error=self.error,
+                metadata=self.metadata if self.metadata is not None else {},
+                turn_count=self.turn_count if self.turn_count is not None else 0,
+                token_usage=self.token_usage if self.token_usage is not None else {},
+                started_at=self.started_at,
+                ended_at=self.ended_at,
+                provider=self.provider,
+                provider_metadata=(
+                    self.provider_metadata if self.provider_metadata is not None else {}
+                ),
+                cost_usd=self.cost_usd,
             ),
-            cost_usd=self.cost_usd,
+            "status",
+            core.RunStatus,
         )
 
     @classmethod
@@ -242,18 +252,23 @@ class Event(models.Model):
 
     def to_domain(self) -> core.Event:
         """Return this row as a :class:`agent_sessions.core.Event`."""
-        return core.Event(
-            id=self.id,
-            type=core.EventType(self.type),
-            timestamp=self.timestamp,
-            session_id=self.session_id,
-            run_id=self.run_id,
-            sequence_number=self.sequence_number,
-            data=self.data if self.data is not None else {},
-            metadata=self.metadata if self.metadata is not None else {},
-            schema_version=self.schema_version,
-            provider=self.provider,
-            correlation_id=self.correlation_id,
+        return core.from_stored(
+            lambda values: core.Event(**values),
+            dict(
+                id=self.id,
+                type=self.type,
+                timestamp=self.timestamp,
+                session_id=self.session_id,
+                run_id=self.run_id,
+                sequence_number=self.sequence_number,
+                data=self.data if self.data is not None else {},
+                metadata=self.metadata if self.metadata is not None else {},
+                schema_version=self.schema_version,
+                provider=self.provider,
+                correlation_id=self.correlation_id,
+            ),
+            "type",
+            core.EventType,
         )
 
     @classmethod
@@ -322,3 +337,7 @@ class Artifact(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+#: The ``asm_artifacts`` columns, in table order: what artifact dicts hold.
+ARTIFACT_COLUMNS: tuple[str, ...] = tuple(f.attname for f in Artifact._meta.concrete_fields)

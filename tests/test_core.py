@@ -52,7 +52,7 @@ def full_run(**overrides: Any) -> Run:
         "session_id": "ses_1",
         "status": "completed",
         "input": {"prompt": "hi"},
-        "output": ["a", "b"],
+        "output": {"items": ["a", "b"]},
         "error": None,
         "metadata": {"k": "v"},
         "turn_count": 3,
@@ -407,8 +407,9 @@ JSON_OBJECT_FIELDS = [
     ("event", "data"),
     ("event", "metadata"),
 ]
-JSON_ANY_FIELDS = [("run", "input"), ("run", "output"), ("run", "error")]
-JSON_FIELDS = JSON_OBJECT_FIELDS + JSON_ANY_FIELDS
+# JSON objects or None (CONTRACT §11: ASM's readers crash on anything else there).
+JSON_NULLABLE_OBJECT_FIELDS = [("run", "input"), ("run", "output"), ("run", "error")]
+JSON_FIELDS = JSON_OBJECT_FIELDS + JSON_NULLABLE_OBJECT_FIELDS
 DATETIME_FIELDS = [
     ("session", "created_at"),
     ("session", "updated_at"),
@@ -476,16 +477,32 @@ def test_json_object_column_rejects_non_objects(record: str, field: str, value: 
     assert_validation_error(info, field)
 
 
-@pytest.mark.parametrize(("record", "field"), JSON_ANY_FIELDS, ids=_ids(JSON_ANY_FIELDS))
-@pytest.mark.parametrize("value", [None, [1, "a"], "text", 1.5, False, {"a": {"b": None}}])
-def test_json_any_column_accepts_any_json_or_none(record: str, field: str, value: Any) -> None:
+@pytest.mark.parametrize(
+    ("record", "field"), JSON_NULLABLE_OBJECT_FIELDS, ids=_ids(JSON_NULLABLE_OBJECT_FIELDS)
+)
+@pytest.mark.parametrize("value", [None, {}, {"a": {"b": None}}, {"list": [1, "a"]}])
+def test_run_json_column_accepts_an_object_or_none(record: str, field: str, value: Any) -> None:
     assert getattr(FACTORIES[record](**{field: value}), field) == value
 
 
-@pytest.mark.parametrize(("record", "field"), JSON_ANY_FIELDS, ids=_ids(JSON_ANY_FIELDS))
-def test_json_any_column_rejects_nul_in_top_level_string(record: str, field: str) -> None:
+@pytest.mark.parametrize(
+    ("record", "field"), JSON_NULLABLE_OBJECT_FIELDS, ids=_ids(JSON_NULLABLE_OBJECT_FIELDS)
+)
+@pytest.mark.parametrize("value", [[1, "a"], "text", 1.5, 0, False, True])
+def test_run_json_column_rejects_anything_but_an_object(
+    record: str, field: str, value: Any
+) -> None:
+    with pytest.raises(ValidationError, match="JSON object") as info:
+        FACTORIES[record](**{field: value})
+    assert_validation_error(info, field)
+
+
+@pytest.mark.parametrize(
+    ("record", "field"), JSON_NULLABLE_OBJECT_FIELDS, ids=_ids(JSON_NULLABLE_OBJECT_FIELDS)
+)
+def test_run_json_column_rejects_nul_in_a_string_value(record: str, field: str) -> None:
     with pytest.raises(ValidationError) as info:
-        FACTORIES[record](**{field: "a\x00"})
+        FACTORIES[record](**{field: {"text": "a\x00"}})
     assert_validation_error(info, field)
 
 

@@ -168,7 +168,7 @@ def test_saved_run_reads_back_equal(store: DjangoSessionStore, session: Session)
         session.id,
         status="completed",
         input={"prompt": "hi"},
-        output=["a", 1],
+        output={"items": ["a", 1]},
         token_usage={"input_tokens": 3},
         ended_at=at(1),
         provider="claude",
