@@ -54,6 +54,7 @@ TEMPLATES = [
     }
 ]
 WSGI_APPLICATION = "example_project.wsgi.application"
+ASGI_APPLICATION = "example_project.asgi.application"
 
 
 def database_from_url(url: str) -> dict[str, Any]:

@@ -22,19 +22,32 @@ any long response under WSGI).
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from django.db import close_old_connections
 
 from agent_sessions.aio import run_in_worker
 from agent_sessions.api.reading import EventFilter, EventWindow, read_window
-from agent_sessions.api.waiting import wait_for_append, wait_for_append_async
+from agent_sessions.api.waiting import (
+    release_request_thread,
+    wait_for_append,
+    wait_for_append_async,
+)
 from agent_sessions.core import Event
 from agent_sessions.store import DjangoSessionStore
 
-__all__ = ["SSE_EVENT_FIELDS", "StreamState", "event_frame", "stream_async", "stream_sync"]
+__all__ = [
+    "SSE_EVENT_FIELDS",
+    "StreamState",
+    "event_frame",
+    "open_streams",
+    "stream_async",
+    "stream_sync",
+]
 
 #: The keys of a frame's ``data`` object, in this order.
 SSE_EVENT_FIELDS = (
@@ -52,6 +65,10 @@ SSE_EVENT_FIELDS = (
 #: Events read per query while catching up.
 STREAM_BATCH_SIZE = 200
 KEEPALIVE = b": keepalive\n\n"
+
+#: Streams of this process that have started and not ended (see :func:`open_streams`).
+_open_streams = 0
+_count_lock = threading.Lock()
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -147,8 +164,27 @@ def _read_closing(state: StreamState) -> EventWindow:
         close_old_connections()
 
 
+def open_streams() -> int:
+    """How many streams this process is serving now (for monitoring, and the leak tests)."""
+    return _open_streams
+
+
 async def stream_async(state: StreamState) -> AsyncIterator[bytes]:
     """The stream under ASGI; ends when the client disconnects (the task is cancelled)."""
+    global _open_streams
+    with _count_lock:
+        _open_streams += 1
+    try:
+        async with aclosing(_stream_async(state)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+    finally:
+        with _count_lock:
+            _open_streams -= 1
+
+
+async def _stream_async(state: StreamState) -> AsyncGenerator[bytes]:
+    release_request_thread()
     yield state.opening()
     while True:
         window: EventWindow = await run_in_worker(state.read)
@@ -169,6 +205,17 @@ async def stream_async(state: StreamState) -> AsyncIterator[bytes]:
 
 def stream_sync(state: StreamState) -> Iterator[bytes]:
     """The stream under WSGI; ends when a write to the gone client fails."""
+    global _open_streams
+    with _count_lock:
+        _open_streams += 1
+    try:
+        yield from _stream_sync(state)
+    finally:
+        with _count_lock:
+            _open_streams -= 1
+
+
+def _stream_sync(state: StreamState) -> Iterator[bytes]:
     yield state.opening()
     while True:
         window = _read_closing(state)

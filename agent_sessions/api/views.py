@@ -46,7 +46,7 @@ from agent_sessions.api.reading import (
     session_page,
 )
 from agent_sessions.api.sse import StreamState, stream_async, stream_sync
-from agent_sessions.api.waiting import wait_for_append_async
+from agent_sessions.api.waiting import release_request_thread, wait_for_append_async
 from agent_sessions.conf import app_settings
 from agent_sessions.errors import (
     AgentSessionsError,
@@ -199,6 +199,8 @@ async def event_list(request: HttpRequest, session_id: str) -> HttpResponseBase:
     window: EventWindow = await run_in_worker(
         read_window, store, session_id, event_filter, after=after, limit=limit
     )
+    if not window.events and wait_ms:
+        release_request_thread()
     while not window.events and (remaining := deadline - time.monotonic()) > 0:
         await wait_for_append_async(
             store, alias, session_id, after=window.position, timeout=remaining

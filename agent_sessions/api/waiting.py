@@ -16,10 +16,37 @@ from typing import Any
 from agent_sessions.aio import run_in_worker
 from agent_sessions.store import DjangoSessionStore
 
-__all__ = ["wait_for_append", "wait_for_append_async"]
+__all__ = ["release_request_thread", "wait_for_append", "wait_for_append_async"]
 
 #: Fallback only: how often a waiting reader re-reads the session's counter.
 FALLBACK_POLL_SECONDS = 0.25
+
+
+def release_request_thread() -> None:
+    """Let the current ASGI request's worker thread end while the request goes on waiting.
+
+    Django's ASGI handler runs each request inside an asgiref
+    ``ThreadSensitiveContext``; the first synchronous step of the request
+    (the ``request_started`` receivers, synchronous middleware) starts a
+    worker thread for that context, which then lives as long as the request
+    — for a stream, as long as the client stays. Shutting that executor down
+    once the synchronous steps are over ends the thread; should the request
+    need one again (``request_finished`` at the very end), asgiref starts a
+    fresh one. A no-op outside such a context, or with an executor that the
+    caller supplied (not Django's case), or if asgiref's internals change.
+    """
+    try:
+        from asgiref.sync import SyncToAsync
+
+        context = SyncToAsync.thread_sensitive_context.get(None)
+        if context is None or getattr(context, "_executor", None) is not None:
+            return
+        executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+    except (AttributeError, TypeError):  # pragma: no cover - a future asgiref
+        return
+    if executor is not None:
+        # Not waiting: the thread is idle now (the view is done with it) and exits by itself.
+        executor.shutdown(wait=False)
 
 
 def _listener(alias: str) -> Any | None:

@@ -1,0 +1,50 @@
+"""The ASGI application the API's multi-process and browser tests serve under uvicorn.
+
+The test starts ``uvicorn tests.asgi:application`` with:
+
+- ``DJANGO_SETTINGS_MODULE``: the test run's settings (SQLite or PostgreSQL);
+- ``ASM_TEST_DB_NAME``: the test database the parent created (a name on
+  PostgreSQL, a file on SQLite);
+- ``ASM_TEST_AGENT_SESSIONS``: JSON merged into ``settings.AGENT_SESSIONS``;
+
+Besides Django it answers ``GET /__test__/stats`` with what the tests check
+from outside: open SSE streams and live threads of this server process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.asgi import get_asgi_application
+
+if os.environ.get("ASM_TEST_DB_NAME"):
+    settings.DATABASES["default"]["NAME"] = os.environ["ASM_TEST_DB_NAME"]
+settings.AGENT_SESSIONS = {
+    **getattr(settings, "AGENT_SESSIONS", {}),
+    **json.loads(os.environ.get("ASM_TEST_AGENT_SESSIONS", "{}")),
+}
+
+django_application = ASGIStaticFilesHandler(get_asgi_application())
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "http" and scope["path"] == "/__test__/stats":
+        from agent_sessions.api.sse import open_streams
+
+        body = json.dumps(
+            {
+                "open_streams": open_streams(),
+                "threads": threading.active_count(),
+                "pid": os.getpid(),
+            }
+        ).encode()
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
+    await django_application(scope, receive, send)
