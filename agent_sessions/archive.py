@@ -212,6 +212,12 @@ class ArchiveWriter:
         except OSError as exc:
             self._roll_back()
             raise self._error("write", exc) from exc
+        finally:
+            # A generator over a server-side cursor must close it now, inside
+            # the caller's transaction, not whenever the traceback is freed.
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()
         return count
 
     def sync(self) -> None:
