@@ -18,6 +18,7 @@ from agent_sessions.errors import (
     StorageError,
     ValidationError,
 )
+from agent_sessions.routing import reads_pinned
 from agent_sessions.validation import check_varchar
 
 #: SQLSTATEs for "undefined table" and "undefined column" (PostgreSQL).
@@ -99,6 +100,19 @@ def db_for_write(using: str | None, model: type) -> str:
     return using or router.db_for_write(model)
 
 
-def db_for_read(using: str | None, model: type) -> str:
-    """The alias to read ``model`` from: ``using`` when given, else the routers' choice."""
-    return using or router.db_for_read(model)
+def db_for_read(using: str | None, model: type, *, consistent: bool = False) -> str:
+    """The alias to read ``model`` from.
+
+    ``using`` when given. Otherwise the routers' write database when the read
+    must see the latest writes (``consistent``, inside
+    :func:`~agent_sessions.routing.read_from_primary`, or inside an open
+    ``atomic()`` block on the write database, whose writes no other connection
+    sees yet), else the routers' read database (possibly a lagging replica).
+    See :mod:`agent_sessions.routing`.
+    """
+    if using:
+        return using
+    write_alias = router.db_for_write(model)
+    if consistent or reads_pinned() or connections[write_alias].in_atomic_block:
+        return write_alias
+    return router.db_for_read(model)

@@ -334,14 +334,23 @@ class DjangoQueryAPI:
     """The :class:`~agent_sessions.ports.QueryAPI` on a Django database (read-only).
 
     Args:
-        using: Database alias to read from; None follows the database routers.
+        using: Database alias to read from; None follows the database routers,
+            whose read database may be a lagging replica: searches, stats and
+            summaries are fine a little stale (see ``docs/deploying.md``).
+        consistent: With the routers, read from the write database instead.
+            :func:`agent_sessions.routing.read_from_primary` does the same for
+            a block, and reads inside an ``atomic()`` block on the write
+            database stay on it.
     """
 
-    def __init__(self, using: str | None = None) -> None:
+    def __init__(self, using: str | None = None, *, consistent: bool = False) -> None:
         self.using = check_alias(using)
+        self.consistent = consistent
 
     def _objects(self, model: type[_M]) -> QuerySet[_M]:
-        return model._default_manager.using(db_for_read(self.using, model))
+        return model._default_manager.using(
+            db_for_read(self.using, model, consistent=self.consistent)
+        )
 
     # ----------------------------------------------------------------- sessions
 
@@ -828,7 +837,9 @@ class DjangoQueryAPI:
         if include_artifacts:
             from agent_sessions.store import DjangoArtifactRegistry
 
-            export["artifacts"] = DjangoArtifactRegistry(self.using).list_by_session(session_id)
+            export["artifacts"] = DjangoArtifactRegistry(
+                self.using, consistent=self.consistent
+            ).list_by_session(session_id)
         return export
 
 

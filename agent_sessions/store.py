@@ -403,6 +403,12 @@ class DjangoSessionStore:
             (writes go to ``db_for_write``, reads to ``db_for_read``, except
             read-after-write reads such as :meth:`get_active_run` and
             long-polls, which use the write database).
+        consistent: With the routers (``using=None``), send every read to the
+            write database too, so it sees this process's latest writes even
+            when reads are routed to a lagging replica. Off by default: a
+            replica takes the read load. For one block of code instead, see
+            :func:`agent_sessions.routing.read_from_primary`; reads inside an
+            ``atomic()`` block on the write database always stay on it.
 
     Every public method raises only ``agent_sessions`` errors: invalid input
     → :class:`~agent_sessions.errors.ValidationError` before anything is
@@ -411,14 +417,15 @@ class DjangoSessionStore:
     :class:`~agent_sessions.errors.MigrationRequiredError`.
     """
 
-    def __init__(self, using: str | None = None) -> None:
+    def __init__(self, using: str | None = None, *, consistent: bool = False) -> None:
         self.using = check_alias(using)
+        self.consistent = consistent
 
     def _write_alias(self) -> str:
         return db_for_write(self.using, m.Event)
 
-    def _read_alias(self) -> str:
-        return db_for_read(self.using, m.Event)
+    def _read_alias(self, model: type = m.Event) -> str:
+        return db_for_read(self.using, model, consistent=self.consistent)
 
     # ----------------------------------------------------------------- sessions
 
@@ -441,11 +448,7 @@ class DjangoSessionStore:
         """
         session_id = check_id(session_id, "session_id")
         with translate_errors("get_session"):
-            row = (
-                m.Session.objects.using(db_for_read(self.using, m.Session))
-                .filter(id=session_id)
-                .first()
-            )
+            row = m.Session.objects.using(self._read_alias(m.Session)).filter(id=session_id).first()
             if row is None:
                 raise NotFoundError(
                     "session_not_found",
@@ -473,7 +476,7 @@ class DjangoSessionStore:
         Raises:
             ValidationError: ``invalid_status`` for an unknown status, or a bad limit/offset.
         """
-        queryset = m.Session.objects.using(db_for_read(self.using, m.Session))
+        queryset = m.Session.objects.using(self._read_alias(m.Session))
         if status is not None:
             queryset = queryset.filter(
                 status=check_choice(status, core.SessionStatus, "status", code="invalid_status")
@@ -513,7 +516,7 @@ class DjangoSessionStore:
         """
         run_id = check_id(run_id, "run_id")
         with translate_errors("get_run"):
-            row = m.Run.objects.using(db_for_read(self.using, m.Run)).filter(id=run_id).first()
+            row = m.Run.objects.using(self._read_alias(m.Run)).filter(id=run_id).first()
             if row is None:
                 raise NotFoundError(
                     "run_not_found", f"Run {run_id!r} not found.", {"run_id": run_id}
@@ -529,7 +532,7 @@ class DjangoSessionStore:
             ValidationError: ``invalid_status`` for an unknown status, or a bad limit.
         """
         session_id = check_id(session_id, "session_id")
-        queryset = m.Run.objects.using(db_for_read(self.using, m.Run)).filter(session_id=session_id)
+        queryset = m.Run.objects.using(self._read_alias(m.Run)).filter(session_id=session_id)
         if status is not None:
             queryset = queryset.filter(
                 status=check_choice(status, core.RunStatus, "status", code="invalid_status")
@@ -874,10 +877,13 @@ class DjangoArtifactRegistry:
 
     Args:
         using: Database alias to use; None follows the database routers.
+        consistent: With the routers, read from the write database too (see
+            :class:`DjangoSessionStore`).
     """
 
-    def __init__(self, using: str | None = None) -> None:
+    def __init__(self, using: str | None = None, *, consistent: bool = False) -> None:
         self.using = check_alias(using)
+        self.consistent = consistent
 
     def register(
         self,
@@ -1009,6 +1015,6 @@ class DjangoArtifactRegistry:
         )
 
     def _live(self) -> Any:
-        return m.Artifact.objects.using(db_for_read(self.using, m.Artifact)).filter(
-            deleted_at__isnull=True
-        )
+        return m.Artifact.objects.using(
+            db_for_read(self.using, m.Artifact, consistent=self.consistent)
+        ).filter(deleted_at__isnull=True)

@@ -3,6 +3,11 @@
 Tests marked ``postgres_only`` exercise behaviour that only exists on
 PostgreSQL (the catalog, LISTEN/NOTIFY); on SQLite they are deselected at
 collection, never skipped, and they run in the PostgreSQL pass.
+
+Tests marked ``replica`` need a hot standby behind a primary/replica router
+(``tests.settings_replica``, a run of their own in scripts/test.sh): they are
+deselected where no ``replica`` database is configured, and that run selects
+only them (the rest of the suite assumes one database).
 """
 
 from __future__ import annotations
@@ -24,12 +29,23 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"agent_sessions test database: {_vendor()}"
 
 
+def _has_replica() -> bool:
+    from django.conf import settings
+
+    return "replica" in settings.DATABASES
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     vendor = _vendor()
     unwanted = "postgres_only" if vendor != "postgresql" else "sqlite_only"
+    replica_run = _has_replica()
     kept, deselected = [], []
     for item in items:
-        (deselected if item.get_closest_marker(unwanted) else kept).append(item)
+        wanted = (
+            not item.get_closest_marker(unwanted)
+            and (item.get_closest_marker("replica") is not None) == replica_run
+        )
+        (kept if wanted else deselected).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept

@@ -185,7 +185,7 @@ class DjangoSessionService(BaseSessionService):
 
     async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
         """Return the user-scoped state (keys without the ``user:`` prefix)."""
-        alias = db_for_read(self.using, m.Session)
+        alias = db_for_read(self.using, m.Session, consistent=True)
         return await run_in_worker(self._state_row, alias, _user_state_id(app_name, user_id))
 
     async def append_event(self, session: AdkSession, event: AdkEvent) -> AdkEvent:
@@ -319,7 +319,9 @@ class DjangoSessionService(BaseSessionService):
     def _get_session(
         self, app_name: str, user_id: str, session_id: str, config: GetSessionConfig | None
     ) -> AdkSession | None:
-        alias = db_for_read(self.using, m.Event)
+        # The write database: the Runner reads back the turn it just stored
+        # (a lagging replica would raise SessionNotFoundError or drop events).
+        alias = db_for_read(self.using, m.Event, consistent=True)
         with translate_errors("get_session"):
             row = self._session_row(alias, app_name, user_id, session_id)
             if row is None:
@@ -390,7 +392,9 @@ class DjangoSessionService(BaseSessionService):
         return ListSessionsResponse(sessions=sessions)
 
     def _delete_session(self, app_name: str, user_id: str, session_id: str) -> None:
-        alias = db_for_read(self.using, m.Session)
+        # Decided on the database the delete goes to: a lagging replica may
+        # not have the session yet, and the delete would silently do nothing.
+        alias = db_for_write(self.using, m.Session)
         with translate_errors("delete_session"):
             if self._session_row(alias, app_name, user_id, session_id) is None:
                 return

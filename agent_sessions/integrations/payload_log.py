@@ -156,7 +156,9 @@ class PayloadLog:
             return []
         if limit is not None and limit < 0:
             limit = None
-        alias = db_for_read(self.using, m.Event)
+        # The write database: each turn reads what the previous turn just wrote,
+        # which a lagging replica may not have yet (a short or empty history).
+        alias = db_for_read(self.using, m.Event, consistent=True)
         with translate_errors("read"):
             if is_postgres(alias):
                 with connections[alias].cursor() as cursor:
