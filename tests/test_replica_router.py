@@ -63,12 +63,11 @@ def catch_up() -> None:
 
 
 @pytest.fixture(autouse=True)
-def standby(transactional_db: None) -> Iterator[None]:
+def standby(transactional_db: None) -> None:
     """Every test starts with the standby streaming and caught up with the primary."""
     assert sql("replica", "SELECT pg_is_in_recovery()") is True
     assert sql("replica", "SELECT pg_is_wal_replay_paused()") is False
     catch_up()
-    yield
 
 
 @contextmanager
@@ -110,8 +109,12 @@ def message(session_id: str, text: str) -> Event:
 def test_the_replica_alias_is_a_hot_standby_of_the_test_database() -> None:
     assert sql("default", "SELECT pg_is_in_recovery()") is False
     assert sql("replica", "SELECT status FROM pg_stat_wal_receiver") == "streaming"
-    assert sql("replica", "SELECT current_database()") == sql("default", "SELECT current_database()")
-    assert connections["replica"].settings_dict["PORT"] != connections["default"].settings_dict["PORT"]
+    assert sql("replica", "SELECT current_database()") == sql(
+        "default", "SELECT current_database()"
+    )
+    assert (
+        connections["replica"].settings_dict["PORT"] != connections["default"].settings_dict["PORT"]
+    )
 
 
 def test_orm_reads_follow_the_router_to_the_standby(replay_paused: None) -> None:
@@ -206,7 +209,8 @@ def test_get_active_run_and_long_poll_read_the_primary_under_lag(replay_paused: 
     event = store.append_event(message("ses_1", "hi"))
 
     active = store.get_active_run("ses_1")
-    assert active is not None and active.id == "run_1"
+    assert active is not None
+    assert active.id == "run_1"
     assert store.get_events("ses_1", wait_timeout_ms=2000) == [event]
 
 
@@ -228,7 +232,8 @@ def test_the_artifact_registry_writes_the_primary_and_reads_back_when_consistent
     assert on_primary(m.Artifact, key="k1").exists()
     assert DjangoArtifactRegistry().get_by_key("k1") is None
     found = DjangoArtifactRegistry(consistent=True).get_by_key("k1")
-    assert found is not None and found["storage_ref"] == "r1"
+    assert found is not None
+    assert found["storage_ref"] == "r1"
 
 
 # --------------------------------------------------------------------------- signed cursors
@@ -283,8 +288,8 @@ def admin_client() -> Client:
     return client
 
 
-def _action(client: Client, action: str, ids: list[str]) -> Any:
-    url = reverse("admin:agent_sessions_session_changelist")
+def _action(client: Client, action: str, ids: list[str], query: str = "") -> Any:
+    url = reverse("admin:agent_sessions_session_changelist") + query
     return client.post(url, {"action": action, "_selected_action": ids}, follow=True)
 
 
@@ -308,8 +313,130 @@ def test_admin_restore_writes_the_primary(admin_client: Client, replay_paused: N
     deleted = Session.new("agent", id="ses_1", deleted_at=dt.datetime.now(dt.UTC))
     DjangoSessionStore().save_session(deleted)
 
-    response = _action(admin_client, "restore_sessions", ["ses_1"])
+    response = _action(admin_client, "restore_sessions", ["ses_1"], "?deleted=yes")
 
     assert response.status_code == 200
     assert "Restored 1 session(s)." in response.content.decode()
     assert on_primary(m.Session, id="ses_1", deleted_at__isnull=True).exists()
+
+
+# --------------------------------------------------------------------------- framework adapters
+
+
+def test_langchain_turns_read_back_their_own_history(replay_paused: None) -> None:
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from agent_sessions.integrations.langchain import DjangoChatMessageHistory
+
+    history = DjangoChatMessageHistory("chat_1")
+    history.add_messages([HumanMessage("hello"), AIMessage("hi")])
+    assert [msg.content for msg in history.messages] == ["hello", "hi"]
+
+    DjangoChatMessageHistory("chat_1").add_messages([HumanMessage("again")])
+    later = DjangoChatMessageHistory("chat_1")
+    assert [msg.content for msg in later.messages] == ["hello", "hi", "again"]
+    assert [msg.content for msg in run(later.aget_messages())] == ["hello", "hi", "again"]
+
+
+def test_openai_agents_session_reads_back_its_own_items(replay_paused: None) -> None:
+    from agent_sessions.integrations.openai_agents import DjangoAgentsSession
+
+    session = DjangoAgentsSession("conv_1")
+    run(session.add_items([{"role": "user", "content": "hello"}]))
+    assert run(session.get_items()) == [{"role": "user", "content": "hello"}]
+    assert run(session.pop_item()) == {"role": "user", "content": "hello"}
+    assert run(session.get_items()) == []
+
+
+def test_openai_runner_second_turn_gets_the_first_turns_history(replay_paused: None) -> None:
+    from agents import Agent, Runner, set_tracing_disabled
+
+    from agent_sessions.integrations.openai_agents import DjangoAgentsSession
+    from tests.test_integration_openai_agents import EchoModel
+
+    set_tracing_disabled(True)
+    model = EchoModel()
+    agent = Agent(name="echo", instructions="Echo.", model=model)
+    session = DjangoAgentsSession("conv_runner")
+
+    run(Runner.run(agent, "hello", session=session))
+    second = run(Runner.run(agent, "again", session=session))
+
+    assert second.final_output == "echo: again"
+    assert [item.get("role") for item in model.seen_inputs[1]] == ["user", "assistant", "user"]
+
+
+APP, USER = "my_app", "user_1"
+
+
+def _adk_text(text: str, author: str = "user") -> Any:
+    from google.adk.events.event import Event as AdkEvent
+    from google.genai import types
+
+    role = "user" if author == "user" else "model"
+    content = types.Content(role=role, parts=[types.Part(text=text)])
+    return AdkEvent(invocation_id="inv", author=author, content=content)
+
+
+def test_adk_get_session_reads_back_the_appended_events(replay_paused: None) -> None:
+    from agent_sessions.integrations.adk import DjangoSessionService
+
+    service = DjangoSessionService()
+    created = run(service.create_session(app_name=APP, user_id=USER, session_id="s1"))
+    run(service.append_event(created, _adk_text("hello")))
+
+    got = run(service.get_session(app_name=APP, user_id=USER, session_id="s1"))
+    assert got is not None
+    assert [e.content.parts[0].text for e in got.events] == ["hello"]
+
+
+def test_adk_delete_session_deletes_under_lag(replay_paused: None) -> None:
+    from agent_sessions.integrations.adk import DjangoSessionService
+
+    service = DjangoSessionService()
+    created = run(service.create_session(app_name=APP, user_id=USER, session_id="s1"))
+    run(service.append_event(created, _adk_text("hello")))
+
+    run(service.delete_session(app_name=APP, user_id=USER, session_id="s1"))
+
+    assert not on_primary(m.Session, id="s1").exists()
+    assert not on_primary(m.Event, session_id="s1").exists()
+
+
+def test_adk_runner_turns_read_back_their_own_writes(replay_paused: None) -> None:
+    from collections.abc import AsyncGenerator
+
+    from google.adk.agents import LlmAgent
+    from google.adk.models.base_llm import BaseLlm
+    from google.adk.models.llm_request import LlmRequest
+    from google.adk.models.llm_response import LlmResponse
+    from google.adk.runners import Runner
+    from google.genai import types
+
+    from agent_sessions.integrations.adk import DjangoSessionService
+
+    seen: list[list[str]] = []
+
+    class EchoLlm(BaseLlm):
+        """A local model: answers with the text of the last message it was sent."""
+
+        async def generate_content_async(
+            self, llm_request: LlmRequest, stream: bool = False
+        ) -> AsyncGenerator[LlmResponse, None]:
+            seen.append([content.parts[0].text for content in llm_request.contents])
+            reply = f"echo: {llm_request.contents[-1].parts[0].text}"
+            yield LlmResponse(content=types.Content(role="model", parts=[types.Part(text=reply)]))
+
+    service = DjangoSessionService()
+    agent = LlmAgent(name="echo", model=EchoLlm(model="echo"), instruction="Echo.")
+    runner = Runner(app_name=APP, agent=agent, session_service=service)
+    run(service.create_session(app_name=APP, user_id=USER, session_id="s1"))
+
+    async def turn(text: str) -> list[str]:
+        message = types.Content(role="user", parts=[types.Part(text=text)])
+        events = runner.run_async(user_id=USER, session_id="s1", new_message=message)
+        return [event.content.parts[0].text async for event in events if event.content]
+
+    assert run(turn("hello")) == ["echo: hello"]
+    assert run(turn("again")) == ["echo: again"]
+    assert seen[1] == ["hello", "echo: hello", "again"]

@@ -550,6 +550,8 @@ class RecordingRouter:
         return "default"
 
 
+# Outside a transaction: inside one on the write database, reads stay on it.
+@pytest.mark.django_db(transaction=True)
 def test_store_without_using_follows_the_routers(session: Session) -> None:
     RecordingRouter.calls = []
     with override_settings(DATABASE_ROUTERS=[f"{__name__}.RecordingRouter"]):

@@ -23,6 +23,7 @@ from agent_sessions.admin.display import (
 )
 from agent_sessions.admin.filters import SessionStatusFilter, SoftDeletedListFilter
 from agent_sessions.admin.options import BigTableAdmin
+from agent_sessions.db import db_for_write
 from agent_sessions.errors import AgentSessionsError
 from agent_sessions.query import DjangoQueryAPI
 from agent_sessions.validation import utcnow
@@ -57,9 +58,17 @@ def _export_session(session_id: str) -> dict[str, Any]:
 
 
 def _update_in_batches(queryset: QuerySet[Any], **values: Any) -> int:
-    """``queryset.update(**values)`` in keyset batches, one short transaction each."""
+    """``queryset.update(**values)`` in keyset batches, one short transaction each.
+
+    On the write database, ids included: an action's queryset reads from the
+    routers' read database, which may be a read-only, lagging replica (where
+    the update fails and the ids miss rows written since). An explicit
+    ``using()`` on the admin's queryset is kept.
+    """
     model = queryset.model
-    ids = queryset.order_by("pk").values_list("pk", flat=True)
+    # QuerySet._db: the alias of an explicit using(), None when routed.
+    alias = db_for_write(getattr(queryset, "_db", None), model)
+    ids = queryset.using(alias).order_by("pk").values_list("pk", flat=True)
     changed = 0
     last: str | None = None
     while True:
@@ -67,8 +76,8 @@ def _update_in_batches(queryset: QuerySet[Any], **values: Any) -> int:
         batch = list(page[:ACTION_BATCH_SIZE])
         if not batch:
             return changed
-        rows = model._default_manager.using(queryset.db).filter(pk__in=batch)
-        with transaction.atomic(using=queryset.db):
+        rows = model._default_manager.using(alias).filter(pk__in=batch)
+        with transaction.atomic(using=alias):
             changed += rows.update(**values)
         last = batch[-1]
 
