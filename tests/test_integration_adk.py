@@ -23,7 +23,7 @@ from google.genai import types
 
 from agent_sessions import models as m
 from agent_sessions.aio import run_in_worker
-from agent_sessions.integrations.adk import DjangoSessionService
+from agent_sessions.integrations.adk import DjangoSessionService, asm_session_id
 from agent_sessions.store import DjangoSessionStore
 from tests.integration_helpers import (
     backend_connections,
@@ -34,6 +34,8 @@ from tests.integration_helpers import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 APP, USER = "my_app", "user_1"
+#: The asm session id of the ADK session "s1" of APP and USER.
+S1 = asm_session_id(APP, USER, "s1")
 
 
 @pytest.fixture
@@ -168,7 +170,7 @@ def test_delete_session_removes_it_and_its_events(service: DjangoSessionService)
     run(service.append_event(session, text_event("a")))
     run(service.delete_session(app_name=APP, user_id=USER, session_id="s1"))
     assert get(service, "s1") is None
-    assert not m.Event.objects.filter(session_id="s1").exists()
+    assert not m.Event.objects.filter(session_id=S1).exists()
     run(service.delete_session(app_name=APP, user_id=USER, session_id="s1"))
 
 
@@ -187,9 +189,9 @@ def test_sessions_and_events_map_onto_asm_rows(service: DjangoSessionService) ->
     run(service.append_event(session, Event(author="bot", content=types.Content(parts=[call]))))
     run(service.append_event(session, Event(author="bot", content=types.Content(parts=[reply]))))
     run(service.append_event(session, text_event("a", author="bot")))
-    row = m.Session.objects.get(id="s1")
+    row = m.Session.objects.get(id=S1)
     assert (row.agent_id, row.metadata["adk_user_id"], row.context) == (APP, USER, {"s": 1})
-    events = m.Event.objects.filter(session_id="s1").order_by("sequence_number")
+    events = m.Event.objects.filter(session_id=S1).order_by("sequence_number")
     assert [(e.sequence_number, e.type) for e in events] == [
         (1, "message_sent"),
         (2, "tool_call_started"),
@@ -214,7 +216,7 @@ def test_concurrent_appends_from_two_processes_keep_every_event_in_order(
     run_in_processes(_append_many, [("s1", "p", 25), ("s1", "q", 25)])
     got = get(service, "s1")
     numbers = list(
-        m.Event.objects.filter(session_id="s1")
+        m.Event.objects.filter(session_id=S1)
         .order_by("sequence_number")
         .values_list("sequence_number", flat=True)
     )
@@ -254,7 +256,7 @@ def test_an_append_wakes_a_long_polling_reader_of_the_session(
     store = DjangoSessionStore()
 
     async def scenario() -> list[Any]:
-        waiting = asyncio.ensure_future(store.aget_events("s1", wait_timeout_ms=20_000))
+        waiting = asyncio.ensure_future(store.aget_events(S1, wait_timeout_ms=20_000))
         await asyncio.sleep(0.1)  # the reader is now waiting in its worker thread
         await service.append_event(session, text_event("wake"))
         return await asyncio.wait_for(waiting, timeout=10)

@@ -391,16 +391,18 @@ def test_adk_get_session_reads_back_the_appended_events(replay_paused: None) -> 
 
 
 def test_adk_delete_session_deletes_under_lag(replay_paused: None) -> None:
-    from agent_sessions.integrations.adk import DjangoSessionService
+    from agent_sessions.integrations.adk import DjangoSessionService, asm_session_id
 
     service = DjangoSessionService()
     created = run(service.create_session(app_name=APP, user_id=USER, session_id="s1"))
     run(service.append_event(created, _adk_text("hello")))
+    stored_as = asm_session_id(APP, USER, "s1")
+    assert on_primary(m.Event, session_id=stored_as).exists()
 
     run(service.delete_session(app_name=APP, user_id=USER, session_id="s1"))
 
-    assert not on_primary(m.Session, id="s1").exists()
-    assert not on_primary(m.Event, session_id="s1").exists()
+    assert not on_primary(m.Session, id=stored_as).exists()
+    assert not on_primary(m.Event, session_id=stored_as).exists()
 
 
 def test_adk_runner_turns_read_back_their_own_writes(replay_paused: None) -> None:

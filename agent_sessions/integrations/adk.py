@@ -7,11 +7,18 @@ Quick start::
 
     runner = Runner(agent=agent, app_name="my_app", session_service=DjangoSessionService())
 
-Mapping: an ADK session is an asm session with the same id, ``agent_id`` =
-app name, ``metadata["adk_user_id"]`` = user id and ``context`` = its
-session-scoped state; ``updated_at`` is ADK's ``last_update_time``. Each ADK
+Mapping: ADK keeps session ids per (app, user); an ADK session is the asm
+session :func:`asm_session_id` (``adk:<app>:<user>:<session id>``, each part
+percent-escaped so that no two identities share an id), with ``agent_id`` =
+app name, ``metadata["adk_user_id"]`` and ``metadata["adk_session_id"]`` =
+what ADK callers see, and ``context`` = its session-scoped state;
+``updated_at`` is ADK's ``last_update_time``. Sessions written by earlier
+versions (asm id = the ADK id) keep being read and appended to. Each ADK
 event is an asm event (sequence-numbered, so concurrent appends from several
-processes all land, in order) with the whole event in ``data["adk_event"]``.
+processes all land, in order) whose id is derived from the ADK event id, so
+a re-delivered event is stored once, with the whole event in
+``data["adk_event"]``. Each invocation with model usage is an asm run
+(:mod:`agent_sessions.integrations.runs`).
 App-scoped (``app:``) and user-scoped (``user:``) state live in one asm
 session row each (``adk-app-state:<app>``, ``adk-user-state:<app>:<user>``,
 ``metadata["adk_kind"]`` saying which), updated in the same transaction as
@@ -23,10 +30,13 @@ Needs ``pip install django-agent-sessions[adk]``.
 from __future__ import annotations
 
 import copy
+import hashlib
+import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
+from urllib.parse import quote
 
-from django.db import connections, transaction
+from django.db import IntegrityError, connections
 from django.db.models import QuerySet
 
 from agent_sessions.integrations import missing_extra
@@ -36,6 +46,7 @@ try:
     from google.adk.errors.already_exists_error import AlreadyExistsError
     from google.adk.errors.session_not_found_error import SessionNotFoundError
     from google.adk.events.event import Event as AdkEvent
+    from google.adk.sessions._session_util import make_json_safe_state
     from google.adk.sessions.base_session_service import (
         BaseSessionService,
         GetSessionConfig,
@@ -53,15 +64,26 @@ from agent_sessions.db import db_for_read, db_for_write, translate_errors
 from agent_sessions.integrations.payload_log import write_transaction
 from agent_sessions.integrations.pgasync import aclose_connections
 from agent_sessions.integrations.pgsql import (
+    ADK_DUPLICATE,
+    ADK_NOT_FOUND,
+    ADK_STORED,
     aappend_adk_event,
     append_adk_event,
+    aselect_one,
     is_postgres,
     read_payloads,
 )
+from agent_sessions.integrations.runs import (
+    RunRecord,
+    derived_run_id,
+    record_run,
+    record_runs_enabled,
+    usage_dict,
+)
 from agent_sessions.store import DjangoSessionStore
-from agent_sessions.validation import check_id, new_id, utcnow
+from agent_sessions.validation import check_id, utcnow
 
-__all__ = ["DjangoSessionService", "event_type_for_adk_event"]
+__all__ = ["DjangoSessionService", "asm_session_id", "event_type_for_adk_event"]
 
 #: Where the serialised ADK event sits inside the asm event's ``data``.
 EVENT_KEY = "adk_event"
@@ -69,6 +91,58 @@ SOURCE = "adk"
 _KIND_SESSION, _KIND_APP_STATE, _KIND_USER_STATE = "session", "app_state", "user_state"
 #: How many sessions list_sessions loads per round trip.
 LIST_CHUNK_SIZE = 500
+#: ``asm_runs.provider`` of the runs recorded for ADK invocations.
+PROVIDER = "google"
+#: How many (app, user, session id) → asm id resolutions a service remembers.
+_RESOLVED_CACHE_SIZE = 10_000
+_ID_PREFIX = "adk:"
+
+
+def asm_session_id(app_name: str, user_id: str, session_id: str) -> str:
+    """The ``asm_sessions.id`` of the ADK session (app, user, session id).
+
+    ``adk:<app>:<user>:<session id>`` with each part percent-escaped (``:``
+    and ``%`` included), so distinct identities never share an id; when that
+    would exceed the 255 characters of the column, ``adk:sha256:`` and the
+    hash of the three parts instead. Sessions created by earlier versions of
+    this adapter kept the ADK id itself; they are still found.
+
+    Args:
+        app_name: The ADK app.
+        user_id: The ADK user.
+        session_id: The ADK session id (already stripped).
+
+    Returns:
+        The asm session id.
+    """
+    readable = _ID_PREFIX + ":".join(
+        quote(part, safe="") for part in (app_name, user_id, session_id)
+    )
+    if len(readable) <= 255:
+        return readable
+    digest = hashlib.sha256("\x1f".join((app_name, user_id, session_id)).encode()).hexdigest()
+    return f"{_ID_PREFIX}sha256:{digest}"
+
+
+def _normalised_id(session_id: str | None) -> str:
+    """ADK's normalisation of a session id, the same on every call: surrounding blanks go."""
+    return session_id.strip() if session_id else ""
+
+
+def _asm_event_id(storage_id: str, adk_event_id: str) -> str:
+    """The asm event id of an ADK event: re-delivering the event finds the stored one."""
+    digest = hashlib.sha256(f"{storage_id}\x1f{adk_event_id}".encode()).hexdigest()
+    return f"evt_{digest[:32]}"
+
+
+def _json_safe(delta: dict[str, Any]) -> dict[str, Any]:
+    """A state delta in the JSON form ADK's database services store (datetimes as ISO
+    strings, sets as lists, anything else unserialisable as its string form)."""
+    return make_json_safe_state(delta) if delta else {}
+
+
+class _Duplicate(Exception):
+    """The event is already stored: roll back the append's other writes."""
 
 
 def event_type_for_adk_event(event: AdkEvent) -> core.EventType:
@@ -142,6 +216,8 @@ class DjangoSessionService(BaseSessionService):
         self.using = using
         self.fast_path = fast_path
         self._store = DjangoSessionStore(using=using)
+        # (app, user, session id) → asm session id of sessions known to exist.
+        self._resolved: dict[tuple[str, str, str], str] = {}
 
     # ------------------------------------------------------------------ the ADK API
 
@@ -171,7 +247,9 @@ class DjangoSessionService(BaseSessionService):
         config: GetSessionConfig | None = None,
     ) -> AdkSession | None:
         """Return the session with its events (filtered by ``config``), or None."""
-        return await run_in_worker(self._get_session, app_name, user_id, session_id, config)
+        return await run_in_worker(
+            self._get_session, app_name, user_id, _normalised_id(session_id), config
+        )
 
     async def list_sessions(
         self, *, app_name: str, user_id: str | None = None
@@ -181,7 +259,7 @@ class DjangoSessionService(BaseSessionService):
 
     async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
         """Delete the session with its events (no error when it does not exist)."""
-        await run_in_worker(self._delete_session, app_name, user_id, session_id)
+        await run_in_worker(self._delete_session, app_name, user_id, _normalised_id(session_id))
 
     async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
         """Return the user-scoped state (keys without the ``user:`` prefix)."""
@@ -198,9 +276,23 @@ class DjangoSessionService(BaseSessionService):
             return event
         self._apply_temp_state(session, event)
         event = self._trim_temp_delta_state(event)
-        await self._aappend_event(session, event)
-        session.last_update_time = event.timestamp
+        if not await self._aappend_event(session, event):
+            # Already stored (a re-delivery): neither the state delta nor the
+            # event is applied again, as ADK's own services do.
+            return event
+        # What get_session will read back: the timestamp at the column's
+        # microsecond precision, so that the two sessions compare equal.
+        session.last_update_time = datetime.fromtimestamp(event.timestamp, UTC).timestamp()
         return self._commit_event_to_session(session, event)
+
+    def asm_session_id(self, app_name: str, user_id: str, session_id: str) -> str | None:
+        """The ``asm_sessions.id`` holding this ADK session, or None when it does not exist.
+
+        New sessions are :func:`asm_session_id`; sessions created by earlier
+        versions of this adapter kept the ADK id itself.
+        """
+        alias = db_for_write(self.using, m.Session)
+        return self._resolve(alias, app_name, user_id, _normalised_id(session_id))
 
     async def aclose(self) -> None:
         """Close the private PostgreSQL connections of the running event loop.
@@ -268,22 +360,30 @@ class DjangoSessionService(BaseSessionService):
     def _create_session(
         self, app_name: str, user_id: str, state: dict[str, Any], session_id: str | None
     ) -> AdkSession:
-        session_id = check_id(session_id.strip(), "session_id") if session_id else new_id("ses_")
+        # A blank or whitespace-only id asks for a generated one, as in ADK.
+        adk_id = _normalised_id(session_id) or str(uuid.uuid4())
+        check_id(adk_id, "session_id")
         check_id(app_name, "app_name")
         check_id(user_id, "user_id")
-        app_delta, user_delta, session_state = _split_state(state)
+        app_delta, user_delta, session_state = (_json_safe(part) for part in _split_state(state))
         alias = db_for_write(self.using, m.Session)
+        storage_id = asm_session_id(app_name, user_id, adk_id)
         new = core.Session.new(
             app_name,
-            id=session_id,
+            id=storage_id,
             context=session_state,
-            metadata={"framework": SOURCE, "adk_kind": _KIND_SESSION, "adk_user_id": user_id},
+            metadata={
+                "framework": SOURCE,
+                "adk_kind": _KIND_SESSION,
+                "adk_user_id": user_id,
+                "adk_session_id": adk_id,
+            },
         )
         new.validate()
 
         def work() -> tuple[dict[str, Any], dict[str, Any]]:
-            if m.Session.objects.using(alias).filter(id=session_id).exists():
-                raise AlreadyExistsError(f"Session with id {session_id} already exists.")
+            if self._resolve(alias, app_name, user_id, adk_id, use_cache=False) is not None:
+                raise AlreadyExistsError(f"Session with id {adk_id} already exists.")
             m.Session.from_domain(new).save(using=alias, force_insert=True)
             app = (
                 self._update_state_row(
@@ -302,19 +402,51 @@ class DjangoSessionService(BaseSessionService):
             return app, user
 
         app, user = write_transaction(alias, "create_session", work)
+        self._remember(app_name, user_id, adk_id, storage_id)
         return AdkSession(
-            id=session_id,
+            id=adk_id,
             app_name=app_name,
             user_id=user_id,
             state=_merged_state(app, user, session_state),
             last_update_time=new.updated_at.timestamp(),
         )
 
-    def _session_row(self, alias: str, app_name: str, user_id: str, session_id: str) -> Any:
-        row = m.Session.objects.using(alias).filter(id=session_id, agent_id=app_name).first()
-        if row is None or (row.metadata or {}).get("adk_user_id") != user_id:
-            return None
-        return row
+    def _forget(self, session: AdkSession) -> None:
+        self._resolved.pop((session.app_name, session.user_id, _normalised_id(session.id)), None)
+
+    def _remember(self, app_name: str, user_id: str, adk_id: str, storage_id: str) -> None:
+        if len(self._resolved) >= _RESOLVED_CACHE_SIZE:
+            self._resolved.clear()
+        self._resolved[(app_name, user_id, adk_id)] = storage_id
+
+    def _resolve(
+        self, alias: str, app_name: str, user_id: str, adk_id: str, *, use_cache: bool = True
+    ) -> str | None:
+        """The asm id of the ADK session (app, user, id), or None when it does not exist.
+
+        Reads the write database: an append right after a create (or another
+        process's create) must find the row even with a read replica.
+        """
+        key = (app_name, user_id, adk_id)
+        if use_cache and key in self._resolved:
+            return self._resolved[key]
+        storage_id = asm_session_id(app_name, user_id, adk_id)
+        with translate_errors("get_session"):
+            found = set(
+                m.Session.objects.using(alias)
+                .filter(
+                    id__in=[storage_id, adk_id],
+                    agent_id=app_name,
+                    metadata__adk_kind=_KIND_SESSION,
+                    metadata__adk_user_id=user_id,
+                )
+                .values_list("id", flat=True)
+            )
+        # The current mapping first; then a row of the earlier one (asm id = ADK id).
+        resolved = next((sid for sid in (storage_id, adk_id) if sid in found), None)
+        if resolved is not None:
+            self._remember(app_name, user_id, adk_id, resolved)
+        return resolved
 
     def _get_session(
         self, app_name: str, user_id: str, session_id: str, config: GetSessionConfig | None
@@ -322,15 +454,18 @@ class DjangoSessionService(BaseSessionService):
         # The write database: the Runner reads back the turn it just stored
         # (a lagging replica would raise SessionNotFoundError or drop events).
         alias = db_for_read(self.using, m.Event, consistent=True)
+        storage_id = self._resolve(alias, app_name, user_id, session_id, use_cache=False)
+        if storage_id is None:
+            return None
         with translate_errors("get_session"):
-            row = self._session_row(alias, app_name, user_id, session_id)
+            row = m.Session.objects.using(alias).filter(id=storage_id).first()
             if row is None:
                 return None
             after = None
             if config and config.after_timestamp is not None:
                 after = datetime.fromtimestamp(config.after_timestamp, UTC)
             recent = config.num_recent_events if config else None
-            payloads = self._event_payloads(alias, session_id, after, recent)
+            payloads = self._event_payloads(alias, storage_id, after, recent)
             app = self._state_row(alias, _app_state_id(app_name))
             user = self._state_row(alias, _user_state_id(app_name, user_id))
         return AdkSession(
@@ -362,7 +497,7 @@ class DjangoSessionService(BaseSessionService):
         return [data[EVENT_KEY] for data in payloads.order_by("sequence_number")]
 
     def _list_sessions(self, app_name: str, user_id: str | None) -> ListSessionsResponse:
-        alias = db_for_read(self.using, m.Session)
+        alias = db_for_read(self.using, m.Session, consistent=True)
         with translate_errors("list_sessions"):
             rows = m.Session.objects.using(alias).filter(
                 agent_id=app_name, metadata__adk_kind=_KIND_SESSION
@@ -378,11 +513,13 @@ class DjangoSessionService(BaseSessionService):
             )
             for row in ordered.iterator(chunk_size=LIST_CHUNK_SIZE):
                 owner = row.metadata["adk_user_id"]
+                # Rows of the earlier mapping have no adk_session_id: their id is the ADK id.
+                adk_id = row.metadata.get("adk_session_id", row.id)
                 if owner not in user_states:
                     user_states[owner] = self._state_row(alias, _user_state_id(app_name, owner))
                 sessions.append(
                     AdkSession(
-                        id=row.id,
+                        id=adk_id,
                         app_name=app_name,
                         user_id=owner,
                         state=_merged_state(app, user_states[owner], row.context or {}),
@@ -395,120 +532,200 @@ class DjangoSessionService(BaseSessionService):
         # Decided on the database the delete goes to: a lagging replica may
         # not have the session yet, and the delete would silently do nothing.
         alias = db_for_write(self.using, m.Session)
-        with translate_errors("delete_session"):
-            if self._session_row(alias, app_name, user_id, session_id) is None:
-                return
-        self._store.delete_session(session_id)
+        storage_id = self._resolve(alias, app_name, user_id, session_id, use_cache=False)
+        self._resolved.pop((app_name, user_id, session_id), None)
+        if storage_id is not None:
+            self._store.delete_session(storage_id)
 
-    async def _aappend_event(self, session: AdkSession, event: AdkEvent) -> None:
-        """:meth:`_append_event`, awaited; on PostgreSQL without a worker thread when it can.
+    async def _aappend_event(self, session: AdkSession, event: AdkEvent) -> bool:
+        """Store the event; False when it was already stored (nothing changed).
 
-        An event whose state delta is session-scoped only (the common case)
-        is one statement (see :meth:`_append_event_postgres`), awaited on a
-        private async connection (:mod:`agent_sessions.integrations.pgasync`).
-        App- or user-scoped deltas need a transaction: a worker thread.
+        On PostgreSQL an event whose state delta is session-scoped only and
+        that carries no run update (the common case) is one statement (see
+        :meth:`_append_event_postgres`), awaited on a private async
+        connection (:mod:`agent_sessions.integrations.pgasync`). Everything
+        else needs a transaction: a worker thread.
+
+        Raises:
+            SessionNotFoundError: the session does not exist.
         """
         alias = db_for_write(self.using, m.Session)
         if not (self.fast_path and is_postgres(alias)):
-            await run_in_worker(self._append_event, session, event)
-            return
-        stored, app_delta, user_delta, session_delta = self._stored_event(session, event)
-        if app_delta or user_delta:
-            await run_in_worker(self._append_event, session, event)
-            return
-        with translate_errors("append_event"):
-            found = await aappend_adk_event(
-                alias,
-                stored,
-                app_name=session.app_name,
-                user_id=session.user_id,
-                state_delta=session_delta,
-                now=utcnow(),
-            )
-        if not found:
-            raise SessionNotFoundError(f"Session {session.id} not found.")
-
-    def _stored_event(
-        self, session: AdkSession, event: AdkEvent
-    ) -> tuple[core.Event, dict[str, Any], dict[str, Any], dict[str, Any]]:
-        """The validated asm event storing ``event``, and its app, user and session deltas."""
-        app_delta, user_delta, session_delta = _split_state(
-            dict(event.actions.state_delta or {}) if event.actions else {}
+            return await run_in_worker(self._append_event, session, event)
+        storage_id = await self._aresolve(alias, session)
+        stored, app_delta, user_delta, session_delta = self._stored_event(
+            session, storage_id, event
         )
-        stored = core.Event.new(
-            event_type_for_adk_event(event),
-            session.id,
-            timestamp=datetime.fromtimestamp(event.timestamp, UTC),
-            data={EVENT_KEY: event.model_dump(mode="json", exclude_none=True)},
-            metadata={"source": SOURCE, "author": event.author},
-        )  # validated (and normalised) by its constructor
-        return stored, app_delta, user_delta, session_delta
-
-    def _append_event(self, session: AdkSession, event: AdkEvent) -> None:
-        alias = db_for_write(self.using, m.Session)
-        stored, app_delta, user_delta, session_delta = self._stored_event(session, event)
-        if is_postgres(alias):
-            self._append_event_postgres(
-                alias, session, stored, app_delta, user_delta, session_delta
-            )
-            return
-
-        def work() -> None:
-            sessions = m.Session.objects.using(alias).filter(
-                id=session.id, agent_id=session.app_name, metadata__adk_user_id=session.user_id
-            )
-            # The UPDATE locks the row until commit, so concurrent appends to
-            # this session apply their state deltas one after the other.
-            if not sessions.update(updated_at=stored.timestamp):
-                raise SessionNotFoundError(f"Session {session.id} not found.")
-            if session_delta:
-                context = sessions.values_list("context", flat=True).first() or {}
-                sessions.update(context={**context, **session_delta})
-            self._update_shared_state(alias, session, app_delta, user_delta)
-            self._store.append_event(stored)
-
-        write_transaction(alias, "append_event", work)
-
-    def _append_event_postgres(
-        self,
-        alias: str,
-        session: AdkSession,
-        stored: core.Event,
-        app_delta: dict[str, Any],
-        user_delta: dict[str, Any],
-        session_delta: dict[str, Any],
-    ) -> None:
-        """:meth:`_append_event` on PostgreSQL: one statement unless shared state changes.
-
-        The event, the counter and the session row (``updated_at`` and the
-        session-scoped delta) are one statement (see
-        :func:`~agent_sessions.integrations.pgsql.append_adk_event`), which in
-        autocommit is a transaction of its own. App- and user-scoped deltas
-        live in other rows; only then does the append open a transaction,
-        updating them after that statement so that locks are always taken in
-        the order session row, counter, app state, user state.
-        """
-        connection = connections[alias]
-
-        def work() -> None:
-            with connection.cursor() as cursor:
-                found = append_adk_event(
-                    cursor,
+        if app_delta or user_delta or self._run_update(session, storage_id, event):
+            return await run_in_worker(self._append_event, session, event)
+        with translate_errors("append_event"):
+            try:
+                outcome = await aappend_adk_event(
+                    alias,
                     stored,
                     app_name=session.app_name,
                     user_id=session.user_id,
                     state_delta=session_delta,
                     now=utcnow(),
                 )
-            if not found:
-                raise SessionNotFoundError(f"Session {session.id} not found.")
-            self._update_shared_state(alias, session, app_delta, user_delta)
+            except IntegrityError:
+                # A concurrent append of the same event won: the transaction path
+                # finds it stored.
+                return await run_in_worker(self._append_event, session, event)
+        if outcome == ADK_NOT_FOUND:
+            self._resolved.pop(
+                (session.app_name, session.user_id, _normalised_id(session.id)), None
+            )
+            raise SessionNotFoundError(f"Session {session.id} not found.")
+        return outcome == ADK_STORED
 
-        with translate_errors("append_event"):
-            if app_delta or user_delta:
-                with transaction.atomic(using=alias):
-                    work()
+    async def _aresolve(self, alias: str, session: AdkSession) -> str:
+        """The asm id of ``session`` (cached; else one query on the private connection)."""
+        adk_id = _normalised_id(session.id)
+        key = (session.app_name, session.user_id, adk_id)
+        cached = self._resolved.get(key)
+        if cached is not None:
+            return cached
+        storage_id = asm_session_id(*key)
+        row = await aselect_one(
+            alias,
+            _RESOLVE_SQL,
+            {
+                "ids": [storage_id, adk_id],
+                "preferred": storage_id,
+                "app_name": session.app_name,
+                "user_id": session.user_id,
+            },
+        )
+        if row is None:
+            raise SessionNotFoundError(f"Session {session.id} not found.")
+        self._remember(*key, row[0])
+        return str(row[0])
+
+    def _stored_event(
+        self, session: AdkSession, storage_id: str, event: AdkEvent
+    ) -> tuple[core.Event, dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """The validated asm event storing ``event``, and its app, user and session deltas.
+
+        The deltas are in their stored JSON form (see :func:`_json_safe`).
+        """
+        app_delta, user_delta, session_delta = (
+            _json_safe(part)
+            for part in _split_state(dict(event.actions.state_delta or {}) if event.actions else {})
+        )
+        stored = core.Event.new(
+            event_type_for_adk_event(event),
+            storage_id,
+            id=_asm_event_id(storage_id, event.id),
+            timestamp=datetime.fromtimestamp(event.timestamp, UTC),
+            data={EVENT_KEY: event.model_dump(mode="json", exclude_none=True)},
+            metadata={"source": SOURCE, "author": event.author},
+        )  # validated (and normalised) by its constructor
+        return stored, app_delta, user_delta, session_delta
+
+    def _run_update(
+        self, session: AdkSession, storage_id: str, event: AdkEvent
+    ) -> RunRecord | None:
+        """The run update an event brings (model usage, a final answer, an error), or None."""
+        if not (event.invocation_id and record_runs_enabled()):
+            return None
+        usage = event.usage_metadata
+        final = event.author != "user" and event.is_final_response()
+        if usage is None and not final and not event.error_code:
+            return None
+        if event.error_code:
+            status = core.RunStatus.FAILED
+        elif final:
+            status = core.RunStatus.COMPLETED
+        else:
+            status = core.RunStatus.RUNNING
+        return RunRecord(
+            session_id=storage_id,
+            run_id=derived_run_id(storage_id, event.invocation_id),
+            provider=PROVIDER,
+            status=status,
+            model=event.model_version,
+            token_usage=usage_dict(
+                usage.prompt_token_count, usage.candidates_token_count, usage.total_token_count
+            )
+            if usage is not None
+            else {},
+            turns=1 if usage is not None else 0,
+            framework=SOURCE,
+            error={"error_code": event.error_code, "error_message": event.error_message or ""}
+            if event.error_code
+            else None,
+        )
+
+    def _append_event(self, session: AdkSession, event: AdkEvent) -> bool:
+        """Store the event, its state deltas and its run update in one transaction.
+
+        Returns:
+            False when the event was already stored (then nothing was written).
+        """
+        alias = db_for_write(self.using, m.Session)
+        storage_id = self._resolve(
+            alias, session.app_name, session.user_id, _normalised_id(session.id)
+        )
+        if storage_id is None:
+            raise SessionNotFoundError(f"Session {session.id} not found.")
+        stored, app_delta, user_delta, session_delta = self._stored_event(
+            session, storage_id, event
+        )
+        run_update = self._run_update(session, storage_id, event)
+
+        def work() -> None:
+            if is_postgres(alias):
+                with connections[alias].cursor() as cursor:
+                    outcome = append_adk_event(
+                        cursor,
+                        stored,
+                        app_name=session.app_name,
+                        user_id=session.user_id,
+                        state_delta=session_delta,
+                        now=utcnow(),
+                    )
+                if outcome == ADK_NOT_FOUND:
+                    raise SessionNotFoundError(f"Session {session.id} not found.")
+                if outcome == ADK_DUPLICATE:
+                    raise _Duplicate
             else:
-                # One statement: atomic on its own in autocommit, and part of
-                # the caller's transaction inside one.
-                work()
+                sessions = m.Session.objects.using(alias).filter(
+                    id=storage_id, agent_id=session.app_name, metadata__adk_user_id=session.user_id
+                )
+                # The UPDATE locks the row until commit, so concurrent appends to
+                # this session apply their state deltas one after the other.
+                if not sessions.update(updated_at=stored.timestamp):
+                    raise SessionNotFoundError(f"Session {session.id} not found.")
+                if m.Event.objects.using(alias).filter(id=stored.id).exists():
+                    raise _Duplicate
+                if session_delta:
+                    context = sessions.values_list("context", flat=True).first() or {}
+                    sessions.update(context={**context, **session_delta})
+                self._store.append_event(stored)
+            # Shared state after the session row and the counter: the lock order
+            # every append follows (session row, counter, app state, user state).
+            self._update_shared_state(alias, session, app_delta, user_delta)
+            if run_update is not None:
+                record_run(run_update, using=alias)
+
+        try:
+            write_transaction(alias, "append_event", work)
+        except SessionNotFoundError:
+            self._resolved.pop(
+                (session.app_name, session.user_id, _normalised_id(session.id)), None
+            )
+            raise
+        except _Duplicate:
+            return False
+        return True
+
+
+# The asm id of an ADK session: the current mapping's row first, else an earlier one's.
+_RESOLVE_SQL = """
+SELECT id FROM asm_sessions
+WHERE id = ANY(%(ids)s) AND agent_id = %(app_name)s
+  AND metadata ->> 'adk_kind' = 'session' AND metadata ->> 'adk_user_id' = %(user_id)s
+ORDER BY id = %(preferred)s DESC
+LIMIT 1
+"""

@@ -45,9 +45,13 @@ from agent_sessions.sequences import (
 )
 
 __all__ = [
+    "ADK_DUPLICATE",
+    "ADK_NOT_FOUND",
+    "ADK_STORED",
     "aappend_adk_event",
     "aappend_one",
     "append_adk_event",
+    "aselect_one",
     "is_postgres",
     "read_payloads",
 ]
@@ -69,18 +73,22 @@ FROM (
 ) AS latest
 """
 
-# One ADK append. ``target`` updates (and so locks, until the statement
+# One ADK append. ``duplicate`` finds the event when it is already stored
+# (a re-delivery): then nothing else happens. ``target`` updates (and so locks, until the statement
 # commits) the ADK session row, which queues concurrent appends to the
 # session: each merges its state delta into the state the previous one left.
 # Only when the session exists does ``counter`` bump the sequence counter and
 # ``inserted`` store the event under the number it returned.
 _APPEND_ADK_EVENT = f"""
-WITH target AS (
+WITH duplicate AS (
+    SELECT 1 FROM asm_events WHERE id = %(id)s
+), target AS (
     UPDATE asm_sessions
     SET updated_at = %(updated_at)s,
         context = coalesce(context, '{{}}'::jsonb) || %(state_delta)s::jsonb
     WHERE id = %(session_id)s AND agent_id = %(app_name)s
       AND metadata ->> 'adk_user_id' = %(user_id)s
+      AND NOT EXISTS (SELECT 1 FROM duplicate)
     RETURNING id
 ), counter AS (
     INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
@@ -95,8 +103,21 @@ WITH target AS (
     -- The store's protocol: notify only when a reader holds the session's watch lock.
     SELECT {NOTIFY_IF_WATCHED.format(sid="session_id", source="inserted")}
 )
-SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM notified)
+SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM duplicate),
+       (SELECT count(*) FROM notified)
 """
+
+#: What :func:`append_adk_event` did: stored the event, found it already
+#: stored (nothing written), or found no such ADK session (nothing written).
+ADK_STORED, ADK_DUPLICATE, ADK_NOT_FOUND = "stored", "duplicate", "not_found"
+
+
+def _adk_outcome(row: Any) -> str:
+    if row and row[0]:
+        return ADK_STORED
+    if row and row[1]:
+        return ADK_DUPLICATE
+    return ADK_NOT_FOUND
 
 
 def is_postgres(alias: str) -> bool:
@@ -146,7 +167,7 @@ def append_adk_event(
     user_id: str,
     state_delta: Mapping[str, Any],
     now: datetime,
-) -> bool:
+) -> str:
     """Store one validated ADK event and apply its session-scoped state delta, in one statement.
 
     The ADK session row gets ``updated_at = event.timestamp`` and its
@@ -162,7 +183,13 @@ def append_adk_event(
         now: When the counter was bumped (aware).
 
     Returns:
-        False when there is no such ADK session (then nothing was written).
+        :data:`ADK_STORED`, :data:`ADK_DUPLICATE` (an event with this id is
+        stored: nothing was written) or :data:`ADK_NOT_FOUND` (no such ADK
+        session: nothing was written).
+
+    Raises:
+        django.db.IntegrityError: a concurrent append stored the same event
+            first (nothing was written).
     """
     cursor.execute(
         _APPEND_ADK_EVENT,
@@ -170,8 +197,7 @@ def append_adk_event(
             event, app_name=app_name, user_id=user_id, state_delta=state_delta, now=now
         ),
     )
-    row = cursor.fetchone()
-    return bool(row and row[0])
+    return _adk_outcome(cursor.fetchone())
 
 
 async def aappend_adk_event(
@@ -182,7 +208,7 @@ async def aappend_adk_event(
     user_id: str,
     state_delta: Mapping[str, Any],
     now: datetime,
-) -> bool:
+) -> str:
     """:func:`append_adk_event` awaited on a private async connection (see :mod:`.pgasync`).
 
     The same statement, alone in autocommit: atomic on its own.
@@ -196,16 +222,30 @@ async def aappend_adk_event(
         now: When the counter was bumped (aware).
 
     Returns:
-        False when there is no such ADK session (then nothing was written).
+        What happened, as :func:`append_adk_event` returns it.
 
     Raises:
+        django.db.IntegrityError: a concurrent append stored the same event first.
         django.db.DatabaseError: the database failed (nothing was written).
     """
     params = _adk_event_params(
         event, app_name=app_name, user_id=user_id, state_delta=state_delta, now=now
     )
-    row = await execute_one(alias, _APPEND_ADK_EVENT, params)
-    return bool(row and row[0])
+    return _adk_outcome(await execute_one(alias, _APPEND_ADK_EVENT, params))
+
+
+async def aselect_one(alias: str, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """A one-row read awaited on the private async connection (the write database).
+
+    Args:
+        alias: A PostgreSQL database alias.
+        sql: A SELECT with ``%(name)s`` parameters.
+        params: Its parameters.
+
+    Returns:
+        The first row, or None.
+    """
+    return await execute_one(alias, sql, params)
 
 
 async def aappend_one(alias: str, event: core.Event) -> int | None:
