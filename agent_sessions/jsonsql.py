@@ -11,6 +11,14 @@ failing the whole query:
   the magnitude);
 - SQLite: ``CASE WHEN json_type(col, '$."key"') IN ('integer', 'real')
   THEN json_extract(col, '$."key"') END``.
+
+Previews of large JSON columns (the admin's timelines) read only a bounded
+prefix of the column's text, so a 1 MB payload costs the database a
+serialisation but never crosses the wire (:class:`JSONTextPrefix`):
+
+- PostgreSQL: ``left(col::text, n)`` (``jsonb`` prints its keys shortest
+  first, so ``role`` and ``type`` come before ``content``);
+- SQLite: ``substr(col, 1, n)`` (the column is the JSON text as written).
 """
 
 from __future__ import annotations
@@ -21,12 +29,12 @@ from typing import Any
 
 from django.db import NotSupportedError
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Expression, F, FloatField, Value
+from django.db.models import Expression, F, FloatField, TextField, Value
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Coalesce
 from django.db.models.sql.compiler import SQLCompiler
 
-__all__ = ["JSONNumber", "as_int", "json_number"]
+__all__ = ["JSONNumber", "JSONTextPrefix", "as_int", "json_number"]
 
 
 class JSONNumber(Expression):
@@ -71,6 +79,38 @@ class JSONNumber(Expression):
             f"THEN json_extract({column}, %s) END"
         )
         return sql, [*params, path, *params, path]
+
+
+class JSONTextPrefix(Expression):
+    """The first ``length`` characters of the JSON column ``column`` as text (NULL stays NULL)."""
+
+    output_field = TextField()
+
+    def __init__(self, column: str, length: int) -> None:
+        super().__init__()
+        self.column: Any = F(column)
+        self.length = int(length)
+
+    def get_source_expressions(self) -> list[Any]:
+        return [self.column]
+
+    def set_source_expressions(self, exprs: Sequence[Combinable | Expression]) -> None:
+        (self.column,) = exprs
+
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> Any:
+        raise NotSupportedError(f"JSON text prefixes are not implemented for {connection.vendor}.")
+
+    def as_postgresql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.column)
+        return f"left(({column})::text, %s)", [*params, self.length]
+
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.column)
+        return f"substr({column}, 1, %s)", [*params, self.length]
 
 
 def json_number(column: str, key: str, *, default: int | None = None) -> Any:

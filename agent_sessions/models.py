@@ -245,6 +245,8 @@ class Event(models.Model):
                 fields=["sequence_number", "session_id", "id"],
                 name="asm_events_sequence_number_session_id_id_index",
             ),
+            # Added by 0003 for the admin's event search by run id.
+            AsmIndex(fields=["run_id"], name="asm_events_run_id_index"),
         ]
 
     def __str__(self) -> str:

@@ -32,6 +32,7 @@ __all__ = [
     "cost_usd",
     "pricing_table_problem",
     "resolve_rates",
+    "run_cost_usd",
 ]
 
 #: AgentSessionManager's pricing table (USD per token).
@@ -186,3 +187,40 @@ def resolve_rates(
 def cost_usd(rates: Mapping[str, float], tokens: Mapping[str, int | float]) -> float:
     """The cost of ``tokens`` (``{"input_tokens": n, …}``; missing keys count 0) at ``rates``."""
     return float(sum(rates[name] * tokens.get(key, 0) for name, key in TOKEN_KEYS.items()))
+
+
+def _token_count(value: Any) -> float:
+    # As in SQL (agent_sessions.jsonsql): only JSON numbers count; a non-finite one is missing.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return value if math.isfinite(value) else 0
+
+
+def run_cost_usd(
+    *,
+    stored_cost: float | None,
+    provider: str | None,
+    model: str | None,
+    token_usage: Mapping[str, Any] | None,
+    table: Mapping[str, Any] | None = None,
+) -> float | None:
+    """One run's cost, counted as ``DjangoQueryAPI.get_cost_summary`` counts it.
+
+    Args:
+        stored_cost: The run's ``cost_usd`` (a stored 0.0 is a cost).
+        provider: The run's provider.
+        model: ``provider_metadata["model"]``, or None.
+        token_usage: The run's ``token_usage``.
+        table: A pricing table; None means :func:`active_pricing_table`.
+
+    Returns:
+        The stored cost, else the cost of its tokens at the table's rates,
+        else None (an unmapped run).
+    """
+    if stored_cost is not None:
+        return float(stored_cost)
+    rates = resolve_rates(active_pricing_table() if table is None else table, provider, model)
+    if rates is None:
+        return None
+    usage = token_usage or {}
+    return cost_usd(rates, {key: _token_count(usage.get(key)) for key in TOKEN_KEYS.values()})

@@ -15,14 +15,17 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from agent_sessions import models as m
+from agent_sessions.admin import actions as admin_actions
 from agent_sessions.admin import sessions as session_admin
 from agent_sessions.admin.paginator import EstimatedCountPaginator
+from agent_sessions.archive import read_archive
 from agent_sessions.core import EventType, RunStatus, SessionStatus
 from tests.factories import ArtifactFactory, EventFactory, RunFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
 
 UTC = dt.UTC
+HOUR = dt.timedelta(hours=1)
 MODELS = ("session", "run", "event", "artifact")
 
 
@@ -210,7 +213,7 @@ def test_soft_delete_action_marks_sessions_deleted(admin_client: Client):
 def test_soft_delete_action_works_through_every_batch(
     admin_client: Client, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(session_admin, "ACTION_BATCH_SIZE", 2)
+    monkeypatch.setattr(admin_actions, "ACTION_BATCH_SIZE", 2)
     sessions = SessionFactory.create_batch(5)
 
     post_action(admin_client, "soft_delete_sessions", [s.id for s in sessions])
@@ -226,22 +229,45 @@ def test_restore_action_clears_the_soft_delete(admin_client: Client):
     assert m.Session.objects.get(pk=session.id).deleted_at is None
 
 
-def test_export_action_returns_the_export_shape_serialised_with_to_dict(admin_client: Client):
+def exported_lines(response: Any) -> list[dict[str, Any]]:
+    body = b"".join(response.streaming_content).decode()
+    return [json.loads(line) for line in body.splitlines()]
+
+
+def test_export_action_streams_json_lines_serialised_with_to_dict(admin_client: Client):
     session = SessionFactory(metadata={"k": "v"})
     run = RunFactory(session_id=session.id)
     events = events_of(session, 2, run_id=run.id)
 
     response = post_action(admin_client, "export_sessions_json", [session.id])
 
-    assert response["Content-Type"].startswith("application/json")
+    assert response.streaming
+    assert response["Content-Type"].startswith("application/x-ndjson")
     assert "attachment" in response["Content-Disposition"]
-    assert json.loads(response.content) == [
-        {
-            "session": session.to_domain().to_dict(),
-            "runs": [m.Run.objects.get(pk=run.id).to_domain().to_dict()],
-            "events": [m.Event.objects.get(pk=e.id).to_domain().to_dict() for e in events],
-        }
+    assert exported_lines(response) == [
+        {"kind": "session", "record": session.to_domain().to_dict()},
+        {"kind": "run", "record": m.Run.objects.get(pk=run.id).to_domain().to_dict()},
+        *(
+            {"kind": "event", "record": m.Event.objects.get(pk=e.id).to_domain().to_dict()}
+            for e in events
+        ),
     ]
+
+
+def test_export_of_several_sessions_is_one_stream_read_back_by_read_archive(
+    admin_client: Client, tmp_path: Any
+):
+    first, second = SessionFactory(id="ses_a"), SessionFactory(id="ses_b")
+    events_of(first, 3)
+    events_of(second, 2)
+
+    response = post_action(admin_client, "export_sessions_json", [second.id, first.id])
+    path = tmp_path / "export.jsonl"
+    path.write_bytes(b"".join(response.streaming_content))
+
+    records = [(kind, record.id) for kind, record in read_archive(path)]
+    assert [r for r in records if r[0] == "session"] == [("session", "ses_a"), ("session", "ses_b")]
+    assert sum(1 for kind, _ in records if kind == "event") == 5
 
 
 def test_export_refuses_more_sessions_than_the_cap(
@@ -257,14 +283,14 @@ def test_export_refuses_more_sessions_than_the_cap(
 
 
 def test_view_only_staff_can_export_but_cannot_soft_delete(django_user_model: Any):
-    client = staff_client(django_user_model, "view_session")
+    client = staff_client(django_user_model, "view_session", "view_run", "view_event")
     session = SessionFactory()
 
     exported = post_action(client, "export_sessions_json", [session.id])
     post_action(client, "soft_delete_sessions", [session.id])
 
     assert exported.status_code == 200
-    assert exported["Content-Type"].startswith("application/json")
+    assert exported["Content-Type"].startswith("application/x-ndjson")
     assert m.Session.objects.get(pk=session.id).deleted_at is None
 
 
@@ -433,26 +459,37 @@ def test_superusers_may_delete_events_when_the_setting_allows(
     assert not m.Event.objects.filter(pk=deleted.id).exists()
 
 
-def test_events_are_ordered_by_session_and_sequence(admin_client: Client):
-    b, a = SessionFactory(id="ses_b"), SessionFactory(id="ses_a")
-    for session in (b, a):
-        for n in (2, 1):
-            EventFactory(session_id=session.id, sequence_number=n)
+def test_events_list_newest_activity_first(admin_client: Client):
+    start = dt.datetime(2025, 1, 1, tzinfo=UTC)
+    for n, session_id in enumerate(["ses_b", "ses_a", "ses_b", "ses_c"]):
+        EventFactory(session_id=session_id, sequence_number=n, timestamp=start + dt.timedelta(n))
 
     response = admin_client.get(changelist("event"))
 
     listed = [(e.session_id, e.sequence_number) for e in response.context["cl"].result_list]
-    assert listed == [("ses_a", 1), ("ses_a", 2), ("ses_b", 1), ("ses_b", 2)]
+    assert listed == [("ses_c", 3), ("ses_b", 2), ("ses_a", 1), ("ses_b", 0)]
+
+
+def test_a_sessions_event_list_is_newest_sequence_first(admin_client: Client):
+    session = SessionFactory()
+    events_of(session, 3)
+
+    response = admin_client.get(changelist("event"), {"session_id": session.id})
+
+    assert [e.sequence_number for e in response.context["cl"].result_list] == [3, 2, 1]
 
 
 def test_events_cannot_be_sorted_by_an_unindexed_column_through_the_url(admin_client: Client):
-    EventFactory(session_id="ses_a", sequence_number=1, type="tool_call_started")
-    EventFactory(session_id="ses_b", sequence_number=1, type="error_occurred")
+    start = dt.datetime(2025, 1, 1, tzinfo=UTC)
+    EventFactory(session_id="ses_a", sequence_number=1, type="tool_call_started", timestamp=start)
+    EventFactory(
+        session_id="ses_b", sequence_number=1, type="error_occurred", timestamp=start + HOUR
+    )
 
     response = admin_client.get(changelist("event"), {"o": "1"})
 
     listed = [e.session_id for e in response.context["cl"].result_list]
-    assert listed == ["ses_a", "ses_b"]
+    assert listed == ["ses_b", "ses_a"]
 
 
 def test_event_type_filter_offers_every_event_type(admin_client: Client):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from agent_sessions import models
-from agent_sessions.admin.display import json_display, session_link
+from agent_sessions.admin.display import json_display, run_link, session_link
 from agent_sessions.admin.filters import ArtifactDeletedListFilter
 from agent_sessions.admin.options import BigTableAdmin
 
@@ -17,6 +17,7 @@ class ArtifactAdmin(BigTableAdmin):
     list_display = (
         "key",
         "session",
+        "run",
         "content_type",
         "byte_size",
         "storage_backend",
@@ -27,6 +28,7 @@ class ArtifactAdmin(BigTableAdmin):
         "id",
         "key",
         "session_id",
+        "run_id",
         "content_type",
         "byte_size",
         "storage_backend",
@@ -42,9 +44,14 @@ class ArtifactAdmin(BigTableAdmin):
     url_lookups = ("session_id",)
     json_fields = ("metadata",)
     editable_fields = ("content_type", "metadata")
+    linked_fields = {"session_id": "session", "run_id": "run"}
 
     metadata_json = json_display("metadata")
 
     @admin.display(description="session")
     def session(self, obj: models.Artifact) -> str:
         return session_link(obj.session_id)
+
+    @admin.display(description="run")
+    def run(self, obj: models.Artifact) -> str:
+        return run_link(obj.run_id)

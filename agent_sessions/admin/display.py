@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +18,19 @@ from django.utils.safestring import SafeString
 
 from agent_sessions import models
 
+#: A ``\\n`` escape inside a JSON string (not an escaped backslash followed by ``n``).
+_NEWLINE_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\n")
+
 
 def pretty_json(value: Any) -> SafeString:
-    """``value`` as indented JSON in a ``<pre>`` block, HTML-escaped."""
+    """``value`` as indented JSON in a wrapped, scrollable ``<pre>`` block, HTML-escaped.
+
+    Newlines inside strings are shown as line breaks rather than ``\\n``, so
+    a multi-line message or a stack trace reads as written; the raw JSON
+    (copy/download on the event page) keeps the escapes.
+    """
     text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    text = _NEWLINE_ESCAPE.sub(lambda match: match.group(1) + "\n", text)
     return format_html('<pre class="asm-json">{}</pre>', text)
 
 
@@ -53,6 +63,12 @@ def admin_url(model: type[Model], object_id: str) -> str:
     return reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[quote(object_id)])
 
 
+def admin_view_url(model: type[Model], view: str, object_id: str) -> str:
+    """The admin view ``view`` (``"conversation"``, ``"raw"``…) of ``model``'s row ``object_id``."""
+    meta = model._meta
+    return reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=[quote(object_id)])
+
+
 def changelist_url(model: type[Model], **params: Any) -> str:
     """The admin changelist of ``model`` filtered by exact ``params``."""
     meta = model._meta
@@ -62,9 +78,26 @@ def changelist_url(model: type[Model], **params: Any) -> str:
 
 def session_link(session_id: str | None) -> str:
     """A link to a session's page, or ``-`` when there is no id."""
-    if not session_id:
+    return id_link(models.Session, session_id)
+
+
+def id_link(model: type[Model], object_id: str | None, label: str | None = None) -> str:
+    """A link to ``model``'s admin page of ``object_id``, or ``-`` when there is no id."""
+    if not object_id:
         return "-"
-    return format_html('<a href="{}">{}</a>', admin_url(models.Session, session_id), session_id)
+    return format_html(
+        '<a href="{}" class="asm-id">{}</a>', admin_url(model, object_id), label or object_id
+    )
+
+
+def run_link(run_id: str | None) -> str:
+    """A link to a run's page, or ``-`` when there is no id."""
+    return id_link(models.Run, run_id)
+
+
+def format_cost(cost: float | None) -> str:
+    """A cost in USD for a table cell (``-`` when unknown)."""
+    return "-" if cost is None else f"{cost:.6f}"
 
 
 def token_summary(token_usage: dict[str, Any] | None) -> str:

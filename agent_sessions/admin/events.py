@@ -2,23 +2,55 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import URLPattern, path
 from django.utils.html import format_html
 
 from agent_sessions import models
 from agent_sessions.admin.display import (
     admin_url,
+    admin_view_url,
     changelist_url,
     json_display,
+    run_link,
     session_link,
     utc_timestamp,
 )
 from agent_sessions.admin.filters import EventTypeFilter
 from agent_sessions.admin.options import BigTableAdmin
+from agent_sessions.admin.search import search_events
 from agent_sessions.conf import app_settings
+from agent_sessions.errors import ValidationError
+from agent_sessions.validation import check_id, check_varchar
+
+#: The columns of an event's raw JSON, in table order.
+RAW_COLUMNS = (
+    "id",
+    "type",
+    "timestamp",
+    "session_id",
+    "run_id",
+    "sequence_number",
+    "data",
+    "metadata",
+    "schema_version",
+    "provider",
+    "correlation_id",
+)
+
+
+def raw_event(event: models.Event) -> dict[str, Any]:
+    """An event row as JSON (the stored values; the type is kept as stored)."""
+    values = {column: getattr(event, column) for column in RAW_COLUMNS}
+    values["timestamp"] = event.timestamp.isoformat() if event.timestamp else None
+    return values
 
 
 @admin.register(models.Event)
@@ -33,7 +65,7 @@ class EventAdmin(BigTableAdmin):
         "sequence_number",
         "type",
         "session",
-        "run_id",
+        "run",
         "timestamp_utc",
         "provider",
         "correlation_id",
@@ -51,13 +83,15 @@ class EventAdmin(BigTableAdmin):
     )
     list_filter = (EventTypeFilter,)
     sortable_by = ()
-    ordering = ("session_id", "sequence_number")
+    # Newest activity first (the timestamp index); a session's list by sequence.
+    ordering = ("-timestamp",)
     search_fields = ("id",)
     search_help_text = "Exact session id, run id, correlation id or event id."
     exact_search_fields = ("session_id", "run_id", "correlation_id", "id")
     url_lookups = ("session_id", "run_id", "correlation_id")
     json_fields = ("data", "metadata")
-    extra_detail_fields = ("session_row", "timeline")
+    extra_detail_fields = ("session_row", "timeline", "raw_json")
+    linked_fields = {"session_id": "session", "run_id": "run"}
 
     data_json = json_display("data")
     metadata_json = json_display("metadata")
@@ -74,9 +108,72 @@ class EventAdmin(BigTableAdmin):
             and admin.ModelAdmin.has_delete_permission(self, request, obj)
         )
 
+    def get_ordering(self, request: HttpRequest) -> Any:
+        if "session_id" in request.GET:
+            # The (session_id, sequence_number) index, read backwards.
+            return ("-sequence_number",)
+        return super().get_ordering(request)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            term = check_varchar(term, "search", required=True)
+        except ValidationError:
+            return queryset.none(), False
+        return search_events(queryset, term), False
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/raw/",
+                self.admin_site.admin_view(self.raw_view),
+                name="{}_{}_raw".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def raw_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The event's row as JSON: a download, or inline with ``?inline=1`` (for copying)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        event_id = unquote(object_id)
+        try:
+            check_id(event_id, "id")
+        except ValidationError:
+            raise Http404("No such event.") from None
+        event = models.Event.objects.filter(pk=event_id).first()
+        if event is None:
+            raise Http404("No such event.")
+        body = json.dumps(raw_event(event), ensure_ascii=False, indent=2)
+        response = HttpResponse(body, content_type="application/json; charset=utf-8")
+        if not request.GET.get("inline"):
+            name = "".join(c if c.isalnum() or c in "-_." else "_" for c in event_id)
+            response["Content-Disposition"] = f'attachment; filename="{name}.json"'
+        return response
+
     @admin.display(description="session")
     def session(self, obj: models.Event) -> str:
         return session_link(obj.session_id)
+
+    @admin.display(description="run")
+    def run(self, obj: models.Event) -> str:
+        return run_link(obj.run_id)
+
+    @admin.display(description="raw JSON")
+    def raw_json(self, obj: models.Event) -> str:
+        url = admin_view_url(models.Event, "raw", obj.id)
+        return format_html(
+            '<a href="{}" class="button asm-download" download>Download raw JSON</a> '
+            '<button type="button" class="button asm-copy" data-copy-url="{}?inline=1">'
+            'Copy raw JSON</button> <span class="asm-copy-status" aria-live="polite"></span>',
+            url,
+            url,
+        )
 
     @admin.display(description="timestamp (UTC)")
     def timestamp_utc(self, obj: models.Event) -> str:
@@ -92,9 +189,13 @@ class EventAdmin(BigTableAdmin):
     def timeline(self, obj: models.Event) -> str:
         around = admin_url(models.Session, obj.session_id)
         events = changelist_url(models.Event, session_id=obj.session_id)
+        conversation = admin_view_url(models.Session, "conversation", obj.session_id)
         return format_html(
+            '<a href="{}?at={}">This event in its conversation</a> · '
             '<a href="{}?before_seq={}">This event in its session timeline</a> · '
             '<a href="{}">All events of this session</a>',
+            conversation,
+            obj.sequence_number,
             around,
             obj.sequence_number + 1,
             events,

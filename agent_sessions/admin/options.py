@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 
 from agent_sessions.admin.paginator import EstimatedCountPaginator
@@ -35,6 +35,8 @@ class BoundedChangeList(ChangeList):
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
+        # A page past the last one was shown as the last (the paginator clamps it).
+        self.page_num = min(self.page_num, max(1, self.paginator.num_pages))
         if not getattr(self.paginator, "is_exact", True):
             # An estimate is not a result count: the search bar would print it
             # as "1001 results"; the pagination line says "about"/"more than".
@@ -53,6 +55,8 @@ class BigTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         json_fields: JSON columns shown pretty-printed on the detail page.
         editable_fields: Columns editable when ``ADMIN_ALLOW_EDIT`` is True.
         extra_detail_fields: Read-only extras after the columns (links, checks).
+        linked_fields: Id columns shown on the detail page as links, by the
+            name of the display method that renders the link.
     """
 
     paginator = EstimatedCountPaginator
@@ -66,9 +70,29 @@ class BigTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     json_fields: Sequence[str] = ()
     editable_fields: Sequence[str] = ()
     extra_detail_fields: Sequence[str] = ()
+    linked_fields: dict[str, str] = {}
     search_help_text = "Exact id."
 
+    class Media:
+        css = {"all": ("agent_sessions/admin.css",)}
+        js = ("agent_sessions/admin.js",)
+
     # ----- permissions
+
+    def can_view(self, request: HttpRequest, model: type[Model]) -> bool:
+        """True when the user may view ``model``'s rows (its admin's view permission).
+
+        The session page, the conversation view and the export show runs and
+        events only to users who may open those rows' own pages.
+        """
+        model_admin = self.admin_site._registry.get(model)
+        if model_admin is not None:
+            return bool(model_admin.has_view_permission(request))
+        opts = model._meta
+        user = request.user
+        return user.has_perm(f"{opts.app_label}.view_{opts.model_name}") or user.has_perm(
+            f"{opts.app_label}.change_{opts.model_name}"
+        )
 
     def allows_edit(self) -> bool:
         """True when the settings allow editing rows of this model."""
@@ -86,6 +110,20 @@ class BigTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
     # ----- changelist
+
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Any],
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> Any:
+        raw = request.GET.get("p", "1")
+        wanted = int(raw) if raw.isdigit() and len(raw) < 6 else 1
+        return self.paginator(
+            queryset, per_page, orphans, allow_empty_first_page, wanted_page=wanted
+        )
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return BoundedChangeList
@@ -142,6 +180,8 @@ class BigTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         for name in self.detail_fields():
             if name in self.json_fields and not (editable and name in self.editable_fields):
                 fields.append(f"{name}_json")
+            elif name in self.linked_fields and not (editable and name in self.editable_fields):
+                fields.append(self.linked_fields[name])
             else:
                 fields.append(name)
         return fields + list(self.extra_detail_fields)

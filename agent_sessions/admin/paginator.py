@@ -21,7 +21,7 @@ import math
 from functools import cached_property
 from typing import Any
 
-from django.core.paginator import Paginator
+from django.core.paginator import EmptyPage, Paginator
 from django.db import DatabaseError, connections, transaction
 from django.db.models import QuerySet
 
@@ -87,10 +87,27 @@ class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
     count_timeout_ms = 500
     max_pages = 100
 
-    def __init__(self, object_list: Any, per_page: int | str, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        object_list: Any,
+        per_page: int | str,
+        *args: Any,
+        wanted_page: int = 1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(object_list, per_page, *args, **kwargs)
         self.is_estimate = False
         self.is_capped = False
+        #: The page the request asks for: the count reaches at least to it, so
+        #: page 22 of a filtered list exists when the rows do (bounded by max_pages).
+        self.wanted_page = max(1, min(int(wanted_page), self.max_pages))
+
+    @property
+    def effective_cap(self) -> int:
+        """The count is exact up to this many rows: the cap, or deeper for a deep page."""
+        if self.wanted_page == 1:
+            return self.count_cap
+        return max(self.count_cap, self.wanted_page * int(self.per_page))
 
     @cached_property
     def count(self) -> int:
@@ -101,17 +118,18 @@ class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
         vendor = connections[queryset.db].vendor
         if vendor == "postgresql" and not queryset.query.where:
             estimate = postgres_row_estimate(queryset.db, queryset.model._meta.db_table)
-            if estimate is not None and estimate > self.count_cap:
+            if estimate is not None and estimate > self.effective_cap:
                 self.is_estimate = True
                 return estimate
-        capped = queryset.order_by().values("pk")[: self.count_cap + 1]
+        cap = self.effective_cap
+        capped = queryset.order_by().values("pk")[: cap + 1]
         if vendor == "postgresql":
             counted = postgres_count_with_timeout(capped, self.count_timeout_ms)
         else:
             counted = capped.count()
-        if counted is None or counted > self.count_cap:
+        if counted is None or counted > cap:
             self.is_capped = True
-            return self.count_cap + 1
+            return cap + 1
         return counted
 
     @cached_property
@@ -121,6 +139,19 @@ class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
             return 0
         hits = max(1, self.count - self.orphans)
         return min(math.ceil(hits / self.per_page), self.max_pages)
+
+    def validate_number(self, number: Any) -> int:
+        """The page number, a page past the last one becoming the last page.
+
+        Django's changelist answers an invalid page by redirecting to the
+        unfiltered list (``?e=1``), which loses the user's filters.
+        """
+        try:
+            return super().validate_number(number)
+        except EmptyPage:
+            if isinstance(number, int) and number > 1:
+                return max(1, self.num_pages)
+            raise
 
     @property
     def is_exact(self) -> bool:

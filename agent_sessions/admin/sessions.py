@@ -1,4 +1,4 @@
-"""The session admin: list, actions and the bounded session page."""
+"""The session admin: list, actions, the bounded session page and the conversation view."""
 
 from __future__ import annotations
 
@@ -7,79 +7,60 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
 
 from agent_sessions import models
+from agent_sessions.admin import actions
+from agent_sessions.admin.conversation import (
+    TYPE_GROUPS,
+    ConversationQuery,
+    conversation_page,
+    fragment_page,
+    run_summaries,
+)
 from agent_sessions.admin.display import (
     admin_url,
+    admin_view_url,
     changelist_url,
+    format_cost,
     json_display,
-    json_preview,
     token_summary,
     utc_timestamp,
 )
+from agent_sessions.admin.export import export_lines
 from agent_sessions.admin.filters import SessionStatusFilter, SoftDeletedListFilter
 from agent_sessions.admin.options import BigTableAdmin
-from agent_sessions.db import db_for_write
-from agent_sessions.errors import AgentSessionsError
+from agent_sessions.admin.previews import LINE_PREVIEW_CHARS, parse_prefix, with_data_prefix
+from agent_sessions.admin.transcript import blocks_for, summary_line
+from agent_sessions.core import EventType
+from agent_sessions.errors import AgentSessionsError, ValidationError
 from agent_sessions.query import DjangoQueryAPI
-from agent_sessions.validation import utcnow
+from agent_sessions.validation import check_id
 
 #: Events shown per page of a session's timeline.
 TIMELINE_SIZE = 50
 #: Runs shown on a session page (the run changelist has the rest).
 SESSION_PAGE_RUNS = 50
-#: Most sessions one export action may write (each carries all its events).
+#: Most sessions one export action may stream.
 EXPORT_MAX_SESSIONS = 100
-#: Rows changed per transaction by the soft-delete and restore actions.
-ACTION_BATCH_SIZE = 500
 #: Sequence numbers are PostgreSQL ``integer``s.
 MAX_SEQUENCE = 2**31 - 1
+#: The live stream of :mod:`agent_sessions.urls`, when the project includes it.
+STREAM_URL_NAME = "agent_sessions:event-stream"
 
 
-def _export_session(session_id: str) -> dict[str, Any]:
-    """One session's :meth:`DjangoQueryAPI.export_session`, serialised with ``to_dict``.
-
-    Raises:
-        NotFoundError: the session does not exist.
-    """
-    export = DjangoQueryAPI().export_session(session_id)
-    result: dict[str, Any] = {
-        "session": export["session"].to_dict(),
-        "runs": [run.to_dict() for run in export["runs"]],
-        "events": [event.to_dict() for event in export["events"]],
-    }
-    if "artifacts" in export:
-        result["artifacts"] = export["artifacts"]
-    return result
-
-
-def _update_in_batches(queryset: QuerySet[Any], **values: Any) -> int:
-    """``queryset.update(**values)`` in keyset batches, one short transaction each.
-
-    On the write database, ids included: an action's queryset reads from the
-    routers' read database, which may be a read-only, lagging replica (where
-    the update fails and the ids miss rows written since). An explicit
-    ``using()`` on the admin's queryset is kept.
-    """
-    model = queryset.model
-    # QuerySet._db: the alias of an explicit using(), None when routed.
-    alias = db_for_write(getattr(queryset, "_db", None), model)
-    ids = queryset.using(alias).order_by("pk").values_list("pk", flat=True)
-    changed = 0
-    last: str | None = None
-    while True:
-        page = ids.filter(pk__gt=last) if last is not None else ids
-        batch = list(page[:ACTION_BATCH_SIZE])
-        if not batch:
-            return changed
-        rows = model._default_manager.using(alias).filter(pk__in=batch)
-        with transaction.atomic(using=alias):
-            changed += rows.update(**values)
-        last = batch[-1]
+def stream_url(session_id: str) -> str | None:
+    """The live event stream of a session, or None when ``agent_sessions.urls`` is not included."""
+    try:
+        return reverse(STREAM_URL_NAME, args=[session_id])
+    except NoReverseMatch:
+        return None
 
 
 @admin.register(models.Session)
@@ -138,20 +119,28 @@ class SessionAdmin(BigTableAdmin):
 
     # ----- actions
 
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        """Exports carry runs and events: the user must be allowed to view all three."""
+        return (
+            self.has_view_permission(request)
+            and self.can_view(request, models.Run)
+            and self.can_view(request, models.Event)
+        )
+
     @admin.action(permissions=["change"], description="Soft-delete selected sessions")
     def soft_delete_sessions(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        changed = _update_in_batches(queryset.filter(deleted_at__isnull=True), deleted_at=utcnow())
+        changed = actions.soft_delete_sessions(request, queryset)
         self.message_user(request, f"Soft-deleted {changed} session(s).", messages.SUCCESS)
 
     @admin.action(permissions=["change"], description="Restore selected soft-deleted sessions")
     def restore_sessions(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        changed = _update_in_batches(queryset.filter(deleted_at__isnull=False), deleted_at=None)
+        changed = actions.restore_sessions(request, queryset)
         self.message_user(request, f"Restored {changed} session(s).", messages.SUCCESS)
 
-    @admin.action(permissions=["view"], description="Export selected sessions as JSON")
+    @admin.action(permissions=["export"], description="Export selected sessions (JSON Lines)")
     def export_sessions_json(
         self, request: HttpRequest, queryset: QuerySet[Any]
-    ) -> HttpResponse | None:
+    ) -> HttpResponse | StreamingHttpResponse | None:
         ids = list(queryset.order_by("pk").values_list("pk", flat=True)[: EXPORT_MAX_SESSIONS + 1])
         if len(ids) > EXPORT_MAX_SESSIONS:
             self.message_user(
@@ -160,15 +149,11 @@ class SessionAdmin(BigTableAdmin):
                 messages.ERROR,
             )
             return None
-        try:
-            exports = [_export_session(session_id) for session_id in ids]
-        except AgentSessionsError as exc:
-            self.message_user(request, f"Export failed: {exc.message}", messages.ERROR)
-            return None
-        body = json.dumps(exports, indent=2, ensure_ascii=False)
-        response = HttpResponse(body, content_type="application/json; charset=utf-8")
+        response = StreamingHttpResponse(
+            export_lines(ids), content_type="application/x-ndjson; charset=utf-8"
+        )
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        response["Content-Disposition"] = f'attachment; filename="agent-sessions-{stamp}.json"'
+        response["Content-Disposition"] = f'attachment; filename="agent-sessions-{stamp}.jsonl"'
         return response
 
     # ----- session page
@@ -210,8 +195,115 @@ class SessionAdmin(BigTableAdmin):
         obj: Any = None,
     ) -> HttpResponse:
         if obj is not None:
-            context.update(session_page_context(request, obj))
+            context.update(
+                session_page_context(
+                    request,
+                    obj,
+                    show_runs=self.can_view(request, models.Run),
+                    show_events=self.can_view(request, models.Event),
+                )
+            )
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # ----- conversation view
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/conversation/",
+                self.admin_site.admin_view(self.conversation_view),
+                name="{}_{}_conversation".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def conversation_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """A session's events as a transcript (``?run=`` for one run), paged by sequence.
+
+        Needs the view permission on sessions and on events; run tokens and
+        costs are shown to users who may also view runs. ``?fragment=1&after=N``
+        answers the live tail: the entries after N as HTML, in JSON.
+        """
+        if not self.has_view_permission(request) or not self.can_view(request, models.Event):
+            raise PermissionDenied
+        session_id = unquote(object_id)
+        try:
+            check_id(session_id, "session_id")
+        except ValidationError:
+            raise Http404("No such session.") from None
+        query = ConversationQuery.from_request(request.GET)
+        show_runs = self.can_view(request, models.Run)
+        if request.GET.get("fragment"):
+            return self._conversation_fragment(request, session_id, query, show_runs)
+        session = (
+            models.Session.objects.filter(pk=session_id)
+            .only("id", "agent_id", "status", "deleted_at")
+            .first()
+        )
+        runs = run_summaries(session_id) if show_runs else {}
+        page = conversation_page(
+            session_id,
+            query,
+            event_url=lambda event_id: admin_url(models.Event, event_id),
+            raw_url=event_raw_url,
+            runs=runs,
+        )
+        if session is None and not page["entries"] and query == ConversationQuery():
+            raise Http404("No such session.")
+        if show_runs:
+            missing = {e.event.run_id for e in page["entries"] if e.event.run_id} - set(runs)
+            if missing:
+                runs.update(run_summaries(session_id, sorted(missing), limit=0))
+                for entry in page["entries"]:
+                    entry.run = runs.get(entry.event.run_id or "")
+        live = stream_url(session_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Conversation of {session_id}",
+            "subtitle": None,
+            "session": session,
+            "session_id": session_id,
+            "session_url": admin_url(models.Session, session_id) if session else None,
+            "query": query,
+            "page": page,
+            "show_runs": show_runs,
+            "runs": list(runs.values()),
+            "run": runs.get(query.run_id or ""),
+            "groups": list(TYPE_GROUPS),
+            "event_types_json": json.dumps([t.value for t in EventType]),
+            "stream_url": live,
+            "live": live is not None and not page["has_newer"],
+            "fragment_url": request.path + query.url(fragment=1),
+            "events_url": changelist_url(models.Event, session_id=session_id),
+        }
+        return TemplateResponse(request, "admin/agent_sessions/session/conversation.html", context)
+
+    def _conversation_fragment(
+        self, request: HttpRequest, session_id: str, query: ConversationQuery, show_runs: bool
+    ) -> JsonResponse:
+        raw = request.GET.get("after", "")
+        after = int(raw) if raw.isdigit() and len(raw) <= 10 else 0
+        entries, last = fragment_page(
+            session_id,
+            query,
+            event_url=lambda event_id: admin_url(models.Event, event_id),
+            raw_url=event_raw_url,
+            runs=run_summaries(session_id) if show_runs else {},
+            after=min(after, MAX_SEQUENCE),
+        )
+        html = render_to_string(
+            "admin/agent_sessions/session/_entries.html",
+            {"entries": entries, "show_runs": show_runs},
+            request=request,
+        )
+        return JsonResponse({"html": html, "last": last, "count": len(entries)})
+
+
+def event_raw_url(event_id: str) -> str:
+    """The raw-JSON download of an event."""
+    return admin_view_url(models.Event, "raw", event_id)
 
 
 def _before_seq(request: HttpRequest) -> int | None:
@@ -223,71 +315,110 @@ def _before_seq(request: HttpRequest) -> int | None:
     return value if 1 <= value <= MAX_SEQUENCE + 1 else None
 
 
-def session_page_context(request: HttpRequest, session: models.Session) -> dict[str, Any]:
-    """The bounded extras of a session page: runs, a timeline page, stats and links."""
+def session_page_context(
+    request: HttpRequest,
+    session: models.Session,
+    *,
+    show_runs: bool = True,
+    show_events: bool = True,
+) -> dict[str, Any]:
+    """The bounded extras of a session page: runs, a timeline page, stats and links.
+
+    Args:
+        request: The request (``?before_seq=`` pages the timeline).
+        session: The session row.
+        show_runs: The user may view runs (else no runs, tokens or costs).
+        show_events: The user may view events (else no timeline).
+    """
+    context: dict[str, Any] = {
+        "asm_show_runs": show_runs,
+        "asm_show_events": show_events,
+        "asm_artifacts_url": changelist_url(models.Artifact, session_id=session.id),
+    }
+    if show_events:
+        context.update(_timeline_context(request, session.id, show_runs=show_runs))
+    if show_runs:
+        runs = run_summaries(session.id, limit=SESSION_PAGE_RUNS + 1, newest_first=True)
+        latest = list(runs.values())
+        context.update(
+            asm_runs=[
+                {
+                    "run": run,
+                    "url": admin_url(models.Run, run["id"]),
+                    "tokens": token_summary(run["token_usage"]),
+                    "cost": format_cost(run["cost"]),
+                    "conversation_url": conversation_url(session.id, run=run["id"]),
+                }
+                for run in latest[:SESSION_PAGE_RUNS]
+            ],
+            asm_runs_truncated=len(runs) > SESSION_PAGE_RUNS,
+            asm_runs_url=changelist_url(models.Run, session_id=session.id),
+        )
+    context.update(session_stats_context(session.id, show_runs=show_runs, show_events=show_events))
+    return context
+
+
+def conversation_url(session_id: str, **params: str) -> str:
+    """The conversation view of a session (``run=`` for one run)."""
+    url = admin_view_url(models.Session, "conversation", session_id)
+    return url + ConversationQuery(run_id=params.get("run")).url() if params else url
+
+
+def _timeline_context(request: HttpRequest, session_id: str, *, show_runs: bool) -> dict[str, Any]:
     before = _before_seq(request)
-    events = models.Event.objects.filter(session_id=session.id)
+    events = models.Event.objects.filter(session_id=session_id)
     if before is not None:
         events = events.filter(sequence_number__lt=before)
     timeline = list(
-        events.order_by("-sequence_number").only(
-            "id", "type", "timestamp", "sequence_number", "run_id", "provider", "data"
+        with_data_prefix(
+            events.order_by("-sequence_number").only(
+                "id", "type", "timestamp", "sequence_number", "run_id", "provider"
+            ),
+            LINE_PREVIEW_CHARS,
         )[: TIMELINE_SIZE + 1]
     )
     has_older = len(timeline) > TIMELINE_SIZE
     timeline = timeline[:TIMELINE_SIZE]
-    runs = list(
-        models.Run.objects.filter(session_id=session.id)
-        .order_by("-started_at", "-id")
-        .only(
-            "id",
-            "status",
-            "provider",
-            "token_usage",
-            "cost_usd",
-            "started_at",
-            "ended_at",
-            "session_id",
-        )[: SESSION_PAGE_RUNS + 1]
-    )
-    return {
-        "asm_timeline": [
+    items = []
+    for event in timeline:
+        data, _cut = parse_prefix(getattr(event, "data_prefix", None))
+        items.append(
             {
                 "event": event,
                 "url": admin_url(models.Event, event.id),
+                "run_url": admin_url(models.Run, event.run_id)
+                if show_runs and event.run_id
+                else None,
                 "time": utc_timestamp(event.timestamp),
-                "preview": json_preview(event.data),
+                "preview": summary_line(blocks_for(event.type, data)),
             }
-            for event in timeline
-        ],
+        )
+    return {
+        "asm_timeline": items,
         "asm_timeline_before": before,
         "asm_timeline_older_url": (
             f"?before_seq={timeline[-1].sequence_number}" if has_older and timeline else None
         ),
         "asm_timeline_size": TIMELINE_SIZE,
-        "asm_runs": [
-            {
-                "run": run,
-                "url": admin_url(models.Run, run.id),
-                "tokens": token_summary(run.token_usage),
-            }
-            for run in runs[:SESSION_PAGE_RUNS]
-        ],
-        "asm_runs_truncated": len(runs) > SESSION_PAGE_RUNS,
-        "asm_events_url": changelist_url(models.Event, session_id=session.id),
-        "asm_runs_url": changelist_url(models.Run, session_id=session.id),
-        "asm_artifacts_url": changelist_url(models.Artifact, session_id=session.id),
-        **session_stats_context(session.id),
+        "asm_events_url": changelist_url(models.Event, session_id=session_id),
+        "asm_conversation_url": conversation_url(session_id),
     }
 
 
-def session_stats_context(session_id: str) -> dict[str, Any]:
-    """Stats and cost of a session from the QueryAPI, or the reason they are missing."""
+def session_stats_context(
+    session_id: str, *, show_runs: bool = True, show_events: bool = True
+) -> dict[str, Any]:
+    """Stats and cost of a session from the QueryAPI, or the reason they are missing.
+
+    Event figures need ``show_events``; token, cost, provider and run-status
+    figures need ``show_runs`` (they are read from runs).
+    """
     api = DjangoQueryAPI()
     try:
-        return {
-            "asm_stats": api.get_session_stats(session_id),
-            "asm_cost": api.get_cost_summary(session_id=session_id),
-        }
+        stats = api.get_session_stats(session_id)
+        cost = api.get_cost_summary(session_id=session_id) if show_runs else None
     except AgentSessionsError as exc:
         return {"asm_stats_error": exc.message}
+    if not show_events:
+        stats = {**stats, "event_count": None, "first_event_at": None, "last_event_at": None}
+    return {"asm_stats": stats, "asm_cost": cost}
