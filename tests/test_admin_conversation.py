@@ -285,12 +285,26 @@ def test_live_tail_fragment_returns_only_newer_events(
     assert 'id="seq-128"' not in payload["html"]
 
 
+def test_the_newest_page_tails_the_live_stream(admin_client: Client, long_session: m.Session):
+    newest = admin_client.get(conversation(long_session.id))
+    older = admin_client.get(conversation(long_session.id), {"before": "81"})
+
+    stream = reverse("agent_sessions:event-stream", args=[long_session.id])
+    assert newest.context["stream_url"] == stream
+    assert f'data-stream-url="{stream}"' in newest.content.decode()
+    assert 'data-live="1"' in newest.content.decode()
+    assert 'data-live="0"' in older.content.decode()
+
+
 def test_without_the_stream_urls_the_page_offers_a_refresh_link(
-    admin_client: Client, long_session: m.Session
+    admin_client: Client, long_session: m.Session, settings: Any
 ):
+    settings.ROOT_URLCONF = "tests.urls_admin_only"
+
     body = admin_client.get(conversation(long_session.id)).content.decode()
 
     assert 'id="asm-refresh"' in body
+    assert 'data-live="0"' in body
 
 
 def test_orphan_events_have_a_conversation_and_unknown_sessions_a_404(admin_client: Client):

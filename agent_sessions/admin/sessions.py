@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
@@ -33,7 +34,7 @@ from agent_sessions.admin.display import (
     token_summary,
     utc_timestamp,
 )
-from agent_sessions.admin.export import export_lines
+from agent_sessions.admin.export import aexport_lines, export_lines
 from agent_sessions.admin.filters import SessionStatusFilter, SoftDeletedListFilter
 from agent_sessions.admin.options import BigTableAdmin
 from agent_sessions.admin.previews import LINE_PREVIEW_CHARS, parse_prefix, with_data_prefix
@@ -149,9 +150,9 @@ class SessionAdmin(BigTableAdmin):
                 messages.ERROR,
             )
             return None
-        response = StreamingHttpResponse(
-            export_lines(ids), content_type="application/x-ndjson; charset=utf-8"
-        )
+        # Over ASGI only an asynchronous iterator streams (Django buffers a sync one).
+        lines = aexport_lines(ids) if isinstance(request, ASGIRequest) else export_lines(ids)
+        response = StreamingHttpResponse(lines, content_type="application/x-ndjson; charset=utf-8")
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         response["Content-Disposition"] = f'attachment; filename="agent-sessions-{stamp}.jsonl"'
         return response
