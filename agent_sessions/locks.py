@@ -19,6 +19,14 @@ How the lock is taken depends on the backend, and lives only here:
 - SQLite: an exclusive ``flock`` on a file next to the database file
   (``<database>.asm-maintenance.lock``); the operating system releases it
   when the process exits, however it exits.
+
+A lock can be lost while a run works: the lock's connection dies (a
+restart, ``pg_terminate_backend``, a network cut), or the lock file is
+removed. Another run can then take it. :func:`hold_maintenance_lock` yields
+a :class:`MaintenanceLock` whose :meth:`~MaintenanceLock.check` says whether
+this process still holds it; :class:`~agent_sessions.maintenance.DjangoMaintenance`
+checks it before every destructive batch and before its commit, and stops
+the run with :class:`~agent_sessions.errors.MaintenanceLockLost`.
 """
 
 from __future__ import annotations
@@ -26,18 +34,24 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from agent_sessions import models as m
 from agent_sessions.db import db_for_write, translate_errors
-from agent_sessions.errors import StorageError
+from agent_sessions.errors import MaintenanceLockLost, StorageError
 
-__all__ = ["LOCK_NAME", "lock_file_path", "maintenance_lock"]
+__all__ = [
+    "LOCK_NAME",
+    "MaintenanceLock",
+    "hold_maintenance_lock",
+    "lock_file_path",
+    "maintenance_lock",
+]
 
 #: What the lock is called; it also seeds the PostgreSQL advisory lock key.
 LOCK_NAME = "agent_sessions.maintenance"
@@ -47,6 +61,67 @@ LOCK_NAME = "agent_sessions.maintenance"
 ADVISORY_LOCK_KEY = int.from_bytes(
     hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True
 )
+
+
+class MaintenanceLock:
+    """The maintenance lock as held by this process.
+
+    Args:
+        alias: The database alias the lock protects.
+        still_held: Says whether the lock is still held (cheap: one query
+            on the lock's own connection, or one ``stat``).
+    """
+
+    def __init__(self, alias: str, still_held: Callable[[], bool]) -> None:
+        self.alias = alias
+        self._still_held = still_held
+        self.lost = False
+
+    def check(self) -> None:
+        """Raise unless this process still holds the lock.
+
+        Raises:
+            MaintenanceLockLost: the lock's connection (or file) is gone, so
+                another run may hold the lock now. Once lost, always lost.
+        """
+        if not self.lost:
+            try:
+                self.lost = not self._still_held()
+            except Exception:  # a dead connection or file is a lost lock, whatever it raises
+                self.lost = True
+        if self.lost:
+            raise MaintenanceLockLost(
+                "lock_lost",
+                f"the maintenance lock on database {self.alias!r} was lost (its connection "
+                "or lock file went away); this run stopped so that no two runs work at once",
+                details={"operation": "maintenance_lock", "alias": self.alias},
+            )
+
+
+@contextmanager
+def hold_maintenance_lock(using: str | None = None) -> Iterator[MaintenanceLock | None]:
+    """Try to take the maintenance lock; yield it, or None when another process holds it.
+
+    Like :func:`maintenance_lock`, but the yielded :class:`MaintenanceLock`
+    can be checked while the block runs.
+
+    Raises:
+        StorageError: the lock could not be attempted.
+    """
+    alias = db_for_write(using, m.Session)
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        with _advisory_lock(connection) as still_held:
+            yield None if still_held is None else MaintenanceLock(alias, still_held)
+    elif connection.vendor == "sqlite":
+        with _file_lock(lock_file_path(connection)) as still_held:
+            yield None if still_held is None else MaintenanceLock(alias, still_held)
+    else:
+        raise StorageError(
+            "storage_error",
+            f"maintenance locking supports PostgreSQL and SQLite, not {connection.vendor}",
+            details={"operation": "maintenance_lock", "vendor": connection.vendor},
+        )
 
 
 @contextmanager
@@ -68,38 +143,51 @@ def maintenance_lock(using: str | None = None) -> Iterator[bool]:
             lock file not creatable, or a backend other than PostgreSQL and
             SQLite).
     """
-    alias = db_for_write(using, m.Session)
-    connection = connections[alias]
-    if connection.vendor == "postgresql":
-        with _advisory_lock(connection) as acquired:
-            yield acquired
-    elif connection.vendor == "sqlite":
-        with _file_lock(lock_file_path(connection)) as acquired:
-            yield acquired
-    else:
-        raise StorageError(
-            "storage_error",
-            f"maintenance locking supports PostgreSQL and SQLite, not {connection.vendor}",
-            details={"operation": "maintenance_lock", "vendor": connection.vendor},
-        )
+    with hold_maintenance_lock(using) as lock:
+        yield lock is not None
+
+
+# The advisory lock as pg_locks shows it: a bigint key is split into
+# classid (high 32 bits) and objid (low 32 bits), with objsubid 1.
+_HELD_SQL = """
+    SELECT COUNT(*) FROM pg_locks
+    WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+      AND classid = %s AND objid = %s AND objsubid = 1
+"""
+_KEY_HIGH = (ADVISORY_LOCK_KEY >> 32) & 0xFFFFFFFF
+_KEY_LOW = ADVISORY_LOCK_KEY & 0xFFFFFFFF
 
 
 @contextmanager
-def _advisory_lock(connection: BaseDatabaseWrapper) -> Iterator[bool]:
+def _advisory_lock(connection: BaseDatabaseWrapper) -> Iterator[Callable[[], bool] | None]:
     # A copy of the wrapper opens a connection of its own, in autocommit mode,
     # so no transaction of the maintenance work can release the lock early.
     dedicated = connection.copy()
+
+    def still_held() -> bool:
+        with dedicated.cursor() as cursor:
+            cursor.execute(_HELD_SQL, [_KEY_HIGH, _KEY_LOW])
+            return bool(cursor.fetchone()[0])
+
     try:
         with translate_errors("maintenance_lock"), dedicated.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
             acquired = bool(cursor.fetchone()[0])
+        lost = False
         try:
-            yield acquired
+            yield still_held if acquired else None
+        except MaintenanceLockLost:
+            lost = True
+            raise
         finally:
-            if acquired:
+            if acquired and not lost:
                 # Unlock explicitly: a pooled connection may outlive close().
-                with translate_errors("maintenance_lock"), dedicated.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
+                # A connection that died took the lock with it.
+                try:
+                    with dedicated.cursor() as cursor:
+                        cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
+                except DatabaseError:
+                    pass
     finally:
         dedicated.close()
 
@@ -118,7 +206,7 @@ def lock_file_path(connection: BaseDatabaseWrapper) -> Path:
 
 
 @contextmanager
-def _file_lock(path: Path) -> Iterator[bool]:
+def _file_lock(path: Path) -> Iterator[Callable[[], bool] | None]:
     import fcntl  # POSIX only; imported here so the module loads everywhere
 
     try:
@@ -129,14 +217,22 @@ def _file_lock(path: Path) -> Iterator[bool]:
             f"cannot create the maintenance lock file {path}: {exc}",
             details={"operation": "maintenance_lock", "path": str(path), "cause": str(exc)},
         ) from exc
+
+    def still_held() -> bool:
+        # Removed or replaced, the file another run opens is not the one we lock.
+        try:
+            return os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
+            yield None
             return
         try:
-            yield True
+            yield still_held
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:

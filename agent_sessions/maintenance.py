@@ -59,10 +59,12 @@ from agent_sessions.core import Event
 from agent_sessions.db import check_alias, db_for_write, translate_errors
 from agent_sessions.errors import (
     ArchiveError,
+    MaintenanceLockLost,
     MigrationRequiredError,
     StorageError,
     ValidationError,
 )
+from agent_sessions.locks import MaintenanceLock
 from agent_sessions.models import ARTIFACT_COLUMNS
 from agent_sessions.results import MaintenanceReport
 from agent_sessions.retention import RetentionPolicy
@@ -100,6 +102,8 @@ class _Context:
     hard_delete_cutoff: datetime | None = None
     # Rows each step has committed so far, for the message when it fails later.
     done: dict[str, int] = field(default_factory=dict)
+    # The maintenance lock the run holds: checked before each batch and its commit.
+    lock: MaintenanceLock | None = None
 
 
 @with_async_twins
@@ -137,7 +141,13 @@ class DjangoMaintenance:
 
     # ----------------------------------------------------------------- execute
 
-    def execute(self, policy: RetentionPolicy, *, dry_run: bool = False) -> MaintenanceReport:
+    def execute(
+        self,
+        policy: RetentionPolicy,
+        *,
+        dry_run: bool = False,
+        lock: MaintenanceLock | None = None,
+    ) -> MaintenanceReport:
         """Validate the policy, then run every step and report what was done.
 
         Steps, in order: soft delete, hard delete, event pruning (per session,
@@ -149,6 +159,11 @@ class DjangoMaintenance:
         Args:
             policy: What to delete.
             dry_run: Count what would be done; change nothing.
+            lock: The maintenance lock this run holds
+                (:func:`~agent_sessions.locks.hold_maintenance_lock`). It is
+                checked before every destructive batch and again before the
+                batch commits; once it is lost, the batch rolls back, the run
+                stops, and the report says so in ``errors``.
 
         Returns:
             The report.
@@ -164,7 +179,9 @@ class DjangoMaintenance:
         hard_cutoff = None
         if dry_run and policy.hard_delete_after_days is not None:
             hard_cutoff = now - timedelta(days=policy.hard_delete_after_days)
-        context = _Context(now, dry_run, archive, policy.batch_size, hard_delete_cutoff=hard_cutoff)
+        context = _Context(
+            now, dry_run, archive, policy.batch_size, hard_delete_cutoff=hard_cutoff, lock=lock
+        )
         self._context = context
         report = MaintenanceReport()
         steps: list[tuple[str, str, Callable[[], int]]] = [
@@ -198,6 +215,10 @@ class DjangoMaintenance:
                     except MigrationRequiredError:
                         # Not a step failing: no step can work until `migrate` runs.
                         raise
+                    except MaintenanceLockLost as exc:
+                        # Another run may be working now: stop at once.
+                        report.errors.append(f"{name}: {exc}{_committed(context, name, exc)}")
+                        break
                     except Exception as exc:  # one failing step must not stop the others
                         report.errors.append(f"{name}: {exc}{_committed(context, name, exc)}")
         finally:
@@ -778,6 +799,9 @@ class DjangoMaintenance:
         outermost = not connection.in_atomic_block
         postgres = connection.vendor == "postgresql"
         unflushed = getattr(self._local, "unflushed", False)
+        lock = self._context.lock if self._context is not None else None
+        if lock is not None:
+            lock.check()
         if one_statement and postgres and outermost and unflushed:
             with translate_errors(operation):
                 yield
@@ -790,6 +814,10 @@ class DjangoMaintenance:
                 with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL synchronous_commit = off")
             yield
+            if lock is not None:
+                # Lost while the batch ran: roll it back rather than commit
+                # next to another run.
+                lock.check()
 
     @contextmanager
     def _unflushed_commits(self) -> Iterator[None]:

@@ -82,7 +82,9 @@ def test_every_limit_flag_sets_its_policy_field(
 ) -> None:
     seen: list[Any] = []
     monkeypatch.setattr(
-        DjangoMaintenance, "execute", lambda self, policy, dry_run: seen.append(policy) or _empty()
+        DjangoMaintenance,
+        "execute",
+        lambda self, policy, dry_run, lock=None: seen.append(policy) or _empty(),
     )
 
     maintain(

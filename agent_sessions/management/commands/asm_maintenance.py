@@ -6,8 +6,8 @@ call :meth:`DjangoMaintenance.execute` (or ``health_check``), print the result.
 See docs/maintenance.md for every flag and scheduling examples.
 
 Exit status: 0 success (also when another run holds the lock), 1 when the
-report has errors or the health check finds issues, 2 for bad flags or an
-invalid policy.
+report has errors (among them a lock lost mid-run: the run stops at once) or
+the health check finds issues, 2 for bad flags or an invalid policy.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from agent_sessions.errors import AgentSessionsError, ValidationError
-from agent_sessions.locks import maintenance_lock
+from agent_sessions.locks import hold_maintenance_lock
 from agent_sessions.maintenance import DjangoMaintenance
 from agent_sessions.results import MaintenanceReport
 from agent_sessions.retention import RetentionPolicy
@@ -113,11 +113,11 @@ class Command(BaseCommand):
             if options["health_check"]:
                 self._health_check(maintenance, as_json, verbosity)
                 return
-            with maintenance_lock(options["database"]) as acquired:
-                if not acquired:
+            with hold_maintenance_lock(options["database"]) as lock:
+                if lock is None:
                     self._skip(options, as_json, verbosity)
                     return
-                report = maintenance.execute(policy, dry_run=options["dry_run"])
+                report = maintenance.execute(policy, dry_run=options["dry_run"], lock=lock)
         except AgentSessionsError as exc:
             raise CommandError(str(exc), returncode=FAILED) from exc
         self._print_report(report, options["dry_run"], as_json, verbosity)
