@@ -150,12 +150,12 @@ async def stream_events(
     """Yield the session's events in sequence order as they are committed, without end.
 
     Events already stored after ``after`` come first, then each new one as it
-    is appended (a long-poll through ``get_events(wait_timeout_ms=...)``
+    is appended (a long-poll through ``aget_events(wait_timeout_ms=...)``
     underneath, so an idle stream costs one query per ``poll_timeout_ms``).
-    The stream ends when its consumer stops: ``break`` out of the ``async
-    for``, call ``aclose()``, or cancel the task. No connection is left open:
-    a poll already running in its worker thread finishes within
-    ``poll_timeout_ms`` and closes its connection.
+    While idle the stream holds no thread and no connection: it awaits the
+    process's shared :mod:`~agent_sessions.listener`. The stream ends when its
+    consumer stops: ``break`` out of the ``async for``, call ``aclose()``, or
+    cancel the task.
 
     Args:
         session_id: The session to follow.
@@ -176,8 +176,7 @@ async def stream_events(
     check_int(batch_size, "batch_size", minimum=1)
     last_seen = after
     while True:
-        batch = await run_in_worker(
-            self.get_events,
+        batch = await self.aget_events(
             session_id,
             after=last_seen,
             run_id=run_id,

@@ -14,6 +14,9 @@ time, not the cron job at 3 a.m.
   is not a positive number of seconds.
 * E022 ``API_LONG_POLL_MAX_MS`` or ``STREAM_RETRY_MS`` is not a positive integer.
 * E015 ``INTEGRATIONS_RECORD_RUNS`` is not a boolean.
+* E030 ``WAIT_POLL_INTERVAL_SECONDS`` is not a number of seconds in (0, 60].
+* E031 ``DIRECT_DATABASE`` is not an alias, a dict of aliases, or None, or
+  names an alias that is not in ``DATABASES``.
 * W001 a database backend other than PostgreSQL or SQLite.
 """
 
@@ -29,7 +32,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections
 from django.utils.module_loading import import_string
 
-from agent_sessions.conf import DEFAULTS, SETTING_NAME
+from agent_sessions.conf import DEFAULTS, SETTING_NAME, wait_poll_interval_problem
 from agent_sessions.errors import AgentSessionsError
 from agent_sessions.pricing import pricing_table_problem
 
@@ -66,6 +69,51 @@ def check_settings(
     errors.extend(_check_pricing_table(value.get("PRICING_TABLE")))
     errors.extend(_check_api(value))
     errors.extend(_check_integrations(value))
+    errors.extend(_check_database_layer(value))
+    return errors
+
+
+def _check_database_layer(value: dict[str, Any]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    if "WAIT_POLL_INTERVAL_SECONDS" in value:
+        interval = value["WAIT_POLL_INTERVAL_SECONDS"]
+        problem = wait_poll_interval_problem(interval)
+        if problem is not None:
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}['WAIT_POLL_INTERVAL_SECONDS'] {problem}, got {interval!r}.",
+                    hint="How often waiting readers re-check the database for events of "
+                    "writers that send no NOTIFY; 0.5 by default.",
+                    id="agent_sessions.E030",
+                )
+            )
+    direct = value.get("DIRECT_DATABASE")
+    if direct is None:
+        return errors
+    if isinstance(direct, str):
+        named = {direct}
+    elif isinstance(direct, dict) and all(
+        isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in direct.items()
+    ):
+        named = set(direct) | {v for v in direct.values() if v is not None}
+    else:
+        return [
+            *errors,
+            Error(
+                f"{SETTING_NAME}['DIRECT_DATABASE'] must be a database alias, a dict from "
+                f"alias to alias (or None), or None; got {direct!r}.",
+                hint="See docs/deploying.md, 'The direct connection'.",
+                id="agent_sessions.E031",
+            ),
+        ]
+    for alias in sorted(named - set(settings.DATABASES)):
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['DIRECT_DATABASE'] names {alias!r}, which is not in DATABASES.",
+                hint="Add an alias that reaches PostgreSQL without a transaction pooler.",
+                id="agent_sessions.E031",
+            )
+        )
     return errors
 
 

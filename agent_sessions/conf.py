@@ -34,7 +34,14 @@ DEFAULTS: dict[str, Any] = {
     "STREAM_RETRY_MS": 2_000,
     # The framework adapters record a run (status, model, token usage) per framework run.
     "INTEGRATIONS_RECORD_RUNS": True,
+    # Database layer (docs/deploying.md).
+    "WAIT_POLL_INTERVAL_SECONDS": 0.5,
+    "DIRECT_DATABASE": None,
 }
+
+#: The longest accepted ``WAIT_POLL_INTERVAL_SECONDS``: beyond it a reader
+#: waits too long for events of writers that send no NOTIFY.
+MAX_WAIT_POLL_INTERVAL_SECONDS = 60.0
 
 
 class AppSettings:
@@ -133,6 +140,48 @@ class AppSettings:
                 f"{SETTING_NAME}['INTEGRATIONS_RECORD_RUNS'] must be True or False, got {value!r}."
             )
         return value
+
+    @property
+    def WAIT_POLL_INTERVAL_SECONDS(self) -> float:
+        value = self._get("WAIT_POLL_INTERVAL_SECONDS")
+        if wait_poll_interval_problem(value) is not None:
+            # Reported by manage.py check as agent_sessions.E030.
+            raise ImproperlyConfigured(
+                f"{SETTING_NAME}['WAIT_POLL_INTERVAL_SECONDS'] "
+                f"{wait_poll_interval_problem(value)}, got {value!r}."
+            )
+        return float(value)
+
+    def direct_database(self, alias: str) -> str | None:
+        """The alias whose connections may hold session state (LISTEN) for ``alias``.
+
+        ``DIRECT_DATABASE`` is None (every alias is its own direct
+        connection), an alias name (the direct connection of every alias: a
+        project with one database reached through a pooler), or a dict from
+        alias to alias, where None means "no direct connection: poll". An
+        alias missing from the dict is its own direct connection.
+        """
+        value = self._get("DIRECT_DATABASE")
+        if isinstance(value, dict):
+            direct = value.get(alias, alias)
+            return None if direct is None else str(direct)
+        return alias if value is None else str(value)
+
+    def direct_database_is_explicit(self, alias: str) -> bool:
+        """True when ``DIRECT_DATABASE`` names the direct connection of ``alias`` outright."""
+        value = self._get("DIRECT_DATABASE")
+        if isinstance(value, dict):
+            return alias in value
+        return value is not None
+
+
+def wait_poll_interval_problem(value: Any) -> str | None:
+    """What is wrong with a ``WAIT_POLL_INTERVAL_SECONDS`` value, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be a number of seconds"
+    if not 0 < value <= MAX_WAIT_POLL_INTERVAL_SECONDS:
+        return f"must be above 0 and at most {MAX_WAIT_POLL_INTERVAL_SECONDS:g}"
+    return None
 
 
 app_settings = AppSettings()

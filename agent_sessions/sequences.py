@@ -10,8 +10,8 @@ is the one place that knows *how* PostgreSQL and SQLite spell it:
 - on PostgreSQL a single append is *one* statement (lookup, counter upsert,
   insert and ``pg_notify`` in a CTE) and a batch is loaded with ``COPY``;
 - ``pg_notify`` is sent inside the appending transaction and delivered on
-  commit, which is what long-polling readers (:class:`EventNotifications`)
-  wait for;
+  commit, which is what the process-wide listener of waiting readers
+  (:mod:`agent_sessions.listener`) waits for;
 - SQLite takes its write lock up front (:func:`take_sqlite_write_lock`) so
   concurrent writers queue on the busy timeout instead of failing.
 """
@@ -19,11 +19,9 @@ is the one place that knows *how* PostgreSQL and SQLite spell it:
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
@@ -37,7 +35,6 @@ __all__ = [
     "STORED_EVENTS_POSTGRES",
     "WATCH_KEYS_PER_BATCH",
     "WATCH_LOCK_CLASS",
-    "EventNotifications",
     "append_one_postgres",
     "copy_events_postgres",
     "dump_json",
@@ -95,11 +92,14 @@ _WATCH_KEY = f"{WATCH_LOCK_CLASS}, hashtext({{sid}})"
 # Why the watch lock: a transaction that ran NOTIFY takes a cluster-wide lock
 # for its commit, so commits of notifying transactions are serialised (no
 # group commit). Appends therefore notify only when a reader is watching
-# their session. A reader holds a shared lock on the session's key while it
-# waits; a writer's exclusive try-lock fails exactly then, and it notifies.
-# If the writer's try-lock wins instead, it holds the key until its commit,
-# so a reader arriving meanwhile waits for that commit before querying, and
-# sees the event. Hash collisions only cause needless notifications.
+# their session. The process's listener (agent_sessions.listener) holds a
+# shared lock on the key of every session somebody waits for, on its direct
+# connection; a writer's exclusive try-lock fails exactly then, and it
+# notifies. If the writer's try-lock wins instead, it holds the key until its
+# commit; the listener retries the shared lock and checks the session once
+# it holds it, so that commit is seen too. Writers take the key with a
+# transaction-scoped try-lock, which is safe behind a transaction pooler.
+# Hash collisions only cause needless notifications.
 NOTIFY_IF_WATCHED = (
     f"pg_notify('{NOTIFY_CHANNEL}', {{sid}}) "
     f"FROM {{source}} WHERE NOT pg_try_advisory_xact_lock({_WATCH_KEY})"
@@ -326,85 +326,3 @@ def take_sqlite_write_lock(cursor: CursorWrapper) -> None:
     opened with ``BEGIN IMMEDIATE`` (Django's ``transaction_mode``).
     """
     cursor.execute("UPDATE asm_session_sequences SET last_sequence = last_sequence WHERE 1 = 0")
-
-
-class EventNotifications:
-    """A dedicated PostgreSQL connection that LISTENs for appended events.
-
-    Not Django's connection: ``LISTEN`` needs autocommit and a connection that
-    nobody else uses while it waits. Built from the alias's connection
-    parameters, so it reaches the same database as the store.
-
-    Use as a context manager::
-
-        with EventNotifications("default") as notes:
-            if notes.watch(session_id, deadline):
-                ...  # query once more: nothing committed before this point notifies
-                notes.wait_for(session_id, deadline)
-    """
-
-    def __init__(self, alias: str) -> None:
-        import psycopg
-
-        params = dict(connections[alias].get_connection_params())
-        # Django's cursor class and adapters are for its own connection.
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        self._connection = psycopg.connect(**params, autocommit=True)
-        try:
-            self._connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        except BaseException:
-            # The caller never gets this object, so nobody else could close it.
-            self._connection.close()
-            raise
-
-    def watch(self, session_id: str, deadline: float) -> bool:
-        """Ask writers to notify appends to ``session_id`` (until this connection closes).
-
-        Waits, at most until ``deadline``, for a writer that is committing an
-        append to that session without notifying; query only after this
-        returns, so that such an append is seen.
-
-        Returns:
-            True when watching; False when ``deadline`` passed first.
-        """
-        import psycopg
-
-        remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
-        try:
-            self._connection.execute(f"SET lock_timeout = {remaining_ms}")
-            self._connection.execute(
-                f"SELECT pg_advisory_lock_shared({_WATCH_KEY.format(sid='%s')})",
-                [session_id],
-            )
-        except psycopg.errors.LockNotAvailable:
-            return False
-        return True
-
-    def wait_for(self, session_id: str, deadline: float) -> bool:
-        """Block until an append to ``session_id`` is committed or ``deadline`` passes.
-
-        Args:
-            session_id: The session to wait for; notifications for others are ignored.
-            deadline: A :func:`time.monotonic` value.
-
-        Returns:
-            True when a matching notification arrived, False on timeout.
-        """
-        while (remaining := deadline - time.monotonic()) > 0:
-            for note in self._connection.notifies(timeout=remaining):
-                if note.payload == session_id:
-                    return True
-                if time.monotonic() >= deadline:
-                    return False
-        return False
-
-    def close(self) -> None:
-        """Close the listening connection."""
-        self._connection.close()
-
-    def __enter__(self) -> EventNotifications:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

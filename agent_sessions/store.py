@@ -35,7 +35,7 @@ from django.db.models import Count, Sum
 
 from agent_sessions import core
 from agent_sessions import models as m
-from agent_sessions.aio import with_async_twins
+from agent_sessions.aio import run_in_worker, with_async_twins
 from agent_sessions.cascade import delete_sessions
 from agent_sessions.db import (
     check_alias,
@@ -46,10 +46,10 @@ from agent_sessions.db import (
 )
 from agent_sessions.errors import NotFoundError, StorageError, ValidationError
 from agent_sessions.fields import to_utc_naive
+from agent_sessions.listener import get_listener
 from agent_sessions.sequences import (
     EVENT_COLUMNS,
     STORED_EVENTS_POSTGRES,
-    EventNotifications,
     append_one_postgres,
     copy_events_postgres,
     dump_json,
@@ -87,9 +87,6 @@ SQLITE_LOCK_RETRY_SECONDS = 30.0
 #: How often an append is retried after losing a race to insert the same new
 #: event id; the retry finds the winner's row, so one retry is normally enough.
 _ID_RACE_RETRIES = 5
-#: Long-poll on SQLite: the polling interval starts here and doubles up to the cap.
-_POLL_FIRST_SECONDS = 0.01
-_POLL_MAX_SECONDS = 0.1
 
 _EVENT_SELECT = "SELECT {} FROM asm_events".format(", ".join(f'"{c}"' for c in EVENT_COLUMNS))
 _EVENT_TYPES = {t.value: t for t in core.EventType}
@@ -660,9 +657,12 @@ class DjangoSessionStore:
             before: Only events with ``sequence_number < before``.
             limit: At most this many, counted after ordering (≥ 0).
             wait_timeout_ms: Long-poll: when nothing matches, wait up to this
-                many milliseconds for a matching event to be committed. On
-                PostgreSQL the wait uses LISTEN/NOTIFY and wakes as soon as
-                the append commits; on SQLite it polls (10 → 100 ms).
+                many milliseconds for a matching event to be committed. The
+                wait is on the process's shared
+                :mod:`~agent_sessions.listener`: on PostgreSQL woken by
+                NOTIFY as soon as the append commits, and on any database
+                by a check every ``WAIT_POLL_INTERVAL_SECONDS`` (events of
+                writers that send no NOTIFY).
 
         Returns:
             The matching events, possibly ``[]``.
@@ -684,13 +684,60 @@ class DjangoSessionStore:
             return self._query_events(self._read_alias(), sql, params)
         # Appends land on the write database; reading there avoids replica lag.
         alias = self._write_alias()
-        events = self._query_events(alias, sql, params)
-        if events:
-            return events
         deadline = time.monotonic() + timeout / 1000
-        if connections[alias].vendor == "postgresql":
-            return self._wait_postgres(alias, params[0], sql, params, deadline)
-        return self._wait_polling(alias, sql, params, deadline)
+        listener = get_listener(alias)
+        only_after = _wait_mark(after, run_id, type, since, before, limit)
+        while True:
+            events, mark = self._poll_events(alias, sql, params, only_after)
+            if events:
+                return events
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not listener.wait(params[0], after=mark, timeout=remaining):
+                return self._query_events(alias, sql, params)
+
+    async def aget_events(
+        self,
+        session_id: str,
+        *,
+        run_id: str | None = None,
+        type: str | Sequence[str] | None = None,
+        since: datetime | None = None,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int | None = None,
+        wait_timeout_ms: int | None = None,
+    ) -> list[core.Event]:
+        """Async twin of :meth:`get_events`: same arguments, result and errors.
+
+        Each query runs in a worker thread; a long-poll waits on the shared
+        :mod:`~agent_sessions.listener` in between, holding neither a thread
+        nor a database connection, and cancelling it leaves nothing behind.
+        """
+        query: dict[str, Any] = {
+            "run_id": run_id,
+            "type": type,
+            "since": since,
+            "after": after,
+            "before": before,
+            "limit": limit,
+        }
+        timeout = check_int(wait_timeout_ms, "wait_timeout_ms", minimum=0, required=False)
+        if not timeout:
+            return await run_in_worker(self.get_events, session_id, **query)
+        sql, params = self._events_query(session_id, **query)
+        alias = self._write_alias()
+        deadline = time.monotonic() + timeout / 1000
+        listener = get_listener(alias)
+        only_after = _wait_mark(after, run_id, type, since, before, limit)
+        while True:
+            events, mark = await run_in_worker(self._poll_events, alias, sql, params, only_after)
+            if events:
+                return events
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not await listener.wait_async(
+                params[0], after=mark, timeout=remaining
+            ):
+                return await run_in_worker(self._query_events, alias, sql, params)
 
     def get_latest_sequence(self, session_id: str) -> int:
         """Return the session's counter: the last number handed out, 0 when none."""
@@ -756,57 +803,39 @@ class DjangoSessionStore:
         with translate_errors("get_events"), connection.cursor() as cursor:
             return _fetch_events(cursor, sql, params)
 
-    def _wait_postgres(
-        self, alias: str, session_id: str, sql: str, params: list[Any], deadline: float
-    ) -> list[core.Event]:
-        with translate_errors("get_events"):
-            try:
-                notifications = EventNotifications(alias)
-            except Exception as exc:  # psycopg.Error; imported lazily with the driver
-                raise StorageError(
-                    "storage_error",
-                    f"get_events could not open its LISTEN connection: {exc}",
-                    details={"operation": "get_events", "cause": str(exc)},
-                ) from exc
-        with notifications:
-            try:
-                watching = notifications.watch(session_id, deadline)
-            except Exception as exc:
-                raise StorageError(
-                    "storage_error",
-                    f"get_events could not watch session {session_id!r}: {exc}",
-                    details={"operation": "get_events", "cause": str(exc)},
-                ) from exc
-            if not watching:
-                return self._query_events(alias, sql, params)
-            # Query again now that we are listening and watching: an append
-            # committed before that point sent no notification to us.
-            while True:
-                events = self._query_events(alias, sql, params)
-                if events:
-                    return events
-                try:
-                    woke = notifications.wait_for(session_id, deadline)
-                except Exception as exc:
-                    raise StorageError(
-                        "storage_error",
-                        f"get_events lost its LISTEN connection: {exc}",
-                        details={"operation": "get_events", "cause": str(exc)},
-                    ) from exc
-                if not woke:
-                    return self._query_events(alias, sql, params)
+    def _poll_events(
+        self, alias: str, sql: str, params: list[Any], only_after: int | None
+    ) -> tuple[list[core.Event], int]:
+        """One long-poll step: the matching events, and the number to wait beyond.
 
-    def _wait_polling(
-        self, alias: str, sql: str, params: list[Any], deadline: float
-    ) -> list[core.Event]:
-        pause = _POLL_FIRST_SECONDS
-        while (remaining := deadline - time.monotonic()) > 0:
-            time.sleep(min(pause, remaining))
-            events = self._query_events(alias, sql, params)
-            if events:
-                return events
-            pause = min(pause * 2, _POLL_MAX_SECONDS)
-        return []
+        ``only_after`` is the query's ``after`` (0 for None) when that is its
+        only filter, and None otherwise: then the session's highest stored
+        number is read, so that the wait is for events not seen yet rather
+        than for ones the filters left out.
+        """
+        events = self._query_events(alias, sql, params)
+        if events or only_after is not None:
+            return events, only_after or 0
+        with translate_errors("get_events"), connections[alias].cursor() as cursor:
+            cursor.execute(
+                "SELECT max(sequence_number) FROM asm_events WHERE session_id = %s", [params[0]]
+            )
+            row = cursor.fetchone()
+        return events, int(row[0]) if row and row[0] is not None else 0
+
+
+def _wait_mark(
+    after: int | None,
+    run_id: str | None,
+    type: object,
+    since: datetime | None,
+    before: int | None,
+    limit: int | None,
+) -> int | None:
+    """What a long-poll waits beyond at first: ``after`` when it is the only filter, else None."""
+    if run_id is None and type is None and since is None and before is None and limit != 0:
+        return after or 0
+    return None
 
 
 class _TimeParam:

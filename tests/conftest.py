@@ -12,6 +12,7 @@ only them (the rest of the suite assumes one database).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -49,6 +50,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_event_listeners(django_db_setup: Any) -> Iterator[None]:
+    """Close the shared listeners' connections before the test databases are dropped."""
+    yield
+    from agent_sessions.listener import shutdown_listeners
+
+    shutdown_listeners()
 
 
 @pytest.fixture

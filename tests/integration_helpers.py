@@ -66,9 +66,20 @@ class Api:
 
 
 def backend_connections() -> int:
-    """How many server connections the test database has now (PostgreSQL)."""
+    """How many server connections the test database has now (PostgreSQL).
+
+    The process's shared event listener (agent_sessions.listener) keeps its
+    one connection for a while after the last waiter by design; it is not
+    counted.
+    """
+    from agent_sessions.listener import LISTENER_APPLICATION_NAME
+
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name <> %s",
+            [LISTENER_APPLICATION_NAME],
+        )
         return int(cursor.fetchone()[0])
 
 

@@ -1,4 +1,9 @@
-"""Long-poll reads: get_events(..., wait_timeout_ms=N) on PostgreSQL (NOTIFY) and SQLite."""
+"""Long-poll reads: get_events(..., wait_timeout_ms=N) on PostgreSQL (NOTIFY) and SQLite.
+
+The writers' side of the notification protocol (notify only watched sessions)
+is tested here with a raw LISTEN connection that follows the protocol; the
+shared listener itself in test_listener.py.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from agent_sessions.core import Event, EventType
-from agent_sessions.sequences import WATCH_KEYS_PER_BATCH, EventNotifications
+from agent_sessions.listener import get_listener
+from agent_sessions.sequences import NOTIFY_CHANNEL, WATCH_KEYS_PER_BATCH, WATCH_LOCK_CLASS
 from agent_sessions.store import DjangoSessionStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,6 +60,39 @@ def append(event: Event) -> Callable[[DjangoSessionStore], object]:
 @pytest.fixture
 def session_id() -> str:
     return f"ses_{uuid.uuid4().hex}"
+
+
+class Watcher:
+    """A raw LISTEN connection that watches sessions the way the listener does."""
+
+    def __init__(self) -> None:
+        import psycopg
+
+        params = dict(connection.get_connection_params())
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        self.connection = psycopg.connect(**params, autocommit=True)
+        self.connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def watch(self, session_id: str) -> None:
+        self.connection.execute(
+            f"SELECT pg_advisory_lock_shared({WATCH_LOCK_CLASS}, hashtext(%s))", [session_id]
+        )
+
+    def notified(self, session_id: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            for note in self.connection.notifies(timeout=remaining, stop_after=1):
+                if note.payload == session_id:
+                    return True
+        return False
+
+
+@pytest.fixture
+def watcher() -> Iterator[Watcher]:
+    watcher = Watcher()
+    yield watcher
+    watcher.connection.close()
 
 
 def test_long_poll_returns_existing_events_at_once(
@@ -113,8 +152,7 @@ def test_zero_wait_does_not_block(store: DjangoSessionStore, session_id: str) ->
     assert store.get_events(session_id, wait_timeout_ms=0) == []
 
 
-@pytest.mark.postgres_only
-def test_notification_is_delivered_on_commit_and_not_on_rollback(
+def test_a_waiter_is_woken_on_commit_and_not_on_rollback(
     store: DjangoSessionStore, session_id: str
 ) -> None:
     class Abort(Exception):
@@ -125,16 +163,15 @@ def test_notification_is_delivered_on_commit_and_not_on_rollback(
             store.append_event(Event.new("message_sent", session_id))
             raise Abort
 
-    with EventNotifications("default") as notifications:
-        assert notifications.watch(session_id, time.monotonic() + 5)
-        with pytest.raises(Abort):
-            append_then_roll_back()
-        assert not notifications.wait_for(session_id, time.monotonic() + 0.2)
+    listener = get_listener("default")
+    with pytest.raises(Abort):
+        append_then_roll_back()
+    assert not listener.wait(session_id, after=0, timeout=0.3)
 
-        with transaction.atomic():
-            store.append_event(Event.new("message_sent", session_id))
-            assert not notifications.wait_for(session_id, time.monotonic() + 0.2)
-        assert notifications.wait_for(session_id, time.monotonic() + 5)
+    with transaction.atomic():
+        store.append_event(Event.new("message_sent", session_id))
+        assert not listener.wait(session_id, after=0, timeout=0.3)
+    assert listener.wait(session_id, after=0, timeout=5)
 
 
 def test_long_poll_does_not_busy_loop_while_waiting(
@@ -152,15 +189,16 @@ def test_long_poll_does_not_busy_loop_while_waiting(
 
 @pytest.mark.postgres_only
 def test_appends_notify_only_sessions_that_a_reader_watches(
-    store: DjangoSessionStore, session_id: str
+    store: DjangoSessionStore, session_id: str, watcher: Watcher
 ) -> None:
-    with EventNotifications("default") as notifications:
-        store.append_event(Event.new("message_sent", session_id))
-        assert not notifications.wait_for(session_id, time.monotonic() + 0.2)
+    store.append_event(Event.new("message_sent", session_id))
+    assert not watcher.notified(session_id, 0.2)
 
-        assert notifications.watch(session_id, time.monotonic() + 5)
-        store.append_events([Event.new("message_sent", session_id)])
-        assert notifications.wait_for(session_id, time.monotonic() + 5)
+    watcher.watch(session_id)
+    store.append_event(Event.new("message_sent", session_id))
+    assert watcher.notified(session_id, 5)
+    store.append_events([Event.new("message_sent", session_id)])
+    assert watcher.notified(session_id, 5)
 
 
 @pytest.mark.postgres_only
@@ -195,10 +233,9 @@ def test_a_reader_that_starts_watching_mid_append_sees_the_event(
 
 @pytest.mark.postgres_only
 def test_a_batch_across_many_sessions_notifies_a_watched_one(
-    store: DjangoSessionStore, session_id: str
+    store: DjangoSessionStore, session_id: str, watcher: Watcher
 ) -> None:
     many = [Event.new("message_sent", f"ses_bulk_{n}") for n in range(WATCH_KEYS_PER_BATCH + 8)]
-    with EventNotifications("default") as notifications:
-        assert notifications.watch(session_id, time.monotonic() + 5)
-        store.append_events([*many, Event.new("message_sent", session_id)])
-        assert notifications.wait_for(session_id, time.monotonic() + 5)
+    watcher.watch(session_id)
+    store.append_events([*many, Event.new("message_sent", session_id)])
+    assert watcher.notified(session_id, 5)
