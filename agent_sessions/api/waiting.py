@@ -51,7 +51,7 @@ def release_request_thread() -> None:
 
 def _listener(alias: str) -> Any | None:
     try:
-        from agent_sessions.listener import get_listener  # type: ignore[import-not-found]
+        from agent_sessions.listener import get_listener
     except ImportError:
         return None
     return get_listener(alias)
