@@ -29,7 +29,9 @@ from django.urls import reverse
 from agent_sessions import models as m
 from agent_sessions.core import Event, EventType, Run, RunStatus, Session
 from agent_sessions.errors import NotFoundError
+from agent_sessions.maintenance import DjangoMaintenance
 from agent_sessions.query import DjangoQueryAPI
+from agent_sessions.retention import RetentionPolicy
 from agent_sessions.routing import read_from_primary
 from agent_sessions.store import DjangoArtifactRegistry, DjangoSessionStore
 
@@ -201,6 +203,32 @@ def test_reads_inside_atomic_on_the_write_alias_see_the_blocks_writes() -> None:
     with CaptureQueriesContext(connections["replica"]) as on_replica:
         assert store.get_session("ses_1").id == "ses_1"
     assert len(on_replica.captured_queries) == 1
+
+
+def test_store_delete_session_deletes_under_lag(replay_paused: None) -> None:
+    store = DjangoSessionStore()
+    store.save_session(Session.new("agent", id="ses_1"))
+    store.append_event(message("ses_1", "hi"))
+
+    store.delete_session("ses_1")
+
+    assert not on_primary(m.Session, id="ses_1").exists()
+    assert not on_primary(m.Event, session_id="ses_1").exists()
+
+
+def test_maintenance_works_on_the_primary_under_lag(replay_paused: None) -> None:
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=10)
+    store = DjangoSessionStore()
+    for n in range(3):
+        store.save_session(
+            Session.new("agent", id=f"ses_{n}", status="completed", created_at=old, updated_at=old)
+        )
+
+    report = DjangoMaintenance().execute(RetentionPolicy(max_completed_session_age_days=1))
+
+    assert report.errors == []
+    assert report.sessions_soft_deleted == 3
+    assert not on_primary(m.Session, deleted_at__isnull=True).exists()
 
 
 def test_get_active_run_and_long_poll_read_the_primary_under_lag(replay_paused: None) -> None:
@@ -442,3 +470,9 @@ def test_adk_runner_turns_read_back_their_own_writes(replay_paused: None) -> Non
     assert run(turn("hello")) == ["echo: hello"]
     assert run(turn("again")) == ["echo: again"]
     assert seen[1] == ["hello", "echo: hello", "again"]
+
+    # With auto_create_session the Runner creates a session it cannot find: a
+    # lagging read made it create the existing one again (AlreadyExistsError).
+    runner.auto_create_session = True
+    assert run(turn("third")) == ["echo: third"]
+    assert seen[2][-3:] == ["again", "echo: again", "third"]
