@@ -40,6 +40,7 @@ command takes around :meth:`~DjangoMaintenance.execute`.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -66,6 +67,7 @@ from agent_sessions.errors import (
 )
 from agent_sessions.locks import MaintenanceLock
 from agent_sessions.models import ARTIFACT_COLUMNS
+from agent_sessions.restore import RestoreReport, restore_archives
 from agent_sessions.results import MaintenanceReport
 from agent_sessions.retention import RetentionPolicy
 from agent_sessions.sequences import take_sqlite_write_lock
@@ -424,6 +426,40 @@ class DjangoMaintenance:
                     total += orphans.filter(session_id__in=locked).delete()[0]
             self._report("clean_orphaned_sequences", len(ids), total)
         return total
+
+    def restore(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+    ) -> RestoreReport:
+        """Bring back what archive files hold; see :mod:`agent_sessions.restore`.
+
+        Verifies every file (manifest SHA-256 and counts) and refuses, before
+        writing anything, to overwrite a live row that differs from its
+        archived record. Rows already present and identical are left alone,
+        so restoring twice gives the same rows. Sequence numbers are kept;
+        counters never go below the highest restored sequence number.
+
+        Args:
+            paths: Archive files (``asm-archive-….jsonl``).
+            dry_run: Verify and count; write nothing.
+            batch_size: Records per transaction.
+
+        Returns:
+            What was (or would be) restored.
+
+        Raises:
+            ArchiveError: a file is unreadable or does not match its manifest.
+            RestoreConflictError: a live row differs; nothing was written.
+            ValidationError: a record is invalid, or ``paths`` is empty.
+            StorageError: the database failed (batches written before stay).
+        """
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        if isinstance(paths, str | os.PathLike):
+            paths = [paths]
+        return restore_archives(self.alias, list(paths), dry_run=dry_run, batch_size=batch_size)
 
     def health_check(self) -> list[str]:
         """Return one message per consistency problem; an empty list means healthy.
