@@ -80,9 +80,9 @@ from agent_sessions.integrations.payload_log import ensure_session, touch_sessio
 from agent_sessions.integrations.runs import (
     RunRecord,
     derived_run_id,
+    message_usage,
     record_run,
     record_runs_enabled,
-    usage_dict,
 )
 from agent_sessions.store import DjangoSessionStore
 from agent_sessions.validation import check_id
@@ -542,42 +542,27 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
         if not record_runs_enabled():
             return
         by_id = {e.id: e for e in events}
-        usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
-        model = provider = None
-        turns = 0
-        last = None
-        for position, message in enumerate(messages):
-            if not isinstance(message, BaseMessage):
-                continue
-            last = message
-            event_id = _event_id(thread_id, "message", message.id or f"#{position}")
-            if event_id not in new_ids or event_id not in by_id or message.type != "ai":
-                continue
-            reported = getattr(message, "usage_metadata", None)
-            if not reported:
-                continue
-            turns += 1
-            for key, value in usage_dict(
-                reported.get("input_tokens"),
-                reported.get("output_tokens"),
-                reported.get("total_tokens"),
-            ).items():
-                usage[key] += value
-            response = message.response_metadata or {}
-            model = response.get("model_name") or response.get("model") or model
-            provider = response.get("model_provider") or provider
-        if not turns:
+        new_messages = [
+            message
+            for position, message in enumerate(messages)
+            if isinstance(message, BaseMessage)
+            and (event_id := _event_id(thread_id, "message", message.id or f"#{position}"))
+            in new_ids
+            and event_id in by_id
+        ]
+        found = message_usage(new_messages)
+        if not found.turns:
             return
-        finished = last is not None and last.type == "ai" and not getattr(last, "tool_calls", None)
+        finished = message_usage(messages[-1:]).finished
         record_run(
             RunRecord(
                 session_id=thread_id,
                 run_id=run_id,
-                provider=provider or self.provider,
+                provider=found.provider or self.provider,
                 status=core.RunStatus.COMPLETED if finished else core.RunStatus.RUNNING,
-                model=model,
-                token_usage=usage,
-                turns=turns,
+                model=found.model,
+                token_usage=found.token_usage,
+                turns=found.turns,
                 framework=SOURCE,
             ),
             using=self.using,
