@@ -1011,6 +1011,6 @@ def _search_available(alias: str) -> Iterator[None]:
         yield
     except (MigrationRequiredError, StorageError) as exc:
         connection = connections[alias]
-        if connection.vendor == "sqlite" and not fts5_available(connection):
+        if connection.vendor == "sqlite" and not fts5_available():
             raise SearchUnavailableError(details=exc.details) from exc
         raise

@@ -38,9 +38,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from django.db import DatabaseError, connections
+from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from agent_sessions.errors import ValidationError
@@ -319,16 +320,18 @@ WHERE body IS NOT NULL""",
 ]
 
 
-def fts5_available(connection: BaseDatabaseWrapper) -> bool:
-    """True when the SQLite library behind ``connection`` has the FTS5 extension."""
-    if connection.vendor != "sqlite":
+@cache
+def fts5_available() -> bool:
+    """True when Python's SQLite library (the one Django's SQLite backend uses) has FTS5."""
+    import sqlite3
+
+    probe = sqlite3.connect(":memory:")
+    try:
+        probe.execute("CREATE VIRTUAL TABLE probe USING fts5(body)")
+    except sqlite3.Error:
         return False
-    with connection.cursor() as cursor:
-        try:
-            cursor.execute("CREATE VIRTUAL TABLE temp.asm_fts5_probe USING fts5(x)")
-        except DatabaseError:
-            return False
-        cursor.execute("DROP TABLE temp.asm_fts5_probe")
+    finally:
+        probe.close()
     return True
 
 
@@ -356,7 +359,7 @@ def install_search_index(connection: BaseDatabaseWrapper, config: str) -> bool:
     if connection.vendor == "postgresql":
         name = check_config_name(config)
         statements = _POSTGRES_REMOVE + [sql % {"config": name} for sql in _POSTGRES_INSTALL]
-    elif connection.vendor == "sqlite" and fts5_available(connection):
+    elif connection.vendor == "sqlite" and fts5_available():
         statements = _SQLITE_REMOVE + _SQLITE_INSTALL
     else:
         return False

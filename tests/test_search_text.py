@@ -275,8 +275,13 @@ def test_updated_event_data_is_reindexed(query_api: DjangoQueryAPI) -> None:
 def test_pruned_events_leave_the_index(query_api: DjangoQueryAPI) -> None:
     session = SessionFactory(status="completed")
     for n in range(5):
-        said(f"chunk {n} streamed", session_id=session.id, sequence_number=n + 1, minutes=n,
-             type="message_streamed")
+        said(
+            f"chunk {n} streamed",
+            session_id=session.id,
+            sequence_number=n + 1,
+            minutes=n,
+            type="message_streamed",
+        )
     policy = RetentionPolicy(max_events_per_session=2, max_completed_session_age_days=None)
     pruned = DjangoMaintenance().prune_session_events(session.id, policy)
     assert pruned == 3
@@ -357,12 +362,15 @@ def test_hostile_queries_never_reach_the_database_as_syntax(
     query_api: DjangoQueryAPI, q: str
 ) -> None:
     said("alpha beta gamma delta")
+    outcome: Any
     try:
-        page = query_api.search_text(q)
+        outcome = query_api.search_text(q)
     except ValidationError as exc:  # a typed refusal is a fine answer too
-        assert exc.field == "q"
+        outcome = exc
+    if isinstance(outcome, ValidationError):
+        assert outcome.field == "q"
     else:
-        assert all(isinstance(hit.rank, float) for hit in page.hits)
+        assert all(isinstance(hit.rank, float) for hit in outcome.hits)
 
 
 @pytest.mark.parametrize("q", ["...", "!!!", "()", "*", '""', "- -", "___", "OR"])
@@ -413,8 +421,8 @@ def test_sqlite_without_fts5_raises_a_typed_error(
 ) -> None:
     said("anything")
     search.remove_search_index(connection)
-    monkeypatch.setattr(search, "fts5_available", lambda connection: False)
-    monkeypatch.setattr("agent_sessions.query.fts5_available", lambda connection: False)
+    monkeypatch.setattr(search, "fts5_available", lambda: False)
+    monkeypatch.setattr("agent_sessions.query.fts5_available", lambda: False)
     assert search.install_search_index(connection, "simple") is False
     with pytest.raises(SearchUnavailableError) as info:
         query_api.search_text("anything")
@@ -437,3 +445,58 @@ def test_postgres_queries_use_the_index() -> None:
 @pytest.mark.postgres_only
 def test_postgres_index_uses_the_configured_text_search_config() -> None:
     assert search.indexed_config(connection) == "simple"
+
+
+# --------------------------------------------------------------------------- checks, command
+
+
+def test_an_invalid_text_search_config_is_a_check_error(settings: Any) -> None:
+    from agent_sessions.checks import check_settings
+
+    settings.AGENT_SESSIONS = {"TEXT_SEARCH_CONFIG": "english; DROP TABLE x"}
+    assert [m.id for m in check_settings()] == ["agent_sessions.E040"]
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_a_missing_fts5_is_a_check_warning(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    from agent_sessions.checks import check_full_text_search
+
+    settings.DATABASES = {**settings.DATABASES, "extra": {"ENGINE": "django.db.backends.sqlite3"}}
+    monkeypatch.setattr(search, "fts5_available", lambda: False)
+    assert [m.id for m in check_full_text_search()] == ["agent_sessions.W040"]
+
+
+def test_fts5_is_available_in_the_test_python() -> None:
+    from agent_sessions.checks import check_full_text_search
+
+    assert search.fts5_available() is True
+    assert check_full_text_search() == []
+
+
+@pytest.mark.postgres_only
+def test_a_changed_config_is_reported_and_the_command_rebuilds(
+    settings: Any, query_api: DjangoQueryAPI
+) -> None:
+    from django.core.management import call_command
+
+    from agent_sessions.checks import check_database_vendor
+
+    event = said("the runners were running")
+    settings.AGENT_SESSIONS = {"TEXT_SEARCH_CONFIG": "english"}
+    assert [m.id for m in check_database_vendor(databases=["default"])] == ["agent_sessions.W041"]
+    assert query_api.search_text("run").hits == []  # 'simple' does not stem
+    call_command("asm_search_index", verbosity=0)
+    assert check_database_vendor(databases=["default"]) == []
+    assert search.indexed_config(connection) == "english"
+    assert ids(query_api.search_text("run")) == [event.id]
+
+
+def test_the_command_rebuilds_the_index(query_api: DjangoQueryAPI) -> None:
+    from django.core.management import call_command
+
+    event = said("rebuilt words")
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM asm_events_search")
+    assert query_api.search_text("rebuilt").hits == []
+    call_command("asm_search_index", verbosity=0)
+    assert ids(query_api.search_text("rebuilt")) == [event.id]
