@@ -2,7 +2,7 @@
 
 The one module that knows how events are made searchable (CONTRACT §14).
 :meth:`agent_sessions.query.DjangoQueryAPI.search_text` calls it; the
-migration ``0003_event_text_search`` and ``manage.py asm_search_index`` build
+migration ``0004_event_text_search`` and ``manage.py asm_search_index`` build
 the index with :func:`install_search_index`.
 
 **What is indexed.** Every string value inside an event's ``data``, at any

@@ -13,6 +13,6 @@ import agent_sessions.operations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("agent_sessions", "0002_query_keyset_indexes")]
+    dependencies = [("agent_sessions", "0003_asm_events_run_id_index")]
 
     operations = [agent_sessions.operations.InstallEventSearch()]
