@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -296,6 +297,22 @@ def test_hard_deleted_sessions_leave_the_index(store: Any, query_api: DjangoQuer
     store.delete_session(session.id)
     assert query_api.search_text("confidential", include_deleted=True).hits == []
     assert _indexed_ids() == set()
+
+
+def test_restored_events_come_back_to_the_index(query_api: DjangoQueryAPI, tmp_path: Path) -> None:
+    from tests.maintenance_support import days_ago, policy
+
+    session = SessionFactory(deleted_at=days_ago(40))
+    event = said("restorable words", session_id=session.id)
+    archiving = policy(
+        hard_delete_after_days=30, archive_before_prune=True, archive_store=str(tmp_path)
+    )
+    assert DjangoMaintenance().hard_delete_expired_sessions(archiving) == 1
+    assert query_api.search_text("restorable", include_deleted=True).hits == []
+    DjangoMaintenance().restore([str(p) for p in sorted(tmp_path.glob("asm-archive-*.jsonl"))])
+    page = query_api.search_text("restorable", include_deleted=True)
+    assert ids(page) == [event.id]
+    assert "[[restorable]]" in page.hits[0].snippet
 
 
 def _indexed_ids() -> set[str]:
