@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connections, transaction
+from django.db import connections, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from agent_sessions import models as m
@@ -816,8 +816,8 @@ class DjangoMaintenance:
 
         SQLite: the write lock is taken first, so the batch queues behind
         appends instead of failing. PostgreSQL: the commit does not wait for
-        its WAL flush (``synchronous_commit = off``, for this run's session,
-        see :meth:`_unflushed_commits`, or else this transaction only). A
+        its WAL flush (``SET LOCAL synchronous_commit = off``: this
+        transaction only, safe behind a transaction pooler). A
         crash can then forget the last few batches, never corrupt anything:
         the rows are simply deleted again by the next run (an archive is
         at-least-once anyway), and thousands of short transactions no longer
@@ -857,34 +857,14 @@ class DjangoMaintenance:
 
     @contextmanager
     def _unflushed_commits(self) -> Iterator[None]:
-        """On PostgreSQL, ``synchronous_commit = off`` for the connection while a run lasts.
+        """The span of a run; batches commit without waiting for the WAL flush.
 
-        Set once instead of per batch (one round trip less per batch), and
-        put back as it was afterwards. Not inside the caller's transaction,
-        nor when a run is already under way in this thread.
+        Each batch sets ``synchronous_commit = off`` with ``SET LOCAL`` in its
+        own transaction (see :meth:`_write`): a session-level ``SET`` would
+        stay on a server connection that a transaction-pooling proxy then
+        hands to other clients.
         """
-        connection = connections[self.alias]
-        if (
-            connection.vendor != "postgresql"
-            or connection.in_atomic_block
-            or getattr(self._local, "unflushed", False)
-        ):
-            yield
-            return
-        with translate_errors("maintenance"), connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('synchronous_commit')")
-            previous = cursor.fetchone()[0]
-            cursor.execute("SET synchronous_commit = off")
-        self._local.unflushed = True
-        try:
-            yield
-        finally:
-            self._local.unflushed = False
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT set_config('synchronous_commit', %s, false)", [previous])
-            except DatabaseError:  # a broken connection is closed, and forgets it anyway
-                pass
+        yield
 
     @contextmanager
     def _step(self, policy: RetentionPolicy, dry_run: bool) -> Iterator[_Context]:

@@ -57,7 +57,7 @@ from agent_sessions.aio import with_async_twins
 from agent_sessions.conf import app_settings
 from agent_sessions.core import EventType, RunStatus, SessionStatus
 from agent_sessions.cursors import decode_cursor, encode_cursor
-from agent_sessions.db import check_alias, db_for_read, translate_errors
+from agent_sessions.db import check_alias, db_for_read, reconnecting, translate_errors
 from agent_sessions.errors import (
     MigrationRequiredError,
     NotFoundError,
@@ -369,6 +369,7 @@ class DjangoQueryAPI:
 
     # ----------------------------------------------------------------- sessions
 
+    @reconnecting
     def search_sessions(
         self,
         *,
@@ -429,6 +430,7 @@ class DjangoQueryAPI:
             rows, next_cursor = _page(queryset, "sessions", order_name, order, position, limit)
         return SessionPage([row.to_domain() for row in rows], next_cursor, total)
 
+    @reconnecting
     def get_session_stats(self, session_id: str) -> dict[str, Any]:
         """Return counts and totals for one session, computed in SQL.
 
@@ -487,6 +489,7 @@ class DjangoQueryAPI:
 
     # ----------------------------------------------------------------- runs
 
+    @reconnecting
     def search_runs(
         self,
         *,
@@ -559,6 +562,7 @@ class DjangoQueryAPI:
             "started_before": check_datetime(until, "until", required=False),
         }
 
+    @reconnecting
     def get_usage_summary(
         self,
         *,
@@ -612,6 +616,7 @@ class DjangoQueryAPI:
             "by_provider": by_provider,
         }
 
+    @reconnecting
     def get_cost_summary(
         self,
         *,
@@ -735,6 +740,7 @@ class DjangoQueryAPI:
             "correlation_id": check_id(correlation_id, "correlation_id", required=False),
         }
 
+    @reconnecting
     def search_events(
         self,
         *,
@@ -789,6 +795,7 @@ class DjangoQueryAPI:
             rows, next_cursor = _page(queryset, "events", order_name, order, position, limit)
         return EventPage([row.to_domain() for row in rows], next_cursor)
 
+    @reconnecting
     def count_events(
         self,
         *,
@@ -819,6 +826,7 @@ class DjangoQueryAPI:
 
     # ----------------------------------------------------------------- full-text search
 
+    @reconnecting
     def search_text(
         self,
         q: str,
@@ -923,6 +931,7 @@ class DjangoQueryAPI:
 
     # ----------------------------------------------------------------- export
 
+    @reconnecting
     def export_session(self, session_id: str, *, include_artifacts: bool = False) -> dict[str, Any]:
         """Return a whole session: the session, its runs and its events (and artifacts).
 
@@ -950,8 +959,8 @@ class DjangoQueryAPI:
             events = self._objects(models.Event).filter(session_id=session_id)
             export: dict[str, Any] = {
                 "session": row.to_domain(),
-                "runs": _domain(runs.order_by("started_at", "id")),
-                "events": _domain(events.order_by("sequence_number", "id")),
+                "runs": _keyset_domain(runs, _EXPORT_RUNS),
+                "events": _keyset_domain(events, _EXPORT_EVENTS),
             }
         if include_artifacts:
             from agent_sessions.store import DjangoArtifactRegistry
@@ -970,9 +979,28 @@ def _token_sums() -> dict[str, Any]:
     }
 
 
-def _domain(queryset: QuerySet[Any]) -> list[Any]:
-    # ``iterator()`` streams rows instead of caching model instances next to the result.
-    return [row.to_domain() for row in queryset.iterator()]
+#: Page size and orders of :meth:`DjangoQueryAPI.export_session`'s reads.
+_EXPORT_PAGE = 2000
+_EXPORT_RUNS = KeysetOrder(("started_at", "id"), _DT_ID, descending=False)
+_EXPORT_EVENTS = KeysetOrder(("sequence_number", "id"), ("int", "text"), descending=False)
+
+
+def _keyset_domain(queryset: QuerySet[Any], order: KeysetOrder) -> list[Any]:
+    """Every row of ``queryset`` as a domain object, read in keyset pages in ``order``.
+
+    No server-side cursor (``iterator()`` opens one on PostgreSQL, which a
+    transaction-pooling proxy breaks), and no result set loaded at once: one
+    page of model instances at a time next to the result.
+    """
+    result: list[Any] = []
+    ordered = queryset.order_by(*order.order_by())
+    page = ordered
+    while True:
+        rows = list(page[:_EXPORT_PAGE])
+        result.extend(row.to_domain() for row in rows)
+        if len(rows) < _EXPORT_PAGE:
+            return result
+        page = ordered.filter(order.after([getattr(rows[-1], key) for key in order.keys]))
 
 
 #: ``search_text``'s order: rank, then newest, then id, all descending.

@@ -26,12 +26,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from agent_sessions import core
 from agent_sessions import models as m
 from agent_sessions.conf import app_settings
-from agent_sessions.db import db_for_write, translate_errors
+from agent_sessions.db import db_for_write, run_write
 from agent_sessions.store import DjangoSessionStore
 
 __all__ = [
@@ -181,7 +181,9 @@ def record_run(record: RunRecord, *, using: str | None = None) -> core.Run:
     alias = db_for_write(using, m.Run)
     store = DjangoSessionStore(using=alias)
     status = core.RunStatus(record.status)
-    with translate_errors("record_run"), transaction.atomic(using=alias):
+
+    # Not retried after a lost connection: the usage is added, not set.
+    def work(_connection: BaseDatabaseWrapper) -> core.Run:
         # Read on the write database, locked: concurrent updates of one run
         # (two processes of one ADK invocation) add their usage one after the other.
         row = m.Run.objects.using(alias).select_for_update().filter(id=record.run_id).first()
@@ -212,4 +214,6 @@ def record_run(record: RunRecord, *, using: str | None = None) -> core.Run:
         ):
             run = run.with_status(status)
         store.save_run(run)
-    return run
+        return run
+
+    return run_write(alias, "record_run", work, retry_safe=False)
