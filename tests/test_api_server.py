@@ -216,3 +216,15 @@ def test_idle_streams_hold_no_thread_each_and_end_when_their_clients_leave(
     assert observed["idle_stats"]["threads"] <= baseline + 10, observed
     assert observed["received"] == [["1"]] * 50
     assert observed["after_stats"]["open_streams"] == 0, "streams outlived their clients"
+
+
+@pytest.mark.postgres_only
+def test_fifty_idle_streams_do_not_hold_fifty_database_connections(
+    idle_server: AsgiServer,
+) -> None:
+    server = idle_server
+    session = Session.new("idle")
+    DjangoSessionStore().save_session(session)
+    observed = _open_idle_streams(server, session.id, 50)
+    assert observed["idle_connections"] <= 3, observed
+    assert wait_until(lambda: server_db_connections() <= 2, timeout=10)

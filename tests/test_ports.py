@@ -48,7 +48,6 @@ PROTOCOL_METHODS = {
         "search_events",
         "count_events",
         "export_session",
-        "search_text",
     ],
     Maintenance: [
         "execute",

@@ -197,7 +197,7 @@ async def _stream_async(state: StreamState) -> AsyncGenerator[bytes]:
             return
         if timeout > 0:
             await wait_for_append_async(
-                state.store, state.alias, state.session_id, after=state.position, timeout=timeout
+                state.alias, state.session_id, after=state.position, timeout=timeout
             )
         if keepalive := state.keepalive():
             yield keepalive
@@ -227,9 +227,7 @@ def _stream_sync(state: StreamState) -> Iterator[bytes]:
         if timeout is None:
             return
         if timeout > 0:
-            wait_for_append(
-                state.store, state.alias, state.session_id, after=state.position, timeout=timeout
-            )
+            wait_for_append(state.alias, state.session_id, after=state.position, timeout=timeout)
             close_old_connections()
         if keepalive := state.keepalive():
             yield keepalive

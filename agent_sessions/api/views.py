@@ -46,7 +46,6 @@ from agent_sessions.api.reading import (
     session_page,
 )
 from agent_sessions.api.sse import StreamState, stream_async, stream_sync
-from agent_sessions.api.text_search import text_search_page
 from agent_sessions.api.waiting import release_request_thread, wait_for_append_async
 from agent_sessions.conf import app_settings
 from agent_sessions.errors import (
@@ -57,14 +56,7 @@ from agent_sessions.errors import (
     ValidationError,
 )
 
-__all__ = [
-    "event_list",
-    "event_stream",
-    "session_detail_view",
-    "session_export",
-    "session_list",
-    "text_search",
-]
+__all__ = ["event_list", "event_stream", "session_detail_view", "session_export", "session_list"]
 
 logger = logging.getLogger("agent_sessions.api")
 
@@ -151,12 +143,6 @@ async def session_list(request: HttpRequest) -> HttpResponseBase:
 
 
 @api_view
-async def text_search(request: HttpRequest) -> HttpResponseBase:
-    """``GET search?q=``: full-text search over every session's events (docs/search.md)."""
-    return _json(await run_in_worker(text_search_page, request.GET))
-
-
-@api_view
 async def session_detail_view(request: HttpRequest, session_id: str) -> HttpResponseBase:
     """``GET sessions/<id>``: ``{"session", "runs", "stats"}``."""
     return _json(await run_in_worker(session_detail, session_id))
@@ -216,9 +202,7 @@ async def event_list(request: HttpRequest, session_id: str) -> HttpResponseBase:
     if not window.events and wait_ms:
         release_request_thread()
     while not window.events and (remaining := deadline - time.monotonic()) > 0:
-        await wait_for_append_async(
-            store, alias, session_id, after=window.position, timeout=remaining
-        )
+        await wait_for_append_async(alias, session_id, after=window.position, timeout=remaining)
         window = await run_in_worker(
             read_window, store, session_id, event_filter, after=window.position, limit=limit
         )

@@ -1,25 +1,18 @@
 """Waiting for a session's next append, for the stream and the long-poll endpoint.
 
-The waiting itself belongs to the process's shared listener
-(:mod:`agent_sessions.listener`: one LISTEN connection per database alias,
-plus a catch-up poll for writers that send no NOTIFY). Until that module is
-available this falls back to polling the session's counter, which is correct
-but costs one short query per waiting reader and poll interval.
+The waiting itself is the process's shared listener
+(:mod:`agent_sessions.listener`: one LISTEN connection per database alias
+wakes every waiter on NOTIFY, and a catch-up check at
+``WAIT_POLL_INTERVAL_SECONDS`` sees writers that send no NOTIFY; SQLite has
+the check alone). A waiter holds no database connection and, when async, no
+thread.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import Any
-
-from agent_sessions.aio import run_in_worker
-from agent_sessions.store import DjangoSessionStore
+from agent_sessions.listener import get_listener
 
 __all__ = ["release_request_thread", "wait_for_append", "wait_for_append_async"]
-
-#: Fallback only: how often a waiting reader re-reads the session's counter.
-FALLBACK_POLL_SECONDS = 0.25
 
 
 def release_request_thread() -> None:
@@ -49,46 +42,17 @@ def release_request_thread() -> None:
         executor.shutdown(wait=False)
 
 
-def _listener(alias: str) -> Any | None:
-    try:
-        from agent_sessions.listener import get_listener
-    except ImportError:
-        return None
-    return get_listener(alias)
+async def wait_for_append_async(alias: str, session_id: str, *, after: int, timeout: float) -> bool:
+    """Wait until the session may have events after ``after``, at most ``timeout`` seconds.
 
-
-async def wait_for_append_async(
-    store: DjangoSessionStore, alias: str, session_id: str, *, after: int, timeout: float
-) -> bool:
-    """Wait until the session's counter passes ``after``, at most ``timeout`` seconds.
-
-    Holds no database connection and no thread while it waits. Cancelling
-    the awaiting task ends the wait.
+    Cancelling the awaiting task (the client went away) ends the wait.
 
     Returns:
         True when an append may have happened (read again), False on timeout.
     """
-    listener = _listener(alias)
-    if listener is not None:
-        return bool(await listener.wait_async(session_id, after=after, timeout=timeout))
-    deadline = time.monotonic() + timeout
-    while (remaining := deadline - time.monotonic()) > 0:
-        await asyncio.sleep(min(FALLBACK_POLL_SECONDS, remaining))
-        if await run_in_worker(store.get_latest_sequence, session_id) > after:
-            return True
-    return False
+    return await get_listener(alias).wait_async(session_id, after=after, timeout=timeout)
 
 
-def wait_for_append(
-    store: DjangoSessionStore, alias: str, session_id: str, *, after: int, timeout: float
-) -> bool:
+def wait_for_append(alias: str, session_id: str, *, after: int, timeout: float) -> bool:
     """The blocking twin of :func:`wait_for_append_async`, for WSGI servers."""
-    listener = _listener(alias)
-    if listener is not None:
-        return bool(listener.wait(session_id, after=after, timeout=timeout))
-    deadline = time.monotonic() + timeout
-    while (remaining := deadline - time.monotonic()) > 0:
-        time.sleep(min(FALLBACK_POLL_SECONDS, remaining))
-        if store.get_latest_sequence(session_id) > after:
-            return True
-    return False
+    return get_listener(alias).wait(session_id, after=after, timeout=timeout)
