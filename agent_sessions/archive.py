@@ -468,6 +468,8 @@ def read_archive_entries(
             if offset == covered:
                 _verify(path, manifest, digest, in_prefix)
                 scan.verified = True
+            elif start < covered < offset:
+                raise _read_error(path, "its durable part does not end where its manifest says")
             if entry is not None:
                 yield entry
     if manifest and offset < covered:

@@ -17,7 +17,11 @@ time, not the cron job at 3 a.m.
 * E030 ``WAIT_POLL_INTERVAL_SECONDS`` is not a number of seconds in (0, 60].
 * E031 ``DIRECT_DATABASE`` is not an alias, a dict of aliases, or None, or
   names an alias that is not in ``DATABASES``.
+* E040 ``TEXT_SEARCH_CONFIG`` is not a text search configuration name.
 * W001 a database backend other than PostgreSQL or SQLite.
+* W040 a SQLite database, but Python's SQLite lacks FTS5: no full-text search.
+* W041 (``--database``) the PostgreSQL search index was built with another
+  ``TEXT_SEARCH_CONFIG`` than the one configured now.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.utils.module_loading import import_string
 
@@ -70,6 +75,7 @@ def check_settings(
     errors.extend(_check_api(value))
     errors.extend(_check_integrations(value))
     errors.extend(_check_database_layer(value))
+    errors.extend(_check_text_search_config(value.get("TEXT_SEARCH_CONFIG", "simple")))
     return errors
 
 
@@ -127,6 +133,48 @@ def _check_integrations(value: dict[str, Any]) -> list[CheckMessage]:
             f"got {record_runs!r}.",
             hint="False stops the framework adapters from recording runs and token usage.",
             id="agent_sessions.E015",
+        )
+    ]
+
+
+def _check_text_search_config(config: Any) -> list[CheckMessage]:
+    from agent_sessions.search import check_config_name
+
+    try:
+        check_config_name(config)
+    except ValueError as exc:
+        return [
+            Error(
+                f"{SETTING_NAME}['TEXT_SEARCH_CONFIG']: {exc}.",
+                hint="See docs/search.md, 'Language'.",
+                id="agent_sessions.E040",
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility)
+def check_full_text_search(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn when a SQLite database cannot run ``search_text`` (no FTS5 in the SQLite library)."""
+    from agent_sessions.search import fts5_available
+
+    sqlite_aliases = [
+        alias
+        for alias, options in settings.DATABASES.items()
+        if "sqlite" in str(options.get("ENGINE", ""))
+    ]
+    if not sqlite_aliases or fts5_available():
+        return []
+    return [
+        Warning(
+            f"Python's SQLite library has no FTS5 extension, so full-text search "
+            f"(search_text, the admin's event search, GET search) is unavailable on "
+            f"{', '.join(repr(a) for a in sqlite_aliases)} and raises SearchUnavailableError.",
+            hint="Use a Python build whose SQLite has FTS5 (the python.org and most Linux "
+            "builds do), then run 'manage.py asm_search_index'.",
+            id="agent_sessions.W040",
         )
     ]
 
@@ -264,4 +312,46 @@ def check_database_vendor(
                     id="agent_sessions.W001",
                 )
             )
+    warnings.extend(_check_search_index_config(databases or []))
     return warnings
+
+
+def _check_search_index_config(databases: Sequence[str]) -> list[CheckMessage]:
+    from django.db import DatabaseError
+
+    from agent_sessions.conf import app_settings
+    from agent_sessions.search import indexed_config
+
+    warnings: list[CheckMessage] = []
+    for alias in databases:
+        connection = connections[alias]
+        if connection.vendor != "postgresql":
+            continue
+        try:
+            built_with = indexed_config(connection)
+            wanted = app_settings.TEXT_SEARCH_CONFIG
+            if built_with is None:
+                continue
+            cursor_config = _resolved_config(connection, wanted)
+        except (DatabaseError, ImproperlyConfigured):
+            continue  # not migrated yet, or E040 already reports the setting
+        if cursor_config != built_with:
+            warnings.append(
+                Warning(
+                    f"The full-text search index of database {alias!r} was built with the "
+                    f"text search configuration {built_with!r}, but TEXT_SEARCH_CONFIG is "
+                    f"{wanted!r}; searches keep using {built_with!r}.",
+                    hint=f"Run 'manage.py asm_search_index --database {alias}' to rebuild "
+                    "the index with the configured one.",
+                    id="agent_sessions.W041",
+                )
+            )
+    return warnings
+
+
+def _resolved_config(connection: Any, name: str) -> str:
+    # 'simple' and 'pg_catalog.simple' are the same configuration: compare as PostgreSQL prints it.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::regconfig::text", [name])
+        row = cursor.fetchone()
+    return str(row[0]) if row else name

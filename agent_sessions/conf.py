@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     # Database layer (docs/deploying.md).
     "WAIT_POLL_INTERVAL_SECONDS": 0.5,
     "DIRECT_DATABASE": None,
+    # Full-text search (agent_sessions.search, CONTRACT §14).
+    "TEXT_SEARCH_CONFIG": "simple",
 }
 
 #: The longest accepted ``WAIT_POLL_INTERVAL_SECONDS``: beyond it a reader
@@ -151,6 +153,18 @@ class AppSettings:
                 f"{wait_poll_interval_problem(value)}, got {value!r}."
             )
         return float(value)
+
+    @property
+    def TEXT_SEARCH_CONFIG(self) -> str:
+        """PostgreSQL text-search configuration of the search index, read at migrate time."""
+        value = self._get("TEXT_SEARCH_CONFIG")
+        if not isinstance(value, str) or not value:
+            # Reported by manage.py check as agent_sessions.E040.
+            raise ImproperlyConfigured(
+                f"{SETTING_NAME}['TEXT_SEARCH_CONFIG'] must be a text search "
+                f"configuration name such as 'simple', got {value!r}."
+            )
+        return value
 
     def direct_database(self, alias: str) -> str | None:
         """The alias whose connections may hold session state (LISTEN) for ``alias``.

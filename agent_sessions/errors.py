@@ -32,6 +32,7 @@ __all__ = [
     "MigrationRequiredError",
     "NotFoundError",
     "RestoreConflictError",
+    "SearchUnavailableError",
     "StorageError",
     "ValidationError",
 ]
@@ -49,6 +50,10 @@ DEFAULT_MESSAGES: dict[str, str] = {
     "archive_error": "The maintenance archive could not be written or read.",
     "lock_lost": "The maintenance run lost its lock; it stopped.",
     "restore_conflict": "A live row differs from its archived record; it was not overwritten.",
+    "search_unavailable": (
+        "Full-text search is not available on this database: SQLite was built "
+        "without FTS5 (see `python manage.py check`)."
+    ),
     "migration_required": (
         "The agent_sessions tables or columns are missing: "
         "run `python manage.py migrate agent_sessions`."
@@ -254,6 +259,17 @@ class RestoreConflictError(AgentSessionsError):
 
     default_code = "restore_conflict"
     codes = frozenset({"restore_conflict"})
+
+
+class SearchUnavailableError(StorageError):
+    """The database cannot run a full-text search (SQLite without the FTS5 extension).
+
+    Code: ``search_unavailable``. A :class:`StorageError`, so code that
+    handles database failures handles it too.
+    """
+
+    default_code = "search_unavailable"
+    codes = frozenset({"search_unavailable"})
 
 
 class MigrationRequiredError(AgentSessionsError):

@@ -40,6 +40,7 @@ command takes around :meth:`~DjangoMaintenance.execute`.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -48,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connections, transaction
+from django.db import connections, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from agent_sessions import models as m
@@ -66,6 +67,7 @@ from agent_sessions.errors import (
 )
 from agent_sessions.locks import MaintenanceLock
 from agent_sessions.models import ARTIFACT_COLUMNS
+from agent_sessions.restore import RestoreReport, restore_archives
 from agent_sessions.results import MaintenanceReport
 from agent_sessions.retention import RetentionPolicy
 from agent_sessions.sequences import take_sqlite_write_lock
@@ -425,6 +427,40 @@ class DjangoMaintenance:
             self._report("clean_orphaned_sequences", len(ids), total)
         return total
 
+    def restore(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+    ) -> RestoreReport:
+        """Bring back what archive files hold; see :mod:`agent_sessions.restore`.
+
+        Verifies every file (manifest SHA-256 and counts) and refuses, before
+        writing anything, to overwrite a live row that differs from its
+        archived record. Rows already present and identical are left alone,
+        so restoring twice gives the same rows. Sequence numbers are kept;
+        counters never go below the highest restored sequence number.
+
+        Args:
+            paths: Archive files (``asm-archive-….jsonl``).
+            dry_run: Verify and count; write nothing.
+            batch_size: Records per transaction.
+
+        Returns:
+            What was (or would be) restored.
+
+        Raises:
+            ArchiveError: a file is unreadable or does not match its manifest.
+            RestoreConflictError: a live row differs; nothing was written.
+            ValidationError: a record is invalid, or ``paths`` is empty.
+            StorageError: the database failed (batches written before stay).
+        """
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        if isinstance(paths, str | os.PathLike):
+            paths = [paths]
+        return restore_archives(self.alias, list(paths), dry_run=dry_run, batch_size=batch_size)
+
     def health_check(self) -> list[str]:
         """Return one message per consistency problem; an empty list means healthy.
 
@@ -780,8 +816,8 @@ class DjangoMaintenance:
 
         SQLite: the write lock is taken first, so the batch queues behind
         appends instead of failing. PostgreSQL: the commit does not wait for
-        its WAL flush (``synchronous_commit = off``, for this run's session,
-        see :meth:`_unflushed_commits`, or else this transaction only). A
+        its WAL flush (``SET LOCAL synchronous_commit = off``: this
+        transaction only, safe behind a transaction pooler). A
         crash can then forget the last few batches, never corrupt anything:
         the rows are simply deleted again by the next run (an archive is
         at-least-once anyway), and thousands of short transactions no longer
@@ -821,34 +857,14 @@ class DjangoMaintenance:
 
     @contextmanager
     def _unflushed_commits(self) -> Iterator[None]:
-        """On PostgreSQL, ``synchronous_commit = off`` for the connection while a run lasts.
+        """The span of a run; batches commit without waiting for the WAL flush.
 
-        Set once instead of per batch (one round trip less per batch), and
-        put back as it was afterwards. Not inside the caller's transaction,
-        nor when a run is already under way in this thread.
+        Each batch sets ``synchronous_commit = off`` with ``SET LOCAL`` in its
+        own transaction (see :meth:`_write`): a session-level ``SET`` would
+        stay on a server connection that a transaction-pooling proxy then
+        hands to other clients.
         """
-        connection = connections[self.alias]
-        if (
-            connection.vendor != "postgresql"
-            or connection.in_atomic_block
-            or getattr(self._local, "unflushed", False)
-        ):
-            yield
-            return
-        with translate_errors("maintenance"), connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('synchronous_commit')")
-            previous = cursor.fetchone()[0]
-            cursor.execute("SET synchronous_commit = off")
-        self._local.unflushed = True
-        try:
-            yield
-        finally:
-            self._local.unflushed = False
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT set_config('synchronous_commit', %s, false)", [previous])
-            except DatabaseError:  # a broken connection is closed, and forgets it anyway
-                pass
+        yield
 
     @contextmanager
     def _step(self, policy: RetentionPolicy, dry_run: bool) -> Iterator[_Context]:

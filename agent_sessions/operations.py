@@ -20,6 +20,9 @@ from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ProjectState
 from django.db.models import NOT_PROVIDED
 
+from agent_sessions import search
+from agent_sessions.conf import app_settings
+
 
 class AdoptOrCreateModel(migrations.CreateModel):
     """``CreateModel`` that adopts an existing table of the same name instead of failing."""
@@ -94,6 +97,52 @@ class AddIndexIfMissing(migrations.AddIndex):
 
     def describe(self) -> str:
         return f"{super().describe()} (unless it exists)"
+
+
+class InstallEventSearch(Operation):
+    """Build the full-text search index of ``asm_events`` (tables, triggers, backfill).
+
+    See :mod:`agent_sessions.search`. The index is rebuilt from scratch each
+    time this runs forwards, so an adoption (``migrate zero --fake`` then
+    ``migrate``) or a changed ``TEXT_SEARCH_CONFIG`` re-applied with
+    ``manage.py asm_search_index`` starts from the rows as they are. Nothing
+    in Django's model state changes.
+    """
+
+    reversible = True
+    reduces_to_sql = False
+
+    def state_forwards(self, app_label: str, state: ProjectState) -> None:
+        pass
+
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
+        if _model_to_migrate(self, app_label, "event", schema_editor, to_state) is None:
+            return
+        try:
+            config = search.check_config_name(app_settings.TEXT_SEARCH_CONFIG)
+        except ValueError as exc:
+            raise ImproperlyConfigured(str(exc)) from None
+        search.install_search_index(schema_editor.connection, config)
+
+    def database_backwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
+        if _model_to_migrate(self, app_label, "event", schema_editor, from_state) is None:
+            return
+        search.remove_search_index(schema_editor.connection)
+
+    def describe(self) -> str:
+        return "Build the full-text search index of asm_events (tables and triggers)"
 
 
 def _model_to_migrate(

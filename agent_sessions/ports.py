@@ -33,7 +33,14 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from agent_sessions.core import Event, Run, Session
-from agent_sessions.results import EventPage, MaintenanceReport, RunPage, SessionPage
+from agent_sessions.results import (
+    EventPage,
+    MaintenanceReport,
+    RunPage,
+    SessionPage,
+    TextHit,
+    TextPage,
+)
 from agent_sessions.retention import RetentionPolicy
 
 __all__ = [
@@ -45,6 +52,8 @@ __all__ = [
     "RunPage",
     "SessionPage",
     "SessionStore",
+    "TextHit",
+    "TextPage",
 ]
 
 
@@ -415,6 +424,36 @@ class QueryAPI(Protocol):
         correlation_id: str | None = None,
     ) -> int:
         """Return how many events :meth:`search_events` would find with these filters."""
+        ...
+
+    def search_text(
+        self,
+        q: str,
+        *,
+        agent_id: str | None = None,
+        session_ids: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        include_deleted: bool = False,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> TextPage:
+        """Return a page of events whose ``data`` string values match ``q``.
+
+        ``q`` is plain user text: words (all must occur), ``"exact phrase"``,
+        ``-excluded``, ``OR`` between alternatives; 1 to 1,000 characters.
+        Keys are not searched. Hits (``event``, ``rank`` — higher is better,
+        ``snippet`` with matched terms between ``[[`` and ``]]``) come best
+        rank first, then newest, then by id. Events of soft-deleted sessions
+        are excluded unless ``include_deleted``. The cursor is bound to ``q``.
+
+        Raises:
+            ValidationError: bad ``q`` (empty, too long, NUL, only
+                exclusions), unknown type, bad limit or cursor
+                (``invalid_cursor``, also for another ``q``'s cursor).
+            SearchUnavailableError: the database has no full-text engine.
+        """
         ...
 
     def export_session(self, session_id: str, *, include_artifacts: bool = False) -> dict[str, Any]:

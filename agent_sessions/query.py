@@ -15,26 +15,34 @@ aggregate SQL::
 
 No call loads more than one page of rows into Python, except
 :meth:`DjangoQueryAPI.export_session`, whose result is the whole session.
+:meth:`DjangoQueryAPI.search_text` runs the full-text index's SQL from
+:mod:`agent_sessions.search` with the same FilterSets' conditions.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import django_filters
+from django.core.exceptions import EmptyResultSet, FullResultSet
+from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import (
     BooleanField,
     Count,
+    Exists,
     Expression,
     F,
     Max,
     Min,
     Model,
+    OuterRef,
     Q,
     QuerySet,
     Sum,
@@ -49,8 +57,14 @@ from agent_sessions.aio import with_async_twins
 from agent_sessions.conf import app_settings
 from agent_sessions.core import EventType, RunStatus, SessionStatus
 from agent_sessions.cursors import decode_cursor, encode_cursor
-from agent_sessions.db import check_alias, db_for_read, translate_errors
-from agent_sessions.errors import NotFoundError, ValidationError
+from agent_sessions.db import check_alias, db_for_read, reconnecting, translate_errors
+from agent_sessions.errors import (
+    MigrationRequiredError,
+    NotFoundError,
+    SearchUnavailableError,
+    StorageError,
+    ValidationError,
+)
 from agent_sessions.filters import EventFilterSet, RunFilterSet, SessionFilterSet, total_tokens
 from agent_sessions.jsonsql import as_int, json_number
 from agent_sessions.pricing import (
@@ -60,7 +74,8 @@ from agent_sessions.pricing import (
     cost_usd,
     resolve_rates,
 )
-from agent_sessions.results import EventPage, RunPage, SessionPage
+from agent_sessions.results import EventPage, RunPage, SessionPage, TextHit, TextPage
+from agent_sessions.search import TextQuery, fts5_available, parse_text_query, search_page, snippets
 from agent_sessions.validation import (
     BIGINT_MAX,
     check_bool,
@@ -354,6 +369,7 @@ class DjangoQueryAPI:
 
     # ----------------------------------------------------------------- sessions
 
+    @reconnecting
     def search_sessions(
         self,
         *,
@@ -414,6 +430,7 @@ class DjangoQueryAPI:
             rows, next_cursor = _page(queryset, "sessions", order_name, order, position, limit)
         return SessionPage([row.to_domain() for row in rows], next_cursor, total)
 
+    @reconnecting
     def get_session_stats(self, session_id: str) -> dict[str, Any]:
         """Return counts and totals for one session, computed in SQL.
 
@@ -472,6 +489,7 @@ class DjangoQueryAPI:
 
     # ----------------------------------------------------------------- runs
 
+    @reconnecting
     def search_runs(
         self,
         *,
@@ -544,6 +562,7 @@ class DjangoQueryAPI:
             "started_before": check_datetime(until, "until", required=False),
         }
 
+    @reconnecting
     def get_usage_summary(
         self,
         *,
@@ -597,6 +616,7 @@ class DjangoQueryAPI:
             "by_provider": by_provider,
         }
 
+    @reconnecting
     def get_cost_summary(
         self,
         *,
@@ -720,6 +740,7 @@ class DjangoQueryAPI:
             "correlation_id": check_id(correlation_id, "correlation_id", required=False),
         }
 
+    @reconnecting
     def search_events(
         self,
         *,
@@ -774,6 +795,7 @@ class DjangoQueryAPI:
             rows, next_cursor = _page(queryset, "events", order_name, order, position, limit)
         return EventPage([row.to_domain() for row in rows], next_cursor)
 
+    @reconnecting
     def count_events(
         self,
         *,
@@ -802,8 +824,114 @@ class DjangoQueryAPI:
         with translate_errors("count_events"):
             return _filtered(EventFilterSet, data, self._objects(models.Event)).count()
 
+    # ----------------------------------------------------------------- full-text search
+
+    @reconnecting
+    def search_text(
+        self,
+        q: str,
+        *,
+        agent_id: str | None = None,
+        session_ids: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        include_deleted: bool = False,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> TextPage:
+        """Find events whose ``data`` holds the words of ``q`` (see docs/search.md).
+
+        Every string value inside ``data`` is searched (keys are not), in
+        events written by any writer. Syntax: words (all must occur),
+        ``"exact phrase"``, ``-excluded`` (word or phrase), ``OR`` between
+        alternatives; nothing else is an operator.
+
+        Args:
+            q: The user's text, 1 to 1,000 characters.
+            agent_id: Only events of this agent's sessions.
+            session_ids: Only events of these sessions (any of).
+            types: Only events of these types (any of).
+            since: ``timestamp`` at or after this (aware) datetime.
+            until: ``timestamp`` at or before this datetime.
+            include_deleted: Include events of soft-deleted sessions.
+            limit: Page size, 1..``QUERY_MAX_LIMIT`` (default
+                ``QUERY_EVENT_DEFAULT_LIMIT``).
+            cursor: The ``cursor`` of the previous page of the same ``q``.
+
+        Returns:
+            ``TextPage(hits, cursor)``: hits (``event``, ``rank``, ``snippet``)
+            best rank first, then newest, then by id (descending); ``cursor``
+            is None after the last page. A query of punctuation only has no hits.
+
+        Raises:
+            ValidationError: ``q`` empty, blank, too long, holding a NUL
+                character, or only excluded terms; ``invalid_cursor`` for a
+                bad cursor or one made for another ``q``;
+                ``invalid_event_type``; any other bad argument.
+            SearchUnavailableError: SQLite without FTS5.
+        """
+        query = parse_text_query(q)
+        limit = _check_limit(limit, app_settings.QUERY_EVENT_DEFAULT_LIMIT)
+        data = {
+            "session_ids": _any_of(session_ids, "session_ids", _ids("session_ids")),
+            "types": _any_of(types, "types", _choice(EventType, "types", "invalid_event_type")),
+            "since": check_datetime(since, "since", required=False),
+            "until": check_datetime(until, "until", required=False),
+        }
+        agent_id = check_id(agent_id, "agent_id", required=False)
+        include_deleted = check_bool(include_deleted, "include_deleted")
+        cursor_order = _text_cursor_order(query)
+        position = (
+            None
+            if cursor is None
+            else _TEXT_ORDER.decode(
+                decode_cursor(cursor, "text", cursor_order, len(_TEXT_ORDER.keys))
+            )
+        )
+        if query.is_empty:
+            return TextPage([], None)
+        alias = db_for_read(self.using, models.Event)
+        with _search_available(alias), translate_errors("search_text"):
+            events = _filtered(EventFilterSet, data, self._objects(models.Event))
+            sessions = self._objects(models.Session).filter(id=OuterRef("session_id"))
+            if agent_id is not None:
+                events = events.filter(Exists(sessions.filter(agent_id=agent_id)))
+            if not include_deleted:
+                events = events.exclude(Exists(sessions.filter(deleted_at__isnull=False)))
+            try:
+                where = _where_sql(events, alias)
+            except EmptyResultSet:
+                return TextPage([], None)
+            after = None
+            if position is not None:
+                stamp = models.Event._meta.get_field("timestamp").get_db_prep_value(
+                    position[1], connections[alias]
+                )
+                after = (position[0], stamp, position[2])
+            found = search_page(alias, query, where, after, limit + 1)
+            page = found[:limit]
+            ids = [hit.event_id for hit in page]
+            rows = self._objects(models.Event).in_bulk(ids)
+            texts = snippets(alias, query, ids)
+        hits = [
+            TextHit(rows[hit.event_id].to_domain(), hit.rank, texts.get(hit.event_id, ""))
+            for hit in page
+            if hit.event_id in rows
+        ]
+        next_cursor = None
+        if len(found) > limit and hits:
+            last = hits[-1]
+            next_cursor = encode_cursor(
+                "text",
+                cursor_order,
+                [page[-1].rank, last.event.timestamp.isoformat(), last.event.id],
+            )
+        return TextPage(hits, next_cursor)
+
     # ----------------------------------------------------------------- export
 
+    @reconnecting
     def export_session(self, session_id: str, *, include_artifacts: bool = False) -> dict[str, Any]:
         """Return a whole session: the session, its runs and its events (and artifacts).
 
@@ -831,8 +959,8 @@ class DjangoQueryAPI:
             events = self._objects(models.Event).filter(session_id=session_id)
             export: dict[str, Any] = {
                 "session": row.to_domain(),
-                "runs": _domain(runs.order_by("started_at", "id")),
-                "events": _domain(events.order_by("sequence_number", "id")),
+                "runs": _keyset_domain(runs, _EXPORT_RUNS),
+                "events": _keyset_domain(events, _EXPORT_EVENTS),
             }
         if include_artifacts:
             from agent_sessions.store import DjangoArtifactRegistry
@@ -851,6 +979,66 @@ def _token_sums() -> dict[str, Any]:
     }
 
 
-def _domain(queryset: QuerySet[Any]) -> list[Any]:
-    # ``iterator()`` streams rows instead of caching model instances next to the result.
-    return [row.to_domain() for row in queryset.iterator()]
+#: Page size and orders of :meth:`DjangoQueryAPI.export_session`'s reads.
+_EXPORT_PAGE = 2000
+_EXPORT_RUNS = KeysetOrder(("started_at", "id"), _DT_ID, descending=False)
+_EXPORT_EVENTS = KeysetOrder(("sequence_number", "id"), ("int", "text"), descending=False)
+
+
+def _keyset_domain(queryset: QuerySet[Any], order: KeysetOrder) -> list[Any]:
+    """Every row of ``queryset`` as a domain object, read in keyset pages in ``order``.
+
+    No server-side cursor (``iterator()`` opens one on PostgreSQL, which a
+    transaction-pooling proxy breaks), and no result set loaded at once: one
+    page of model instances at a time next to the result.
+    """
+    result: list[Any] = []
+    ordered = queryset.order_by(*order.order_by())
+    page = ordered
+    while True:
+        rows = list(page[:_EXPORT_PAGE])
+        result.extend(row.to_domain() for row in rows)
+        if len(rows) < _EXPORT_PAGE:
+            return result
+        page = ordered.filter(order.after([getattr(rows[-1], key) for key in order.keys]))
+
+
+#: ``search_text``'s order: rank, then newest, then id, all descending.
+_TEXT_ORDER = KeysetOrder(
+    ("rank", "timestamp", "id"), ("number", "datetime", "text"), descending=True
+)
+
+
+def _text_cursor_order(query: TextQuery) -> str:
+    # The cursor's signature covers the query text, so a cursor reused with another q fails.
+    digest = hashlib.sha256(query.text.encode("utf-8")).hexdigest()[:32]
+    return f"rank:{digest}"
+
+
+def _where_sql(queryset: QuerySet[Any], alias: str) -> tuple[str, list[Any]] | None:
+    """The WHERE condition of ``queryset`` as SQL on ``"asm_events"``; None when it has none.
+
+    Raises:
+        EmptyResultSet: the filters can match nothing.
+    """
+    query = queryset.query
+    if not query.where:
+        return None
+    compiler = query.get_compiler(using=alias)
+    try:
+        sql, params = compiler.compile(query.where)
+    except FullResultSet:
+        return None
+    return sql, list(params)
+
+
+@contextmanager
+def _search_available(alias: str) -> Iterator[None]:
+    """Say :class:`SearchUnavailableError` when a missing index is due to SQLite lacking FTS5."""
+    try:
+        yield
+    except (MigrationRequiredError, StorageError) as exc:
+        connection = connections[alias]
+        if connection.vendor == "sqlite" and not fts5_available():
+            raise SearchUnavailableError(details=exc.details) from exc
+        raise

@@ -12,7 +12,7 @@ from typing import Any
 
 from agent_sessions.core import Event, Run, Session
 
-__all__ = ["EventPage", "MaintenanceReport", "RunPage", "SessionPage"]
+__all__ = ["EventPage", "MaintenanceReport", "RunPage", "SessionPage", "TextHit", "TextPage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,36 @@ class EventPage:
     """
 
     events: list[Event]
+    cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TextHit:
+    """One event found by :meth:`~agent_sessions.ports.QueryAPI.search_text`.
+
+    Attributes:
+        event: The matching event.
+        rank: Relevance; higher is better. Comparable within one result list
+            only (PostgreSQL: ``ts_rank_cd``; SQLite: the negated FTS5 ``bm25``).
+        snippet: An extract of the event's text with the matched terms between
+            ``[[`` and ``]]`` (empty when the database found none to show).
+    """
+
+    event: Event
+    rank: float
+    snippet: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextPage:
+    """One page of :meth:`~agent_sessions.ports.QueryAPI.search_text` results.
+
+    Attributes:
+        hits: The matches on this page: best rank first, then newest, then by id.
+        cursor: Opaque cursor for the next page; None when there is none.
+    """
+
+    hits: list[TextHit]
     cursor: str | None
 
 

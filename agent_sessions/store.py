@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from django.db import IntegrityError, OperationalError, connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Count, Sum
@@ -38,13 +37,15 @@ from agent_sessions import models as m
 from agent_sessions.aio import run_in_worker, with_async_twins
 from agent_sessions.cascade import delete_sessions
 from agent_sessions.db import (
+    SQLITE_LOCK_RETRY_SECONDS,
+    RetryTransaction,
     check_alias,
     db_for_read,
     db_for_write,
-    is_sqlite_locked,
-    translate_errors,
+    run_read,
+    run_write,
 )
-from agent_sessions.errors import NotFoundError, StorageError, ValidationError
+from agent_sessions.errors import NotFoundError, ValidationError
 from agent_sessions.fields import to_utc_naive
 from agent_sessions.listener import get_listener
 from agent_sessions.sequences import (
@@ -57,7 +58,6 @@ from agent_sessions.sequences import (
     insert_events_sqlite,
     notify_sessions,
     reserve_blocks,
-    take_sqlite_write_lock,
 )
 from agent_sessions.validation import (
     BIGINT_MAX,
@@ -80,13 +80,6 @@ __all__ = [
 
 _T = TypeVar("_T")
 
-#: How long a write keeps retrying when SQLite reports "database is locked"
-#: (only when the store owns the transaction; inside the caller's
-#: ``atomic()`` block the error is raised at once as StorageError).
-SQLITE_LOCK_RETRY_SECONDS = 30.0
-#: How often an append is retried after losing a race to insert the same new
-#: event id; the retry finds the winner's row, so one retry is normally enough.
-_ID_RACE_RETRIES = 5
 
 _EVENT_SELECT = "SELECT {} FROM asm_events".format(", ".join(f'"{c}"' for c in EVENT_COLUMNS))
 _EVENT_TYPES = {t.value: t for t in core.EventType}
@@ -95,64 +88,11 @@ _FETCH_CHUNK = 2000
 _loads = json.loads
 
 
-class _EventIdRace(Exception):
+class _EventIdRace(RetryTransaction):
     """Another transaction stored the same new event id first; retry to read its row."""
 
 
 # --------------------------------------------------------------------------- plumbing
-
-
-def _write(
-    alias: str,
-    operation: str,
-    work: Callable[[BaseDatabaseWrapper], _T],
-    *,
-    single_statement: bool = False,
-) -> _T:
-    """Run ``work(connection)`` in one transaction on ``alias``, translating errors.
-
-    Retries the whole transaction when it lost a race on a new event id, and,
-    on SQLite, when the database stayed locked (for at most
-    :data:`SQLITE_LOCK_RETRY_SECONDS`, only when this is the outermost
-    transaction: a rolled-back inner block cannot be replayed for the caller).
-
-    With ``single_statement=True`` the caller promises that ``work`` runs
-    exactly one statement. Outside any transaction, in autocommit mode, that
-    statement is already atomic on its own, so it runs without BEGIN/COMMIT
-    (two round trips fewer on the hot append path); a failure still undoes
-    all of it, counter bump included.
-    """
-    connection = connections[alias]
-    deadline = time.monotonic() + SQLITE_LOCK_RETRY_SECONDS
-    pause = 0.005
-    races = 0
-    while True:
-        outermost = not connection.in_atomic_block
-        locked = False
-        try:
-            with translate_errors(operation):
-                try:
-                    if single_statement and outermost and connection.get_autocommit():
-                        return work(connection)
-                    with transaction.atomic(using=alias):
-                        return work(connection)
-                except OperationalError as exc:
-                    if not (outermost and is_sqlite_locked(exc) and time.monotonic() < deadline):
-                        raise
-                    locked = True
-        except _EventIdRace as exc:
-            races += 1
-            if races > _ID_RACE_RETRIES:
-                raise StorageError(
-                    "storage_error",
-                    f"{operation} kept colliding with concurrent appends of the same event id",
-                    details={"operation": operation, "cause": str(exc.__cause__)},
-                ) from exc
-            continue
-        if locked:
-            # Jitter spreads out writers that were all woken by the same commit.
-            time.sleep(pause * (0.5 + random.random()))
-            pause = min(pause * 2, 0.2)
 
 
 def _is_event_id_conflict(exc: IntegrityError) -> bool:
@@ -296,8 +236,6 @@ def _append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) 
     if connection.vendor == "postgresql" and len(events) == 1:
         return [_append_one_postgres(connection, events[0])]
     with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            take_sqlite_write_lock(cursor)
         unique_ids = list(dict.fromkeys(event.id for event in events))
         stored = _stored_events_by_id(connection, cursor, unique_ids)
         new_events: list[core.Event] = []
@@ -379,12 +317,9 @@ def delete_sessions_cascade(session_ids: Iterable[str], *, using: str | None = N
         session_id = check_id(session_id, "session_id")
 
         def cascade(connection: BaseDatabaseWrapper, session_id: str = session_id) -> int:
-            if connection.vendor == "sqlite":
-                with connection.cursor() as cursor:
-                    take_sqlite_write_lock(cursor)
             return delete_sessions(connection, [session_id])
 
-        deleted += _write(alias, "delete_session", cascade)
+        deleted += run_write(alias, "delete_session", cascade)
     return deleted
 
 
@@ -435,7 +370,7 @@ class DjangoSessionStore:
         """
         session = _checked(session, core.Session, "session")
         alias = db_for_write(self.using, m.Session)
-        _write(alias, "save_session", lambda _c: _upsert(alias, m.Session.from_domain(session)))
+        run_write(alias, "save_session", lambda _c: _upsert(alias, m.Session.from_domain(session)))
 
     def get_session(self, session_id: str) -> core.Session:
         """Return the stored session, soft-deleted or not.
@@ -444,15 +379,19 @@ class DjangoSessionStore:
             NotFoundError: ``session_not_found`` when no row has this id.
         """
         session_id = check_id(session_id, "session_id")
-        with translate_errors("get_session"):
-            row = m.Session.objects.using(self._read_alias(m.Session)).filter(id=session_id).first()
-            if row is None:
-                raise NotFoundError(
-                    "session_not_found",
-                    f"Session {session_id!r} not found.",
-                    {"session_id": session_id},
-                )
-            return row.to_domain()
+        alias = self._read_alias(m.Session)
+        row = run_read(
+            alias,
+            "get_session",
+            lambda _c: m.Session.objects.using(alias).filter(id=session_id).first(),
+        )
+        if row is None:
+            raise NotFoundError(
+                "session_not_found",
+                f"Session {session_id!r} not found.",
+                {"session_id": session_id},
+            )
+        return row.to_domain()
 
     def list_sessions(
         self,
@@ -481,8 +420,9 @@ class DjangoSessionStore:
         if agent_id is not None:
             queryset = queryset.filter(agent_id=check_varchar(agent_id, "agent_id"))
         queryset = _page(queryset.order_by("-created_at", "id"), limit=limit, offset=offset)
-        with translate_errors("list_sessions"):
-            return [row.to_domain() for row in queryset]
+        return run_read(
+            queryset.db, "list_sessions", lambda _c: [row.to_domain() for row in queryset.all()]
+        )
 
     def delete_session(self, session_id: str) -> None:
         """Delete the session with its runs, events, sequence counter and artifacts.
@@ -503,7 +443,7 @@ class DjangoSessionStore:
         """
         run = _checked(run, core.Run, "run")
         alias = db_for_write(self.using, m.Run)
-        _write(alias, "save_run", lambda _c: _upsert(alias, m.Run.from_domain(run)))
+        run_write(alias, "save_run", lambda _c: _upsert(alias, m.Run.from_domain(run)))
 
     def get_run(self, run_id: str) -> core.Run:
         """Return the stored run.
@@ -512,13 +452,13 @@ class DjangoSessionStore:
             NotFoundError: ``run_not_found`` when no row has this id.
         """
         run_id = check_id(run_id, "run_id")
-        with translate_errors("get_run"):
-            row = m.Run.objects.using(self._read_alias(m.Run)).filter(id=run_id).first()
-            if row is None:
-                raise NotFoundError(
-                    "run_not_found", f"Run {run_id!r} not found.", {"run_id": run_id}
-                )
-            return row.to_domain()
+        alias = self._read_alias(m.Run)
+        row = run_read(
+            alias, "get_run", lambda _c: m.Run.objects.using(alias).filter(id=run_id).first()
+        )
+        if row is None:
+            raise NotFoundError("run_not_found", f"Run {run_id!r} not found.", {"run_id": run_id})
+        return row.to_domain()
 
     def list_runs(
         self, session_id: str, *, status: str | None = None, limit: int | None = None
@@ -535,8 +475,9 @@ class DjangoSessionStore:
                 status=check_choice(status, core.RunStatus, "status", code="invalid_status")
             )
         queryset = _page(queryset.order_by("started_at", "id"), limit=limit, offset=None)
-        with translate_errors("list_runs"):
-            return [row.to_domain() for row in queryset]
+        return run_read(
+            queryset.db, "list_runs", lambda _c: [row.to_domain() for row in queryset.all()]
+        )
 
     def get_active_run(self, session_id: str) -> core.Run | None:
         """Return the session's ``running`` run (the latest started if several), or None.
@@ -545,14 +486,18 @@ class DjangoSessionStore:
         when routers send reads to a replica.
         """
         session_id = check_id(session_id, "session_id")
-        with translate_errors("get_active_run"):
-            row = (
-                m.Run.objects.using(db_for_write(self.using, m.Run))
+        alias = db_for_write(self.using, m.Run)
+        row = run_read(
+            alias,
+            "get_active_run",
+            lambda _c: (
+                m.Run.objects.using(alias)
                 .filter(session_id=session_id, status=core.RunStatus.RUNNING.value)
                 .order_by("-started_at", "-id")
                 .first()
-            )
-            return None if row is None else row.to_domain()
+            ),
+        )
+        return None if row is None else row.to_domain()
 
     # ----------------------------------------------------------------- events
 
@@ -574,7 +519,7 @@ class DjangoSessionStore:
         """
         prepared = [_prepared_event(event)]
         alias = self._write_alias()
-        return _write(
+        return run_write(
             alias,
             "append_event",
             lambda c: _append_prepared(c, prepared)[0],
@@ -596,7 +541,9 @@ class DjangoSessionStore:
         prepared = _check_events(events)
         if not prepared:
             return []
-        return _write(self._write_alias(), "append_events", lambda c: _append_prepared(c, prepared))
+        return run_write(
+            self._write_alias(), "append_events", lambda c: _append_prepared(c, prepared)
+        )
 
     def flush(
         self,
@@ -625,14 +572,11 @@ class DjangoSessionStore:
         alias = self._write_alias()
 
         def work(connection: BaseDatabaseWrapper) -> None:
-            if connection.vendor == "sqlite":
-                with connection.cursor() as cursor:
-                    take_sqlite_write_lock(cursor)
             _upsert(alias, m.Session.from_domain(session))
             _upsert(alias, m.Run.from_domain(run))
             _append_prepared(connection, prepared)
 
-        _write(alias, "flush", work)
+        run_write(alias, "flush", work)
 
     def get_events(
         self,
@@ -743,12 +687,16 @@ class DjangoSessionStore:
         """Return the session's counter: the last number handed out, 0 when none."""
         session_id = check_id(session_id, "session_id")
         alias = db_for_write(self.using, m.SessionSequence)
-        with translate_errors("get_latest_sequence"), connections[alias].cursor() as cursor:
-            cursor.execute(
-                "SELECT last_sequence FROM asm_session_sequences WHERE session_id = %s",
-                [session_id],
-            )
-            row = cursor.fetchone()
+
+        def read(connection: BaseDatabaseWrapper) -> Any:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT last_sequence FROM asm_session_sequences WHERE session_id = %s",
+                    [session_id],
+                )
+                return cursor.fetchone()
+
+        row = run_read(alias, "get_latest_sequence", read)
         return int(row[0]) if row and row[0] is not None else 0
 
     # ----------------------------------------------------------------- event reads
@@ -798,10 +746,12 @@ class DjangoSessionStore:
         return sql, params
 
     def _query_events(self, alias: str, sql: str, params: list[Any]) -> list[core.Event]:
-        connection = connections[alias]
-        params = [p.for_db(connection) if isinstance(p, _TimeParam) else p for p in params]
-        with translate_errors("get_events"), connection.cursor() as cursor:
-            return _fetch_events(cursor, sql, params)
+        def read(connection: BaseDatabaseWrapper) -> list[core.Event]:
+            values = [p.for_db(connection) if isinstance(p, _TimeParam) else p for p in params]
+            with connection.cursor() as cursor:
+                return _fetch_events(cursor, sql, values)
+
+        return run_read(alias, "get_events", read)
 
     def _poll_events(
         self, alias: str, sql: str, params: list[Any], only_after: int | None
@@ -816,11 +766,16 @@ class DjangoSessionStore:
         events = self._query_events(alias, sql, params)
         if events or only_after is not None:
             return events, only_after or 0
-        with translate_errors("get_events"), connections[alias].cursor() as cursor:
-            cursor.execute(
-                "SELECT max(sequence_number) FROM asm_events WHERE session_id = %s", [params[0]]
-            )
-            row = cursor.fetchone()
+
+        def read(connection: BaseDatabaseWrapper) -> Any:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT max(sequence_number) FROM asm_events WHERE session_id = %s",
+                    [params[0]],
+                )
+                return cursor.fetchone()
+
+        row = run_read(alias, "get_events", read)
         return events, int(row[0]) if row and row[0] is not None else 0
 
 
@@ -991,38 +946,47 @@ class DjangoArtifactRegistry:
                     field="key",
                 ) from exc
 
-        _write(alias, "register_artifact", work)
+        # Not retried on a lost connection: a registration that did commit
+        # would then be refused as a duplicate key.
+        run_write(alias, "register_artifact", work, retry_safe=False)
         return {name: getattr(row, name) for name in _ARTIFACT_FIELDS}
 
     def get_by_key(self, key: str) -> dict[str, Any] | None:
         """Return the artifact with this key, or None (also when soft-deleted)."""
         key = check_id(key, "key")
-        with translate_errors("get_artifact"):
-            artifact: dict[str, Any] | None = (
-                self._live().filter(key=key).values(*_ARTIFACT_FIELDS).first()
-            )
+        live = self._live()
+        artifact: dict[str, Any] | None = run_read(
+            live.db,
+            "get_artifact",
+            lambda _c: live.filter(key=key).values(*_ARTIFACT_FIELDS).first(),
+        )
         return artifact
 
     def list_by_session(self, session_id: str) -> list[dict[str, Any]]:
         """Return the session's artifacts, oldest first (then by id)."""
         session_id = check_id(session_id, "session_id")
-        with translate_errors("list_artifacts"):
-            return list(
-                self._live()
-                .filter(session_id=session_id)
+        live = self._live()
+        return run_read(
+            live.db,
+            "list_artifacts",
+            lambda _c: list(
+                live.filter(session_id=session_id)
                 .order_by("created_at", "id")
                 .values(*_ARTIFACT_FIELDS)
-            )
+            ),
+        )
 
     def session_stats(self, session_id: str) -> dict[str, int]:
         """Return ``{"artifact_count": n, "total_bytes": n}`` over the session's live artifacts."""
         session_id = check_id(session_id, "session_id")
-        with translate_errors("artifact_stats"):
-            totals = (
-                self._live()
-                .filter(session_id=session_id)
-                .aggregate(artifact_count=Count("id"), total_bytes=Sum("byte_size"))
-            )
+        live = self._live()
+        totals = run_read(
+            live.db,
+            "artifact_stats",
+            lambda _c: live.filter(session_id=session_id).aggregate(
+                artifact_count=Count("id"), total_bytes=Sum("byte_size")
+            ),
+        )
         return {
             "artifact_count": int(totals["artifact_count"] or 0),
             "total_bytes": int(totals["total_bytes"] or 0),
@@ -1033,7 +997,7 @@ class DjangoArtifactRegistry:
         key = check_id(key, "key")
         alias = db_for_write(self.using, m.Artifact)
         now = utcnow()
-        _write(
+        run_write(
             alias,
             "delete_artifact",
             lambda _c: (

@@ -12,6 +12,7 @@ URL names, in the ``agent_sessions`` namespace (stable; link to them with
 ``sessions/<id>/events``          ``agent_sessions:event-list``
 ``sessions/<id>/events/stream``   ``agent_sessions:event-stream``
 ``sessions/<id>/export``          ``agent_sessions:session-export``
+``search?q=``                     ``agent_sessions:search``
 ================================  ======================================
 
 Every endpoint is GET-only and asks the ``AGENT_SESSIONS["API_PERMISSION"]``
@@ -32,4 +33,5 @@ urlpatterns = [
     path("sessions/<str:session_id>/events", views.event_list, name="event-list"),
     path("sessions/<str:session_id>/events/stream", views.event_stream, name="event-stream"),
     path("sessions/<str:session_id>/export", views.session_export, name="session-export"),
+    path("search", views.text_search, name="search"),
 ]

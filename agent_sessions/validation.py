@@ -43,6 +43,7 @@ __all__ = [
     "check_int",
     "check_json",
     "check_tags",
+    "check_text",
     "check_varchar",
     "copy_json",
     "new_artifact_id",
@@ -160,6 +161,37 @@ def check_id(value: object, field: str, *, required: bool = True) -> str | None:
             character or a lone surrogate.
     """
     return _check_string(value, field, required=required, allow_empty=False)
+
+
+def check_text(value: object, field: str, *, max_length: int) -> str:
+    """Check a required, non-empty text of at most ``max_length`` characters (not varchar).
+
+    Args:
+        value: The candidate text.
+        field: The field name used in the error.
+        max_length: The longest accepted text, in characters.
+
+    Returns:
+        The value as a plain ``str``.
+
+    Raises:
+        ValidationError: ``validation_error`` when the value is missing, not a
+            string, empty, too long, or contains a NUL character or a lone
+            surrogate.
+    """
+    if value is None:
+        raise _invalid(field, f"{field} is required")
+    if not isinstance(value, str):
+        raise _invalid(field, f"{field} must be a string, not {type(value).__name__}")
+    text = str.__str__(value)
+    if not text:
+        raise _invalid(field, f"{field} must not be empty")
+    if len(text) > max_length:
+        raise _invalid(field, f"{field} is {len(text)} characters long; the limit is {max_length}")
+    problem = _text_problem(text)
+    if problem:
+        raise _invalid(field, f"{field} {problem}")
+    return text
 
 
 @overload

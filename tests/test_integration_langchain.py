@@ -17,6 +17,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from agent_sessions import models as m
 from agent_sessions.errors import ValidationError
 from agent_sessions.integrations.langchain import DjangoChatMessageHistory
+from agent_sessions.query import DjangoQueryAPI
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -118,3 +119,23 @@ def test_importing_without_the_extra_names_the_pip_command() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
     assert "pip install django-agent-sessions[langchain]" in result.stderr
+
+
+def test_a_turn_with_usage_is_recorded_as_a_run(history: DjangoChatMessageHistory) -> None:
+    usage = {"input_tokens": 12, "output_tokens": 3, "total_tokens": 15}
+    reply = AIMessage(
+        "hi",
+        usage_metadata=usage,
+        response_metadata={"model_name": "claude-haiku-4-5", "model_provider": "claude"},
+    )
+    history.add_messages([HumanMessage("hello"), reply])
+    history.add_messages([HumanMessage("no model call here")])
+    (run,) = m.Run.objects.filter(session_id="chat_1")
+    assert (run.status, run.provider, run.provider_metadata["model"]) == (
+        "completed",
+        "claude",
+        "claude-haiku-4-5",
+    )
+    assert run.token_usage == usage
+    cost = DjangoQueryAPI().get_cost_summary(session_id="chat_1")
+    assert cost["total_cost_usd"] == pytest.approx(12 * 0.8e-6 + 3 * 4e-6)

@@ -24,6 +24,11 @@ UTC = dt.UTC
 
 
 def _asm_tables() -> set[str]:
+    """ASM's tables present, leaving out the search index's own (asm_events_search*)."""
+    return {t for t in _all_asm_tables() if not t.startswith("asm_events_search")}
+
+
+def _all_asm_tables() -> set[str]:
     with connection.cursor() as cursor:
         return {t for t in connection.introspection.table_names(cursor) if t.startswith("asm_")}
 
@@ -43,8 +48,9 @@ def restore_tables() -> Iterator[None]:
 @pytest.mark.usefixtures("restore_tables")
 def test_migrate_to_zero_drops_the_five_tables() -> None:
     assert _asm_tables() == set(ASM_TABLES)
+    assert "asm_events_search" in _all_asm_tables()
     call_command("migrate", "agent_sessions", "zero", verbosity=0)
-    assert _asm_tables() == set()
+    assert _all_asm_tables() == set()
     call_command("migrate", "agent_sessions", verbosity=0)
     assert _asm_tables() == set(ASM_TABLES)
 
@@ -151,6 +157,10 @@ def test_migrate_adopts_a_database_an_elixir_application_created() -> None:
     assert run.input is None
     assert m.Event.objects.filter(session_id="ses_missing").count() == 1
     assert m.Artifact.objects.get(key="k1").metadata == {}
+    # The search index was built over the adopted rows.
+    from agent_sessions.query import DjangoQueryAPI
+
+    assert [h.event.id for h in DjangoQueryAPI().search_text("hi").hits] == ["evt_orphan"]
 
 
 @pytest.mark.postgres_only

@@ -48,6 +48,7 @@ PROTOCOL_METHODS = {
         "search_events",
         "count_events",
         "export_session",
+        "search_text",
     ],
     Maintenance: [
         "execute",

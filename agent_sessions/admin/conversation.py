@@ -24,7 +24,7 @@ from django.http import HttpRequest, QueryDict
 from django.utils.http import urlencode
 
 from agent_sessions import models
-from agent_sessions.admin.display import utc_timestamp
+from agent_sessions.admin.display import compact_time, utc_timestamp
 from agent_sessions.admin.previews import parse_prefix, with_data_prefix
 from agent_sessions.admin.transcript import Block, blocks_for, pair_tool_calls, tokens_of
 from agent_sessions.core import EventType
@@ -228,8 +228,8 @@ def run_summaries(
                 "stored" if run.cost_usd is not None else ("pricing" if cost is not None else "")
             ),
             "rates": resolve_rates(table, run.provider, model),
-            "started_at": utc_timestamp(run.started_at),
-            "ended_at": utc_timestamp(run.ended_at),
+            "started_at": compact_time(run.started_at),
+            "ended_at": compact_time(run.ended_at),
         }
     return summaries
 

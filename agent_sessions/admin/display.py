@@ -47,6 +47,13 @@ def utc_timestamp(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).isoformat(" ", timespec="microseconds").replace("+00:00", "")
 
 
+def compact_time(value: dt.datetime | None) -> str:
+    """``value`` in UTC to the second, for narrow list columns (``-`` when None)."""
+    if value is None:
+        return "-"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def json_display(field_name: str) -> Callable[[Any, Model], SafeString]:
     """A read-only admin field showing the JSON column ``field_name`` pretty-printed."""
 

@@ -14,6 +14,7 @@ from agent_sessions import models
 from agent_sessions.admin.display import (
     admin_view_url,
     changelist_url,
+    compact_time,
     format_cost,
     json_display,
     session_link,
@@ -35,8 +36,8 @@ class RunAdmin(BigTableAdmin):
         "provider",
         "tokens",
         "cost",
-        "started_at",
-        "ended_at",
+        "started",
+        "ended",
     )
     list_columns = (
         "id",
@@ -49,7 +50,7 @@ class RunAdmin(BigTableAdmin):
         "ended_at",
     )
     list_filter = (RunStatusFilter, ProviderFilter)
-    sortable_by = ("started_at",)
+    sortable_by = ("started",)
     ordering = ("-started_at",)
     search_fields = ("id",)
     search_help_text = "Exact run id or session id."
@@ -89,6 +90,14 @@ class RunAdmin(BigTableAdmin):
         if cost is not None and obj.cost_usd is None:
             return format_html('{} <span class="asm-quiet">(priced)</span>', format_cost(cost))
         return format_cost(cost)
+
+    @admin.display(description="started (UTC)", ordering="started_at")
+    def started(self, obj: models.Run) -> str:
+        return compact_time(obj.started_at)
+
+    @admin.display(description="ended (UTC)")
+    def ended(self, obj: models.Run) -> str:
+        return compact_time(obj.ended_at)
 
     @admin.display(description="session")
     def session(self, obj: models.Run) -> str:

@@ -46,6 +46,7 @@ from agent_sessions.api.reading import (
     session_page,
 )
 from agent_sessions.api.sse import StreamState, stream_async, stream_sync
+from agent_sessions.api.text_search import text_search_page
 from agent_sessions.api.waiting import release_request_thread, wait_for_append_async
 from agent_sessions.conf import app_settings
 from agent_sessions.errors import (
@@ -56,7 +57,14 @@ from agent_sessions.errors import (
     ValidationError,
 )
 
-__all__ = ["event_list", "event_stream", "session_detail_view", "session_export", "session_list"]
+__all__ = [
+    "event_list",
+    "event_stream",
+    "session_detail_view",
+    "session_export",
+    "session_list",
+    "text_search",
+]
 
 logger = logging.getLogger("agent_sessions.api")
 
@@ -140,6 +148,12 @@ def _no_buffering(response: HttpResponseBase) -> HttpResponseBase:
 async def session_list(request: HttpRequest) -> HttpResponseBase:
     """``GET sessions/``: ``{"results": [...], "next_cursor": str | null}``."""
     return _json(await run_in_worker(session_page, request.GET))
+
+
+@api_view
+async def text_search(request: HttpRequest) -> HttpResponseBase:
+    """``GET search?q=``: full-text search over every session's events (docs/search.md)."""
+    return _json(await run_in_worker(text_search_page, request.GET))
 
 
 @api_view

@@ -35,6 +35,13 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 from agent_sessions import core
 from agent_sessions.aio import run_in_worker
 from agent_sessions.integrations.payload_log import PayloadLog
+from agent_sessions.integrations.runs import (
+    RunRecord,
+    message_usage,
+    record_run,
+    record_runs_enabled,
+)
+from agent_sessions.validation import new_id
 
 __all__ = ["DjangoChatMessageHistory", "event_type_for_message"]
 
@@ -76,6 +83,7 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         using: Database alias; None follows the routers.
         status: Status of the asm session when this history creates it.
         metadata: Metadata of the asm session when this history creates it.
+        provider: ``asm_runs.provider`` when a message does not name its provider.
 
     Raises:
         ValidationError: ``session_id`` or ``agent_id`` is not a valid id.
@@ -89,7 +97,9 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         using: str | None = None,
         status: core.SessionStatus | str = core.SessionStatus.PENDING,
         metadata: dict[str, Any] | None = None,
+        provider: str = "unknown",
     ) -> None:
+        self.provider = provider
         self._log = PayloadLog(
             session_id,
             key=MESSAGE_KEY,
@@ -113,6 +123,11 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Append the messages in order (one transaction).
 
+        When AI messages among them report ``usage_metadata``, the call is
+        recorded as one asm run (``RunnableWithMessageHistory`` adds a
+        turn's input and output in one call) with their provider, model and
+        token usage (see :mod:`agent_sessions.integrations.runs`).
+
         Raises:
             ValidationError: a message holds a value the database cannot store;
                 nothing is written.
@@ -121,6 +136,21 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
             [message_to_dict(message) for message in messages],
             [event_type_for_message(message) for message in messages],
         )
+        found = message_usage(messages)
+        if found.turns and record_runs_enabled():
+            record_run(
+                RunRecord(
+                    session_id=self.session_id,
+                    run_id=new_id("run_"),
+                    provider=found.provider or self.provider,
+                    status=core.RunStatus.COMPLETED if found.finished else core.RunStatus.RUNNING,
+                    model=found.model,
+                    token_usage=found.token_usage,
+                    turns=found.turns,
+                    framework=SOURCE,
+                ),
+                using=self._log.using,
+            )
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Async :meth:`add_messages`."""

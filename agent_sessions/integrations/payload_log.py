@@ -13,14 +13,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, connections
 
 from agent_sessions import core
 from agent_sessions import models as m
 from agent_sessions.aio import run_in_worker
-from agent_sessions.db import db_for_read, db_for_write, translate_errors
+from agent_sessions.db import db_for_read, db_for_write, run_write, translate_errors
 from agent_sessions.integrations.pgsql import aappend_one, is_postgres, read_payloads
-from agent_sessions.sequences import take_sqlite_write_lock
 from agent_sessions.store import DjangoSessionStore
 from agent_sessions.validation import check_id, utcnow
 
@@ -49,10 +48,14 @@ def ensure_session(session: core.Session, *, using: str | None = None) -> None:
     """
     session.validate()
     alias = db_for_write(using, m.Session)
-    with translate_errors("ensure_session"):
-        m.Session.objects.using(alias).bulk_create(
+    run_write(
+        alias,
+        "ensure_session",
+        lambda _c: m.Session.objects.using(alias).bulk_create(
             [m.Session.from_domain(session)], ignore_conflicts=True
-        )
+        ),
+        single_statement=True,
+    )
 
 
 def touch_session(session_id: str, *, using: str | None = None, **changes: Any) -> int:
@@ -67,27 +70,27 @@ def touch_session(session_id: str, *, using: str | None = None, **changes: Any) 
         How many rows were updated (0 when the session has no row).
     """
     alias = db_for_write(using, m.Session)
-    with translate_errors("touch_session"):
-        return (
+    return run_write(
+        alias,
+        "touch_session",
+        lambda _c: (
             m.Session.objects.using(alias)
             .filter(id=session_id)
             .update(updated_at=utcnow(), **changes)
-        )
+        ),
+        single_statement=True,
+    )
 
 
 def write_transaction(alias: str, operation: str, work: Callable[[], _T]) -> _T:
-    """Run ``work()`` in one transaction that writes, translating database errors.
+    """Run ``work()`` in one transaction that writes, through :func:`~agent_sessions.db.run_write`.
 
     On SQLite the write lock is taken by the first statement, so a
     read-then-delete never fails half-way with "database is locked" but waits
-    on the busy timeout like any other writer.
+    on the busy timeout like any other writer. Not repeated after a lost
+    connection (a read-then-delete run twice would delete twice).
     """
-    with translate_errors(operation), transaction.atomic(using=alias):
-        connection = connections[alias]
-        if connection.vendor == "sqlite":
-            with connection.cursor() as cursor:
-                take_sqlite_write_lock(cursor)
-        return work()
+    return run_write(alias, operation, lambda _c: work(), retry_safe=False)
 
 
 class PayloadLog:

@@ -43,7 +43,10 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from django.db import Error as DjangoError
 from django.db import connections
+
+from agent_sessions.db import is_connection_lost
 
 if TYPE_CHECKING:
     import psycopg
@@ -263,7 +266,21 @@ async def execute_one(alias: str, sql: str, params: Mapping[str, Any]) -> tuple[
         django.db.DatabaseError: the database failed.
     """
     pool = await _pool(alias)
-    with connections[alias].wrap_database_errors:
+    try:
+        return await _execute(pool, sql, params)
+    except DjangoError as exc:
+        if not is_connection_lost(exc):
+            raise
+    # The server ended the connection (a restart, pg_terminate_backend, an
+    # idle timeout): the idle ones are likely gone too. Once more on a new
+    # one; every statement that comes this way is safe to repeat (appends
+    # are idempotent by event id, the rest are reads).
+    await pool.aclose()
+    return await _execute(pool, sql, params)
+
+
+async def _execute(pool: _Pool, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    with connections[pool.alias].wrap_database_errors:
         async with pool.connection() as connection:
             cursor = await connection.execute(sql, params)
             row: tuple[Any, ...] | None = await cursor.fetchone()

@@ -22,18 +22,27 @@ Turned off with ``AGENT_SESSIONS = {"INTEGRATIONS_RECORD_RUNS": False}``
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from agent_sessions import core
 from agent_sessions import models as m
 from agent_sessions.conf import app_settings
-from agent_sessions.db import db_for_write, translate_errors
+from agent_sessions.db import db_for_write, run_write
 from agent_sessions.store import DjangoSessionStore
 
-__all__ = ["RunRecord", "derived_run_id", "record_run", "record_runs_enabled", "usage_dict"]
+__all__ = [
+    "MessageUsage",
+    "RunRecord",
+    "derived_run_id",
+    "message_usage",
+    "record_run",
+    "record_runs_enabled",
+    "usage_dict",
+]
 
 #: The statuses a later update may not move a run out of (a finished run stays finished,
 #: apart from ``completed`` → ``failed`` when the framework reports a late error).
@@ -68,6 +77,60 @@ def usage_dict(input_tokens: Any, output_tokens: Any, total_tokens: Any = None) 
     total = usage["input_tokens"] + usage["output_tokens"] if total_tokens is None else total_tokens
     usage["total_tokens"] = int(total or 0)
     return usage
+
+
+@dataclass
+class MessageUsage:
+    """The usage LangChain AI messages report (``usage_metadata``), added up.
+
+    Attributes:
+        token_usage: ``input_tokens``, ``output_tokens``, ``total_tokens``.
+        turns: How many messages reported usage (one per model call).
+        model: The last ``response_metadata["model_name"]`` (or ``"model"``) seen.
+        provider: The last ``response_metadata["model_provider"]`` seen.
+        finished: Whether the last message is an AI answer without tool calls.
+    """
+
+    token_usage: dict[str, int] = field(default_factory=dict)
+    turns: int = 0
+    model: str | None = None
+    provider: str | None = None
+    finished: bool = False
+
+
+def message_usage(messages: Iterable[Any]) -> MessageUsage:
+    """Add up the ``usage_metadata`` of LangChain messages (duck-typed, no import needed).
+
+    Args:
+        messages: ``BaseMessage`` objects; only AI messages count.
+
+    Returns:
+        The totals; ``turns`` is 0 when no message reported usage.
+    """
+    found = MessageUsage(token_usage=usage_dict(0, 0, 0))
+    last = None
+    for message in messages:
+        last = message
+        reported = getattr(message, "usage_metadata", None)
+        if getattr(message, "type", None) != "ai" or not reported:
+            continue
+        found.turns += 1
+        counts = usage_dict(
+            reported.get("input_tokens"),
+            reported.get("output_tokens"),
+            reported.get("total_tokens"),
+        )
+        for key, value in counts.items():
+            found.token_usage[key] += value
+        response = getattr(message, "response_metadata", None) or {}
+        found.model = response.get("model_name") or response.get("model") or found.model
+        found.provider = response.get("model_provider") or found.provider
+    found.finished = (
+        last is not None
+        and getattr(last, "type", None) == "ai"
+        and not getattr(last, "tool_calls", None)
+    )
+    return found
 
 
 @dataclass
@@ -118,7 +181,9 @@ def record_run(record: RunRecord, *, using: str | None = None) -> core.Run:
     alias = db_for_write(using, m.Run)
     store = DjangoSessionStore(using=alias)
     status = core.RunStatus(record.status)
-    with translate_errors("record_run"), transaction.atomic(using=alias):
+
+    # Not retried after a lost connection: the usage is added, not set.
+    def work(_connection: BaseDatabaseWrapper) -> core.Run:
         # Read on the write database, locked: concurrent updates of one run
         # (two processes of one ADK invocation) add their usage one after the other.
         row = m.Run.objects.using(alias).select_for_update().filter(id=record.run_id).first()
@@ -149,4 +214,6 @@ def record_run(record: RunRecord, *, using: str | None = None) -> core.Run:
         ):
             run = run.with_status(status)
         store.save_run(run)
-    return run
+        return run
+
+    return run_write(alias, "record_run", work, retry_safe=False)

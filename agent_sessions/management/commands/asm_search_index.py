@@ -1,0 +1,49 @@
+"""``manage.py asm_search_index``: rebuild the full-text search index of ``asm_events``.
+
+Thin by design: one call to :func:`agent_sessions.search.install_search_index`
+in one transaction. Needed after changing ``TEXT_SEARCH_CONFIG`` on
+PostgreSQL (system check ``agent_sessions.W041``), or on SQLite once FTS5 is
+available (``agent_sessions.W040``). The migration builds the index the first
+time; writes to ``asm_events`` wait while the rebuild runs.
+"""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+
+from agent_sessions.conf import app_settings
+from agent_sessions.search import check_config_name, install_search_index
+
+
+class Command(BaseCommand):
+    help = (
+        "Rebuild the agent_sessions full-text search index (and its triggers) from every "
+        "row of asm_events, with the configured TEXT_SEARCH_CONFIG."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--database", default=DEFAULT_DB_ALIAS, help="Database alias (default: 'default')."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        alias = options["database"]
+        if alias not in connections.settings:
+            raise CommandError(f"Unknown database alias {alias!r}.")
+        try:
+            config = check_config_name(app_settings.TEXT_SEARCH_CONFIG)
+            with transaction.atomic(using=alias):
+                built = install_search_index(connections[alias], config)
+        except (ValueError, DatabaseError) as exc:
+            raise CommandError(f"The search index was not rebuilt: {exc}") from exc
+        if not built:
+            raise CommandError(
+                "This database cannot hold the search index (SQLite without FTS5, "
+                "or a backend other than PostgreSQL and SQLite)."
+            )
+        if options["verbosity"]:
+            self.stdout.write(f"Rebuilt the full-text search index on {alias!r}.")

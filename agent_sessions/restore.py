@@ -1,0 +1,368 @@
+"""Bring archived rows back: the inverse of maintenance with ``archive_before_prune``.
+
+:meth:`DjangoMaintenance.restore <agent_sessions.maintenance.DjangoMaintenance.restore>`
+(and ``manage.py asm_restore ARCHIVE...``) read archive files written by
+:mod:`agent_sessions.archive` and insert their sessions, sequence counters,
+runs, events and artifacts again, exactly as archived::
+
+    report = DjangoMaintenance().restore(["/var/lib/asm-archive/asm-archive-….jsonl"])
+    report.events_restored, report.already_present
+
+How it goes:
+
+1. **Check.** Every file is read once: its manifest must match (SHA-256 and
+   counts of the durable part; ``ArchiveError`` otherwise) and every record
+   must describe a valid row. Each record is looked up in the database: a
+   row with its id (or, for an event, its session and sequence number) that
+   differs from the record is a conflict. Any conflict raises
+   :class:`~agent_sessions.errors.RestoreConflictError` and nothing is
+   written: a live row is never overwritten. A dry run stops here and
+   reports what would be restored.
+2. **Write.** The files are read again, in batches of ``batch_size``
+   records, one short transaction each: the records whose rows are absent
+   are inserted; rows already present and identical are counted, not
+   touched (so a restore can run twice, or resume after a failure, with the
+   same result). Sequence numbers are kept; a session's counter is restored
+   from the archive and raised, never lowered, so it stays at least the
+   highest sequence number of its events.
+
+Memory holds one batch, whatever the size of the archive.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import Q
+
+from agent_sessions import models as m
+from agent_sessions.archive import ArchiveEntry, ArchiveScan, build_record, read_archive_entries
+from agent_sessions.core import Event, Run, Session
+from agent_sessions.db import translate_errors
+from agent_sessions.errors import RestoreConflictError, ValidationError
+from agent_sessions.sequences import take_sqlite_write_lock
+from agent_sessions.validation import parse_datetime
+
+__all__ = ["RestoreReport", "restore_archives"]
+
+#: Conflicts named in a report (the total is always counted).
+MAX_CONFLICTS_LISTED = 100
+_KINDS = ("session", "run", "event", "artifact")
+_TABLES = {
+    "session": "asm_sessions",
+    "run": "asm_runs",
+    "event": "asm_events",
+    "artifact": "asm_artifacts",
+}
+
+
+@dataclass(slots=True)
+class RestoreReport:
+    """What a restore did (or, in a dry run, would do).
+
+    Attributes:
+        files: The archive files read.
+        dry_run: Nothing was written.
+        sessions_restored, runs_restored, events_restored, artifacts_restored:
+            Rows inserted (or that would be).
+        counters_restored: Sequence counters created or raised.
+        already_present: Records whose identical row was already there.
+        records_read: Records read from the files.
+        skipped_lines: Torn lines skipped (a write cut short by a crash).
+        unverified_files: Files without a manifest (written by an older version).
+        conflicts: ``"<table> <id>: <why>"`` for live rows that differ (at
+            most :data:`MAX_CONFLICTS_LISTED`); empty when the restore ran.
+        duration_ms: Wall-clock duration.
+    """
+
+    files: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    sessions_restored: int = 0
+    runs_restored: int = 0
+    events_restored: int = 0
+    artifacts_restored: int = 0
+    counters_restored: int = 0
+    already_present: int = 0
+    records_read: int = 0
+    skipped_lines: int = 0
+    unverified_files: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    conflict_count: int = 0
+    duration_ms: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def summary(self) -> str:
+        """One line for people."""
+        verb = "Dry run, nothing written: would restore" if self.dry_run else "Restored"
+        return (
+            f"{verb} {self.sessions_restored} session(s), {self.runs_restored} run(s), "
+            f"{self.events_restored} event(s), {self.artifacts_restored} artifact(s) and "
+            f"{self.counters_restored} sequence counter(s) from {len(self.files)} file(s); "
+            f"{self.already_present} record(s) already present ({self.duration_ms} ms)."
+        )
+
+    def _count(self, kind: str, n: int) -> None:
+        name = f"{kind}s_restored"
+        setattr(self, name, getattr(self, name) + n)
+
+
+def restore_archives(
+    alias: str, paths: Sequence[str | os.PathLike[str]], *, dry_run: bool, batch_size: int
+) -> RestoreReport:
+    """Restore archive files into the database ``alias``; see the module docstring.
+
+    Raises:
+        ArchiveError: a file cannot be read or does not match its manifest.
+        ValidationError: a record does not describe a valid row, or no file was given.
+        RestoreConflictError: a live row differs from its archived record;
+            nothing was written (``details["conflicts"]``, and the report
+            in ``details["report"]``).
+        StorageError: the database failed (batches written before stay).
+    """
+    if not paths:
+        raise ValidationError("validation_error", "no archive file given", field="paths")
+    started = time.monotonic()
+    report = RestoreReport(files=[str(p) for p in paths], dry_run=dry_run)
+    restorer = _Restorer(alias, report)
+    # Pass 1: verify every file and look for conflicts, writing nothing.
+    for batch in _batches(paths, batch_size, report, count=True):
+        restorer.apply(batch, write=False)
+    if report.conflict_count:
+        report.duration_ms = _ms(started)
+        raise RestoreConflictError(
+            "restore_conflict",
+            f"{report.conflict_count} live row(s) differ from their archived records; "
+            f"nothing was restored (first: {report.conflicts[0]})",
+            details={"conflicts": list(report.conflicts), "report": report.to_dict()},
+        )
+    if not dry_run:
+        _reset_counts(report)
+        # Pass 2: write, a batch per transaction, checking presence again.
+        for batch in _batches(paths, batch_size, report, count=False):
+            restorer.apply(batch, write=True)
+    report.duration_ms = _ms(started)
+    return report
+
+
+def _ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def _reset_counts(report: RestoreReport) -> None:
+    for kind in ("session", "run", "event", "artifact", "counter"):
+        setattr(report, f"{kind}s_restored", 0)
+    report.already_present = 0
+
+
+def _batches(
+    paths: Sequence[str | os.PathLike[str]], size: int, report: RestoreReport, *, count: bool
+) -> Iterator[list[tuple[ArchiveEntry, Any]]]:
+    """Entries with their built records, ``size`` at a time, file after file."""
+    batch: list[tuple[ArchiveEntry, Any]] = []
+    for path in paths:
+        scan = ArchiveScan(Path(path))
+        for entry in read_archive_entries(path, scan):
+            batch.append((entry, build_record(entry)))
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if count:
+            report.records_read += scan.records
+            report.skipped_lines += scan.skipped_lines
+            if not scan.verified:
+                report.unverified_files.append(os.fspath(path))
+    if batch:
+        yield batch
+
+
+class _Restorer:
+    """Applies batches of records: finds what is present, what conflicts, inserts the rest."""
+
+    def __init__(self, alias: str, report: RestoreReport) -> None:
+        self.alias = alias
+        self.report = report
+
+    def apply(self, batch: list[tuple[ArchiveEntry, Any]], *, write: bool) -> None:
+        by_kind: dict[str, list[tuple[ArchiveEntry, Any]]] = {kind: [] for kind in _KINDS}
+        for entry, record in batch:
+            by_kind[entry.kind].append((entry, record))
+        with translate_errors("restore"):
+            if not write:
+                self._plan(by_kind)
+                return
+            connection = connections[self.alias]
+            with transaction.atomic(using=self.alias):
+                if connection.vendor == "sqlite":
+                    with connection.cursor() as cursor:
+                        take_sqlite_write_lock(cursor)
+                missing = self._plan(by_kind)
+                self._insert(missing)
+                self._counters(by_kind["session"], by_kind["event"])
+
+    # ------------------------------------------------------------------ planning
+
+    def _plan(self, by_kind: dict[str, list[tuple[ArchiveEntry, Any]]]) -> dict[str, list[Any]]:
+        """Records whose rows are absent, by kind; present ones counted, differing ones noted."""
+        missing: dict[str, list[Any]] = {}
+        for kind in _KINDS:
+            given = [record for _, record in by_kind[kind]]
+            records = _unique(given)
+            # A repeat within the batch (archives are at-least-once) is present once restored.
+            self.report.already_present += len(given) - len(records)
+            if not records:
+                continue
+            live = self._live(kind, records)
+            absent = []
+            for record in records:
+                row = live.get(_key(record))
+                if row is None:
+                    absent.append(record)
+                elif _same(kind, row, record):
+                    self.report.already_present += 1
+                else:
+                    self._conflict(kind, _key(record), "the live row differs from the archive")
+            if kind == "event":
+                absent = self._sequence_taken(absent)
+            missing[kind] = absent
+            self.report._count(kind, len(absent))
+        return missing
+
+    def _live(self, kind: str, records: list[Any]) -> dict[str, Any]:
+        ids = [_key(record) for record in records]
+        if kind == "artifact":
+            rows = self._model(kind).objects.using(self.alias).filter(id__in=ids)
+            return {row["id"]: row for row in rows.values(*m.ARTIFACT_COLUMNS)}
+        model = self._model(kind)
+        return {
+            row.id: row.to_domain() for row in model.objects.using(self.alias).filter(id__in=ids)
+        }
+
+    def _sequence_taken(self, events: list[Event]) -> list[Event]:
+        """Events whose (session, sequence number) another live event already holds conflict."""
+        if not events:
+            return events
+        wanted = Q()
+        for event in events:
+            wanted |= Q(session_id=event.session_id, sequence_number=event.sequence_number)
+        taken: dict[tuple[str, int | None], str] = {
+            (session_id, number): event_id
+            for session_id, number, event_id in m.Event.objects.using(self.alias)
+            .filter(wanted)
+            .values_list("session_id", "sequence_number", "id")
+        }
+        free = []
+        for event in events:
+            holder = taken.get((event.session_id, event.sequence_number))
+            if holder is None:
+                free.append(event)
+            else:
+                self._conflict(
+                    "event",
+                    event.id,
+                    f"sequence number {event.sequence_number} of {event.session_id} "
+                    f"is held by {holder}",
+                )
+        return free
+
+    def _conflict(self, kind: str, key: str, why: str) -> None:
+        self.report.conflict_count += 1
+        if len(self.report.conflicts) < MAX_CONFLICTS_LISTED:
+            self.report.conflicts.append(f"{_TABLES[kind]} {key}: {why}")
+
+    # ------------------------------------------------------------------ writing
+
+    def _insert(self, missing: dict[str, list[Any]]) -> None:
+        builders: dict[str, Callable[[Any], Any]] = {
+            "session": m.Session.from_domain,
+            "run": m.Run.from_domain,
+            "event": m.Event.from_domain,
+            "artifact": lambda values: m.Artifact(**values),
+        }
+        for kind, records in missing.items():
+            if records:
+                rows = [builders[kind](record) for record in records]
+                # A row inserted meanwhile by someone else is left as it is.
+                self._model(kind).objects.using(self.alias).bulk_create(rows, ignore_conflicts=True)
+
+    def _counters(
+        self,
+        sessions: list[tuple[ArchiveEntry, Any]],
+        events: list[tuple[ArchiveEntry, Any]],
+    ) -> None:
+        """Restore archived counters, and raise live ones below a restored sequence number."""
+        wanted: dict[str, tuple[int, datetime | None]] = {}
+        for entry, _ in sessions:
+            if entry.counter is not None:
+                updated = parse_datetime(
+                    entry.counter.get("updated_at"), "updated_at", required=False
+                )
+                wanted[entry.record["id"]] = (int(entry.counter["last_sequence"]), updated)
+        highest: dict[str, int] = {}
+        for _, event in events:
+            highest[event.session_id] = max(highest.get(event.session_id, 0), event.sequence_number)
+        counters = m.SessionSequence.objects.using(self.alias)
+        live = {
+            row.session_id: row
+            for row in counters.filter(session_id__in=[*wanted, *highest]).select_for_update()
+        }
+        created, raised = [], []
+        for session_id, (last, updated) in wanted.items():
+            if session_id not in live:
+                new = m.SessionSequence(
+                    session_id=session_id, last_sequence=last, updated_at=updated
+                )
+                live[session_id] = new
+                created.append(new)
+        for session_id, number in highest.items():
+            row = live.get(session_id)
+            if row is not None and row.last_sequence < number:
+                row.last_sequence = number
+                if row not in created:
+                    raised.append(row)
+        counters.bulk_create(created, ignore_conflicts=True)
+        counters.bulk_update(raised, ["last_sequence"])
+        self.report.counters_restored += len(created) + len(raised)
+
+    @staticmethod
+    def _model(kind: str) -> Any:
+        return {"session": m.Session, "run": m.Run, "event": m.Event, "artifact": m.Artifact}[kind]
+
+
+def _key(record: Any) -> str:
+    return str(record["id"] if isinstance(record, dict) else record.id)
+
+
+def _unique(records: Iterable[Any]) -> list[Any]:
+    """The records without repeats of an id (archives are at-least-once)."""
+    seen: set[str] = set()
+    unique = []
+    for record in records:
+        key = _key(record)
+        if key not in seen:
+            seen.add(key)
+            unique.append(record)
+    return unique
+
+
+def _same(kind: str, live: Any, record: Any) -> bool:
+    if kind == "artifact":
+        return _plain(live) == _plain(record)
+    assert isinstance(record, Session | Run | Event)
+    return bool(live.to_dict() == record.to_dict())
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: value.isoformat(timespec="microseconds") if isinstance(value, datetime) else value
+        for name, value in row.items()
+    }
