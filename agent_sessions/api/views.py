@@ -9,7 +9,7 @@ their own); the stream then holds its worker for as long as it lasts.
 Errors are JSON: ``{"error": {"code", "message", "details"}}`` with the
 :class:`~agent_sessions.errors.AgentSessionsError` code — 400 for bad input,
 403 when the ``API_PERMISSION`` callable refuses (``permission_denied``),
-404 for an unknown session, 405 for anything but GET/HEAD, 503 when the
+404 for an unknown session, 405 for anything but GET, 503 when the
 database fails. A refused response carries no data.
 """
 
@@ -99,7 +99,7 @@ def _from_error(exc: AgentSessionsError) -> JsonResponse:
 
 
 def api_view(view: View) -> View:
-    """GET/HEAD only; the ``API_PERMISSION`` check first; errors as JSON.
+    """GET only; the ``API_PERMISSION`` check first; errors as JSON.
 
     The check runs before anything is read, so a refused request learns
     nothing, not even whether the session exists.
@@ -107,11 +107,11 @@ def api_view(view: View) -> View:
 
     @functools.wraps(view)
     async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        if request.method not in ("GET", "HEAD"):
+        if request.method != "GET":
             response = error_response(
                 405, "method_not_allowed", f"{request.method} is not allowed; use GET."
             )
-            response["Allow"] = "GET, HEAD"
+            response["Allow"] = "GET"
             return response
         session_id = kwargs.get("session_id")
         try:
