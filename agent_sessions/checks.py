@@ -18,6 +18,8 @@ time, not the cron job at 3 a.m.
 * E031 ``DIRECT_DATABASE`` is not an alias, a dict of aliases, or None, or
   names an alias that is not in ``DATABASES``.
 * E040 ``TEXT_SEARCH_CONFIG`` is not a text search configuration name.
+* E050 ``REDACTION`` is not a valid redaction configuration.
+* E051 ``SHAPE_WARNINGS`` is not True or False.
 * W001 a database backend other than PostgreSQL or SQLite.
 * W040 a SQLite database, but Python's SQLite lacks FTS5: no full-text search.
 * W041 (``--database``) the PostgreSQL search index was built with another
@@ -76,6 +78,7 @@ def check_settings(
     errors.extend(_check_integrations(value))
     errors.extend(_check_database_layer(value))
     errors.extend(_check_text_search_config(value.get("TEXT_SEARCH_CONFIG", "simple")))
+    errors.extend(_check_pipeline(value))
     return errors
 
 
@@ -291,6 +294,30 @@ def _check_api(value: dict[str, Any]) -> list[CheckMessage]:
                     id="agent_sessions.E022",
                 )
             )
+    return errors
+
+
+def _check_pipeline(value: dict[str, Any]) -> list[CheckMessage]:
+    from agent_sessions.redaction import redaction_problem
+
+    errors: list[CheckMessage] = []
+    problem = redaction_problem(value.get("REDACTION", DEFAULTS["REDACTION"]))
+    if problem is not None:
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['REDACTION'] {problem}.",
+                hint="See docs/privacy.md for the keys and the pattern forms.",
+                id="agent_sessions.E050",
+            )
+        )
+    shape_warnings = value.get("SHAPE_WARNINGS", DEFAULTS["SHAPE_WARNINGS"])
+    if not isinstance(shape_warnings, bool):
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['SHAPE_WARNINGS'] must be True or False, got {shape_warnings!r}.",
+                id="agent_sessions.E051",
+            )
+        )
     return errors
 
 

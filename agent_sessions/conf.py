@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "DIRECT_DATABASE": None,
     # Full-text search (agent_sessions.search, CONTRACT §14).
     "TEXT_SEARCH_CONFIG": "simple",
+    # The event pipeline (agent_sessions.pipeline, CONTRACT §12).
+    "SHAPE_WARNINGS": True,
+    "REDACTION": {},
 }
 
 #: The longest accepted ``WAIT_POLL_INTERVAL_SECONDS``: beyond it a reader
@@ -187,6 +190,15 @@ class AppSettings:
         if isinstance(value, dict):
             return alias in value
         return value is not None
+
+    @property
+    def SHAPE_WARNINGS(self) -> bool:
+        return bool(self._get("SHAPE_WARNINGS"))
+
+    @property
+    def REDACTION(self) -> Any:
+        """The raw ``REDACTION`` dict (see :func:`agent_sessions.redaction.settings_config`)."""
+        return self._get("REDACTION")
 
 
 def wait_poll_interval_problem(value: Any) -> str | None:

@@ -26,6 +26,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
 from agent_sessions import core
+from agent_sessions.pipeline import PipelineOutcome, process_event
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -38,6 +39,7 @@ __all__ = [
     "append_one_postgres",
     "copy_events_postgres",
     "dump_json",
+    "encode_event",
     "event_params",
     "insert_events_sqlite",
     "notify_sessions",
@@ -171,9 +173,23 @@ _INSERT_SQLITE = (
 )
 
 
-def event_params(event: core.Event) -> dict[str, Any]:
+def encode_event(event: core.Event) -> tuple[dict[str, Any], PipelineOutcome | None]:
     """The columns of a validated event as the named parameters of
-    :data:`INSERT_EVENT_FROM_COUNTER` (its timestamp is already UTC)."""
+    :data:`INSERT_EVENT_FROM_COUNTER` (its timestamp is already UTC), after the
+    event pipeline.
+
+    The one place where an event becomes what is written: every writer
+    (the store, the framework adapters' statements) builds its parameters
+    here, so the pipeline (:func:`agent_sessions.pipeline.process_event`:
+    redaction, shape warnings) cannot be skipped. It changes ``event`` in
+    place, so pass the writer's own validated copy; that copy then carries
+    what was stored.
+
+    Returns:
+        The parameters, and what the pipeline changed (None: nothing), for
+        the writer's signals.
+    """
+    outcome = process_event(event)
     return {
         "id": event.id,
         "type": event.type.value,
@@ -185,7 +201,12 @@ def event_params(event: core.Event) -> dict[str, Any]:
         "schema_version": event.schema_version,
         "provider": event.provider,
         "correlation_id": event.correlation_id,
-    }
+    }, outcome
+
+
+def event_params(event: core.Event) -> dict[str, Any]:
+    """:func:`encode_event` without the pipeline's outcome (for writers that send no signals)."""
+    return encode_event(event)[0]
 
 
 def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any]) -> int | None:

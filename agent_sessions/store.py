@@ -32,7 +32,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Count, Sum
 
-from agent_sessions import core
+from agent_sessions import core, signals
 from agent_sessions import models as m
 from agent_sessions.aio import run_in_worker, with_async_twins
 from agent_sessions.cascade import delete_sessions
@@ -45,16 +45,16 @@ from agent_sessions.db import (
     run_read,
     run_write,
 )
-from agent_sessions.errors import NotFoundError, ValidationError
+from agent_sessions.errors import AgentSessionsError, NotFoundError, ValidationError
 from agent_sessions.fields import to_utc_naive
 from agent_sessions.listener import get_listener
+from agent_sessions.pipeline import PipelineOutcome
 from agent_sessions.sequences import (
     EVENT_COLUMNS,
     STORED_EVENTS_POSTGRES,
     append_one_postgres,
     copy_events_postgres,
-    dump_json,
-    event_params,
+    encode_event,
     insert_events_sqlite,
     notify_sessions,
     reserve_blocks,
@@ -183,20 +183,15 @@ def _check_events(events: Sequence[core.Event]) -> list[core.Event]:
     return [_prepared_event(event) for event in events]
 
 
-def _event_row(connection: BaseDatabaseWrapper, event: core.Event, number: int) -> list[Any]:
-    return [
-        event.id,
-        event.type.value,
-        _db_time(connection, event.timestamp),
-        event.session_id,
-        event.run_id,
-        number,
-        dump_json(event.data),
-        dump_json(event.metadata),
-        event.schema_version,
-        event.provider,
-        event.correlation_id,
-    ]
+def _event_row(
+    connection: BaseDatabaseWrapper, event: core.Event, number: int
+) -> tuple[list[Any], PipelineOutcome | None]:
+    """The event's row in :data:`EVENT_COLUMNS` order, built by the event codec (pipeline run)."""
+    params, outcome = encode_event(event)
+    params["sequence_number"] = number
+    if connection.vendor != "postgresql":
+        params["timestamp"] = _db_time(connection, event.timestamp)
+    return [params[name] for name in EVENT_COLUMNS], outcome
 
 
 def _fetch_events(cursor: CursorWrapper, sql: str, params: Sequence[Any]) -> list[core.Event]:
@@ -252,10 +247,13 @@ def _append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) 
             last = reserve_blocks(connection, cursor, counts, now)
             next_number = {sid: last[sid] - count + 1 for sid, count in counts.items()}
             rows = []
+            outcomes: list[PipelineOutcome | None] = []
             for event in new_events:
                 event.sequence_number = next_number[event.session_id]
                 next_number[event.session_id] += 1
-                rows.append(_event_row(connection, event, event.sequence_number))
+                row, outcome = _event_row(connection, event, event.sequence_number)
+                rows.append(row)
+                outcomes.append(outcome)
                 stored[event.id] = event
             try:
                 if connection.vendor == "postgresql":
@@ -267,12 +265,13 @@ def _append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) 
                     raise _EventIdRace from exc
                 raise
             notify_sessions(connection, cursor, counts)
+            signals.events_stored(connection.alias, zip(new_events, outcomes, strict=True))
     return [stored[event.id] for event in events]
 
 
 def _append_one_postgres(connection: BaseDatabaseWrapper, event: core.Event) -> core.Event:
     # The hot path: parameters built directly (validated timestamps are already UTC).
-    params = event_params(event)
+    params, outcome = encode_event(event)
     params["now"] = datetime.now(UTC).replace(tzinfo=None)
     try:
         number = append_one_postgres(connection, params)
@@ -288,6 +287,7 @@ def _append_one_postgres(connection: BaseDatabaseWrapper, event: core.Event) -> 
             raise _EventIdRace("the stored event was deleted meanwhile")
         return stored
     event.sequence_number = number
+    signals.events_stored(connection.alias, [(event, outcome)])
     return event
 
 
@@ -517,15 +517,19 @@ class DjangoSessionStore:
             ValidationError: the event holds an invalid value (nothing written).
             StorageError: the database failed (nothing written, no number used).
         """
-        prepared = [_prepared_event(event)]
-        alias = self._write_alias()
-        return run_write(
-            alias,
-            "append_event",
-            lambda c: _append_prepared(c, prepared)[0],
-            # On PostgreSQL a single append is one statement (see sequences.py).
-            single_statement=connections[alias].vendor == "postgresql",
-        )
+        try:
+            prepared = [_prepared_event(event)]
+            alias = self._write_alias()
+            return run_write(
+                alias,
+                "append_event",
+                lambda c: _append_prepared(c, prepared)[0],
+                # On PostgreSQL a single append is one statement (see sequences.py).
+                single_statement=connections[alias].vendor == "postgresql",
+            )
+        except AgentSessionsError as exc:
+            signals.write_rejected(exc, getattr(event, "session_id", None))
+            raise
 
     def append_events(self, events: Sequence[core.Event]) -> list[core.Event]:
         """Store several events in one transaction and return the stored events in input order.
@@ -538,12 +542,16 @@ class DjangoSessionStore:
             ValidationError: an event holds an invalid value (nothing written).
             StorageError: the database failed (nothing written, no number used).
         """
-        prepared = _check_events(events)
-        if not prepared:
-            return []
-        return run_write(
-            self._write_alias(), "append_events", lambda c: _append_prepared(c, prepared)
-        )
+        try:
+            prepared = _check_events(events)
+            if not prepared:
+                return []
+            return run_write(
+                self._write_alias(), "append_events", lambda c: _append_prepared(c, prepared)
+            )
+        except AgentSessionsError as exc:
+            signals.write_rejected(exc, _common_session_id(events))
+            raise
 
     def flush(
         self,
@@ -563,6 +571,19 @@ class DjangoSessionStore:
             ValidationError: any part is invalid (nothing written).
             StorageError: the database failed (nothing written).
         """
+        try:
+            self._flush(session, run, events, provider_metadata)
+        except AgentSessionsError as exc:
+            signals.write_rejected(exc, getattr(session, "id", None))
+            raise
+
+    def _flush(
+        self,
+        session: core.Session,
+        run: core.Run,
+        events: Sequence[core.Event],
+        provider_metadata: dict[str, Any] | None,
+    ) -> None:
         session = _checked(session, core.Session, "session")
         run = _checked(run, core.Run, "run")
         if provider_metadata is not None:
@@ -803,6 +824,15 @@ class _TimeParam:
 
     def for_db(self, connection: BaseDatabaseWrapper) -> Any:
         return _db_time(connection, self.value)
+
+
+def _common_session_id(events: object) -> str | None:
+    """The session all ``events`` belong to, or None (mixed, empty or not events)."""
+    try:
+        ids = {event.session_id for event in events}  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        return None
+    return ids.pop() if len(ids) == 1 else None
 
 
 def _checked(value: Any, cls: type[_T], field: str) -> _T:

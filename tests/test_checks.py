@@ -99,3 +99,20 @@ def test_a_bad_limit_is_a_clear_configuration_error_at_query_time(settings: Any)
     settings.AGENT_SESSIONS = {"QUERY_DEFAULT_LIMIT": "x"}
     with pytest.raises(ImproperlyConfigured, match="QUERY_DEFAULT_LIMIT"):
         _ = app_settings.QUERY_DEFAULT_LIMIT
+
+
+@pytest.mark.parametrize(
+    "redaction",
+    [[], {"enabled": "yes"}, {"patterns": ["("]}, {"replacement": 1}, {"scan": True}],
+)
+def test_invalid_redaction_settings_are_reported(settings: Any, redaction: Any) -> None:
+    assert _ids(settings, {"REDACTION": redaction}) == ["agent_sessions.E050"]
+
+
+def test_valid_redaction_settings_are_fine(settings: Any) -> None:
+    redaction = {"enabled": True, "patterns": ["x\\d+"], "replacement": "categorized"}
+    assert _ids(settings, {"REDACTION": redaction, "SHAPE_WARNINGS": False}) == []
+
+
+def test_shape_warnings_must_be_a_bool(settings: Any) -> None:
+    assert _ids(settings, {"SHAPE_WARNINGS": "no"}) == ["agent_sessions.E051"]

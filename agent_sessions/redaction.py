@@ -1,0 +1,551 @@
+"""Redaction of secrets in events before they are written (CONTRACT §12).
+
+Off by default. With ``AGENT_SESSIONS["REDACTION"] = {"enabled": True}``
+every event is scanned on its way into ``asm_events`` (single appends,
+batches, ``flush`` and the framework adapters alike, see
+:mod:`agent_sessions.pipeline`), and whatever looks like a secret is replaced
+by ``"[REDACTED]"``, or ``"[REDACTED:<category>]"`` in categorized mode. The
+database, the archive, the live stream and the admin then never see it.
+
+:func:`redact` applies the same patterns to any JSON value, for a project's
+own callbacks and logs::
+
+    from agent_sessions.redaction import redact
+    redact({"note": "key AKIAABCDEFGHIJKLMNOP"})   # {"note": "key [REDACTED]"}
+
+How the scan stays cheap: a configuration is compiled once (cached on the
+settings value, dropped when settings change); strings shorter than the
+shortest possible secret are skipped; each default pattern has a literal
+prefilter (every match contains one of a few fixed words such as ``sk-`` or
+``://``, looked for in the lower-cased string with ``str.__contains__``), so
+most strings are never searched by a regex at all; and the case-insensitive
+patterns run case-sensitively on the lower-cased string, which keeps the
+regex engine's fast literal search.
+
+This module has no Django dependency apart from reading the setting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_sessions.validation import copy_json
+
+__all__ = [
+    "CATEGORIZED",
+    "DEFAULT_PATTERNS",
+    "DEFAULT_REPLACEMENT",
+    "FIELDS_WITHOUT_DEEP_SCAN",
+    "MAX_DEPTH",
+    "NEVER_SCANNED_TYPES",
+    "RedactionConfig",
+    "RedactionResult",
+    "compile_config",
+    "redact",
+    "redaction_problem",
+    "settings_config",
+]
+
+#: The replacement text unless configured otherwise.
+DEFAULT_REPLACEMENT = "[REDACTED]"
+#: The ``replacement`` value that selects ``"[REDACTED:<category>]"``.
+CATEGORIZED = "categorized"
+#: Containers nested deeper than this (the scanned object itself is level 0)
+#: are stored as they are: ASM's limit, which also bounds the scan's cost.
+MAX_DEPTH = 10
+#: The category of a user's pattern given as a bare regex.
+CUSTOM_CATEGORY = "custom"
+
+# Each default: (category, regex, case-insensitive?, words). A
+# case-insensitive regex is written in lower case and runs, case-sensitively,
+# on the lower-cased text (much faster than IGNORECASE, which defeats the
+# regex engine's literal-prefix search); its public form is ``(?i:…)``.
+# ``words``: lower-case literals one of which every match contains. A rule
+# runs only on strings that contain one of its words (the prefilter), so a
+# rule whose match could lack all of them would be skipped wrongly: keep them
+# in step with the regex.
+_DEFAULTS: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
+    # Cloud provider keys
+    ("aws_access_key", r"AKIA[0-9A-Z]{16}", False, ("akia",)),
+    ("aws_secret_key", r"aws[_-]?secret[_-]?access[_-]?key\s*[:=]\s*\S+", True, ("aws",)),
+    ("gcp_api_key", r"AIza[0-9A-Za-z_-]{35}", False, ("aiza",)),
+    # AI providers: the specific prefixes before the generic ``sk-`` one.
+    ("anthropic_key", r"sk-ant-api\S{20,}", False, ("sk-ant-api",)),
+    ("openai_key", r"sk-proj-[A-Za-z0-9_-]{20,}", False, ("sk-proj-",)),
+    ("openai_legacy_key", r"sk-[A-Za-z0-9]{40,}", False, ("sk-",)),
+    # Version control
+    ("github_pat", r"ghp_[A-Za-z0-9]{36}", False, ("ghp_",)),
+    ("github_oauth", r"gho_[A-Za-z0-9]{36}", False, ("gho_",)),
+    ("github_app", r"ghs_[A-Za-z0-9]{36}", False, ("ghs_",)),
+    ("github_refresh", r"ghr_[A-Za-z0-9]{36}", False, ("ghr_",)),
+    ("github_fine_pat", r"github_pat_[A-Za-z0-9_]{22,}", False, ("github_pat_",)),
+    ("gitlab_token", r"glpat-[A-Za-z0-9_-]{20,}", False, ("glpat-",)),
+    # Authentication tokens
+    (
+        "jwt_token",
+        r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",
+        False,
+        ("eyj",),
+    ),
+    ("bearer_token", r"bearer\s+[a-z0-9._~+/=-]{20,}", True, ("bearer",)),
+    # Credential assignments: ``name: value`` or ``name=value``, any case.
+    ("password", r"(?:password|passwd|pwd)\s*[:=]\s*\S+", True, ("passw", "pwd")),
+    ("api_key_generic", r"api[_-]?key\s*[:=]\s*\S+", True, ("api",)),
+    ("secret_key", r"secret[_-]?key\s*[:=]\s*\S+", True, ("secret",)),
+    ("access_token", r"access[_-]?token\s*[:=]\s*\S+", True, ("access",)),
+    ("auth_token", r"auth[_-]?token\s*[:=]\s*\S+", True, ("auth",)),
+    # Connection strings (credentials usually sit in the URL); SQLAlchemy's
+    # ``postgresql+psycopg://`` spelling included.
+    (
+        "connection_string",
+        r"(?:postgres(?:ql)?|mysql|redis|mongodb|amqp|mssql)(?:\+[a-z0-9]+)?://\S+",
+        True,
+        ("://",),
+    ),
+    # PEM private keys: the whole block when it is complete, else the header
+    # and the base64 lines that follow it.
+    (
+        "private_key",
+        r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----"
+        r"(?:[\s\S]*?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----"
+        r"|[A-Za-z0-9+/=\r\n]*)",
+        False,
+        ("-----begin",),
+    ),
+    # Environment-style secrets
+    (
+        "env_secret",
+        r"(?:database_url|redis_url|secret_key_base|encryption_key|private_key)\s*=\s*\S+",
+        True,
+        ("_url", "secret_key_base", "encryption_key", "private_key"),
+    ),
+)
+
+#: The 22 default categories and their regexes, in the order they are applied.
+DEFAULT_PATTERNS: tuple[tuple[str, str], ...] = tuple(
+    (category, f"(?i:{regex})" if insensitive else regex)
+    for category, regex, insensitive, _ in _DEFAULTS
+)
+
+#: Event types whose events are never scanned (they carry no free text).
+NEVER_SCANNED_TYPES: frozenset[str] = frozenset(
+    {
+        "session_created",
+        "session_started",
+        "session_paused",
+        "session_resumed",
+        "session_completed",
+        "session_cancelled",
+        "run_started",
+        "run_cancelled",
+        "run_timeout",
+        "token_usage_updated",
+        "turn_completed",
+        "workspace_snapshot_taken",
+        "workspace_diff_computed",
+        "error_recovered",
+    }
+)
+
+#: Without deep scan, only these top-level ``data`` fields are scanned (their
+#: whole value, at any depth up to :data:`MAX_DEPTH`); other types: nothing.
+FIELDS_WITHOUT_DEEP_SCAN: Mapping[str, tuple[str, ...]] = {
+    "message_sent": ("content",),
+    "message_received": ("content",),
+    "message_streamed": ("content", "delta"),
+    "tool_call_started": ("tool_input",),
+    "tool_call_completed": ("tool_input", "tool_output"),
+    "tool_call_failed": ("tool_input", "tool_output"),
+    "error_occurred": ("error_message", "provider_error"),
+    "run_failed": ("error_message", "provider_error"),
+    "session_failed": ("error_message", "provider_error"),
+    "policy_violation": ("details",),
+}
+
+_CONFIG_KEYS = frozenset({"enabled", "patterns", "replacement", "deep_scan", "scan_metadata"})
+# The shortest string any default rule matches ("pwd=x"); shorter strings are skipped.
+_DEFAULT_MIN_LENGTH = 5
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """One pattern as applied: where to search, and which strings to skip."""
+
+    category: str
+    regex: re.Pattern[str]
+    # For case-insensitive defaults: the lower-case regex to run on the
+    # lower-cased text; None: run ``regex`` on the text itself.
+    lowered: re.Pattern[str] | None
+    # The prefilter: lower-case words one of which any match contains;
+    # None: no prefilter (the user's own patterns).
+    words: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionConfig:
+    """A compiled redaction configuration (see :func:`compile_config`).
+
+    Attributes:
+        enabled: Whether the write path redacts (``redact()`` always does).
+        replacement: The fixed replacement text, or None in categorized mode.
+        deep_scan: Scan every string of ``data`` (else only the per-type fields).
+        scan_metadata: Scan ``metadata`` too (always deeply).
+        categories: The active categories, in the order they are applied.
+    """
+
+    enabled: bool = False
+    replacement: str | None = DEFAULT_REPLACEMENT
+    deep_scan: bool = True
+    scan_metadata: bool = False
+    categories: tuple[str, ...] = ()
+    rules: tuple[_Rule, ...] = field(default=(), repr=False)
+    min_length: int = 1
+
+    def redact_string(self, text: str) -> tuple[str, int]:
+        """Return ``text`` with every secret replaced, and how many were replaced.
+
+        Rules are applied one after the other, each to the previous one's
+        result (as ASM does), so a secret inside another's match is counted
+        once per rule that replaced something.
+        """
+        if len(text) < self.min_length:
+            return text, 0
+        total = 0
+        lowered: str | None = None
+        for rule in self.rules:
+            if rule.words is not None:
+                if lowered is None:
+                    lowered = text.lower()
+                if not any(word in lowered for word in rule.words):
+                    continue
+            replacement = (
+                f"[REDACTED:{rule.category}]" if self.replacement is None else self.replacement
+            )
+            # Lower-casing keeps every position only when no character
+            # expands (e.g. "İ" becomes two); otherwise search the text itself.
+            if rule.lowered is not None and lowered is not None and len(lowered) == len(text):
+                text, count = _replace_spans(text, rule.lowered.finditer(lowered), replacement)
+            else:
+                # A template for subn(): backslashes in the replacement stay literal.
+                text, count = rule.regex.subn(replacement.replace("\\", "\\\\"), text)
+            if count:
+                total += count
+                lowered = None
+        return text, total
+
+
+def _replace_spans(
+    text: str, matches: Iterable[re.Match[str]], replacement: str
+) -> tuple[str, int]:
+    parts: list[str] = []
+    end = 0
+    for match in matches:
+        parts.append(text[end : match.start()])
+        parts.append(replacement)
+        end = match.end()
+    if not parts:
+        return text, 0
+    parts.append(text[end:])
+    return "".join(parts), len(parts) // 2
+
+
+@dataclass(slots=True)
+class RedactionResult:
+    """What redacting one event changed.
+
+    Attributes:
+        redaction_count: How many secrets were replaced.
+        fields_redacted: The top-level fields whose value changed, as
+            ``"data.<key>"`` or ``"metadata.<key>"``, in scan order.
+    """
+
+    redaction_count: int = 0
+    fields_redacted: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def redaction_problem(value: object) -> str | None:
+    """Why ``value`` is not a valid ``REDACTION`` setting, or None when it is.
+
+    Used by the system check (``agent_sessions.E050``) and by
+    :func:`compile_config`.
+    """
+    if not isinstance(value, Mapping):
+        return f"must be a dict, not {type(value).__name__}"
+    unknown = sorted(set(value) - _CONFIG_KEYS)
+    if unknown:
+        return f"has unknown keys {unknown}; known keys: {sorted(_CONFIG_KEYS)}"
+    for key in ("enabled", "deep_scan", "scan_metadata"):
+        if key in value and not isinstance(value[key], bool):
+            return f"[{key!r}] must be True or False, got {value[key]!r}"
+    replacement = value.get("replacement", DEFAULT_REPLACEMENT)
+    if not isinstance(replacement, str):
+        return f"['replacement'] must be a string or 'categorized', got {replacement!r}"
+    try:
+        _patterns(value.get("patterns", "default"))
+    except ValueError as exc:
+        return f"['patterns'] {exc}"
+    return None
+
+
+def compile_config(value: Mapping[str, Any] | None) -> RedactionConfig:
+    """Compile a ``REDACTION`` setting (a dict, all keys optional).
+
+    Args:
+        value: ``{"enabled", "patterns", "replacement", "deep_scan",
+            "scan_metadata"}``; None means the defaults (disabled).
+
+    Returns:
+        The compiled configuration.
+
+    Raises:
+        ValueError: the value is invalid (the message says why).
+    """
+    value = {} if value is None else value
+    problem = redaction_problem(value)
+    if problem is not None:
+        raise ValueError(f"REDACTION {problem}")
+    replacement = value.get("replacement", DEFAULT_REPLACEMENT)
+    use_defaults, custom = _patterns(value.get("patterns", "default"))
+    rules = _DEFAULT_RULES if use_defaults else ()
+    rules += tuple(_Rule(category, regex, None, None) for category, regex in custom)
+    return RedactionConfig(
+        enabled=bool(value.get("enabled", False)),
+        replacement=None if replacement == CATEGORIZED else replacement,
+        deep_scan=bool(value.get("deep_scan", True)),
+        scan_metadata=bool(value.get("scan_metadata", False)),
+        categories=tuple(dict.fromkeys(rule.category for rule in rules)),
+        rules=rules,
+        min_length=_DEFAULT_MIN_LENGTH if not custom else 1,
+    )
+
+
+def _default_rule(category: str, regex: str, insensitive: bool, words: tuple[str, ...]) -> _Rule:
+    if insensitive:
+        return _Rule(category, re.compile(regex, re.IGNORECASE), re.compile(regex), words)
+    return _Rule(category, re.compile(regex), None, words)
+
+
+_DEFAULT_RULES: tuple[_Rule, ...] = tuple(_default_rule(*default) for default in _DEFAULTS)
+
+
+def _patterns(value: object) -> tuple[bool, list[tuple[str, re.Pattern[str]]]]:
+    """(use the defaults?, the user's patterns compiled) of a ``patterns`` value."""
+    if value == "default" or value is None:
+        return True, []
+    if isinstance(value, Mapping):
+        if set(value) != {"replace"}:
+            raise ValueError(f"as a dict must be {{'replace': [...]}}, got keys {sorted(value)}")
+        return False, _user_patterns(value["replace"])
+    return True, _user_patterns(value)
+
+
+def _user_patterns(value: object) -> list[tuple[str, re.Pattern[str]]]:
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
+        raise ValueError(
+            "must be 'default', a list of regexes or [category, regex] pairs, "
+            f"or {{'replace': [...]}}; got {value!r}"
+        )
+    compiled: list[tuple[str, re.Pattern[str]]] = []
+    for index, item in enumerate(value):
+        category = CUSTOM_CATEGORY
+        regex = item
+        if isinstance(item, list | tuple):
+            if len(item) != 2 or not isinstance(item[0], str) or not item[0]:
+                raise ValueError(
+                    f"item {index} must be a regex or a [category, regex] pair, got {item!r}"
+                )
+            category, regex = item
+        if isinstance(regex, re.Pattern):
+            if not isinstance(regex.pattern, str):
+                raise ValueError(f"item {index} is a bytes regex; use a str regex")
+            pattern: re.Pattern[str] = regex
+        elif isinstance(regex, str) and regex:
+            try:
+                pattern = re.compile(regex)
+            except re.error as exc:
+                raise ValueError(f"item {index} is not a valid regex ({exc}): {regex!r}") from None
+        else:
+            raise ValueError(f"item {index} must be a non-empty regex string, got {regex!r}")
+        if pattern.search(""):
+            raise ValueError(f"item {index} matches the empty string: {pattern.pattern!r}")
+        compiled.append((category, pattern))
+    return compiled
+
+
+# --------------------------------------------------------------------------- the settings
+
+
+_cache: tuple[Any, RedactionConfig] | None = None
+
+
+def settings_config() -> RedactionConfig:
+    """The compiled ``AGENT_SESSIONS["REDACTION"]`` setting.
+
+    Compiled once per settings value; :func:`clear_cache` (connected to
+    Django's ``setting_changed``) drops it.
+
+    Raises:
+        django.core.exceptions.ImproperlyConfigured: the setting is invalid
+            (``manage.py check`` reports it as ``agent_sessions.E050``).
+    """
+    global _cache
+    from agent_sessions.conf import app_settings
+
+    value = app_settings.REDACTION
+    cached = _cache
+    if cached is not None and cached[0] is value:
+        return cached[1]
+    problem = redaction_problem(value)
+    if problem is not None:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"AGENT_SESSIONS['REDACTION'] {problem}.")
+    config = compile_config(value)
+    _cache = (value, config)
+    return config
+
+
+def clear_cache(**kwargs: Any) -> None:
+    """Forget the compiled setting (a ``setting_changed`` receiver)."""
+    global _cache
+    _cache = None
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+def redact(value: Any, config: RedactionConfig | Mapping[str, Any] | None = None) -> Any:
+    """Return a redacted copy of any JSON value; the argument is not changed.
+
+    Every string at any depth (up to :data:`MAX_DEPTH` levels of nesting) is
+    scanned; keys are not. The patterns and the replacement are the
+    project's ``REDACTION`` setting unless ``config`` is given. Unlike the
+    write path, this function redacts even when the setting's ``enabled`` is
+    False: calling it is the opt-in.
+
+    Args:
+        value: A JSON value (dict, list, str, number, bool, None).
+        config: A :class:`RedactionConfig`, or a dict shaped like the
+            ``REDACTION`` setting, or None for the setting.
+
+    Returns:
+        The redacted copy.
+
+    Raises:
+        ValueError: ``config`` is an invalid dict.
+    """
+    if config is None:
+        compiled = settings_config()
+    elif isinstance(config, RedactionConfig):
+        compiled = config
+    else:
+        compiled = compile_config(config)
+    if isinstance(value, str):
+        return compiled.redact_string(value)[0]
+    redacted, _ = _scan(value, compiled, 0)
+    return copy_json(redacted)
+
+
+def redact_event_fields(
+    event_type: str,
+    data: dict[str, Any],
+    metadata: dict[str, Any],
+    config: RedactionConfig,
+) -> tuple[dict[str, Any], dict[str, Any], RedactionResult | None]:
+    """Redact an event's ``data`` (and ``metadata`` when configured).
+
+    Args:
+        event_type: The event's type (never-scanned types are returned as they are).
+        data: Its data object.
+        metadata: Its metadata object.
+        config: The configuration (its ``enabled`` is not looked at).
+
+    Returns:
+        ``(data, metadata, result)``: each object is the one given when
+        nothing in it changed, else a new one sharing the unchanged parts;
+        ``result`` is None when nothing was redacted.
+    """
+    if event_type in NEVER_SCANNED_TYPES:
+        return data, metadata, None
+    result: RedactionResult | None = None
+    if config.deep_scan:
+        fields: Iterable[str] | None = None
+    else:
+        fields = FIELDS_WITHOUT_DEEP_SCAN.get(event_type, ())
+    data, result = _scan_object(data, config, "data.", fields, result)
+    if config.scan_metadata:
+        metadata, result = _scan_object(metadata, config, "metadata.", None, result)
+    return data, metadata, result
+
+
+def _scan_object(
+    value: dict[str, Any],
+    config: RedactionConfig,
+    prefix: str,
+    fields: Iterable[str] | None,
+    result: RedactionResult | None,
+) -> tuple[dict[str, Any], RedactionResult | None]:
+    """Scan a top-level object (all keys, or only ``fields``), recording changed keys."""
+    changed: dict[str, Any] | None = None
+    keys = value.keys() if fields is None else [key for key in fields if key in value]
+    for key in keys:
+        item = value[key]
+        new, count = _scan(item, config, 1)
+        if count:
+            if changed is None:
+                changed = dict(value)
+            changed[key] = new
+            if result is None:
+                result = RedactionResult()
+            result.redaction_count += count
+            result.fields_redacted.append(prefix + key)
+    return (value if changed is None else changed), result
+
+
+def _scan(value: Any, config: RedactionConfig, depth: int) -> tuple[Any, int]:
+    """``(redacted value, count)``; the value itself when nothing changed.
+
+    ``depth`` is the nesting level of ``value``'s container contents: the
+    top-level object's items are at 1, and containers found at a level above
+    :data:`MAX_DEPTH` are not entered.
+    """
+    kind = type(value)
+    if kind is str:
+        return config.redact_string(value) if value else (value, 0)
+    if kind is dict:
+        if depth > MAX_DEPTH:
+            return value, 0
+        total = 0
+        changed: dict[str, Any] | None = None
+        for key, item in value.items():
+            new, count = _scan(item, config, depth + 1)
+            if count:
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = new
+                total += count
+        return (value if changed is None else changed), total
+    if kind is list:
+        if depth > MAX_DEPTH:
+            return value, 0
+        total = 0
+        items: list[Any] | None = None
+        for index, item in enumerate(value):
+            new, count = _scan(item, config, depth + 1)
+            if count:
+                if items is None:
+                    items = list(value)
+                items[index] = new
+                total += count
+        return (value if items is None else items), total
+    if isinstance(value, str):  # str subclasses (enum members) in a caller's value
+        return config.redact_string(str.__str__(value))
+    if isinstance(value, Mapping | list | tuple):
+        return _scan(dict(value) if isinstance(value, Mapping) else list(value), config, depth)
+    return value, 0
