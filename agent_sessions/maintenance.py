@@ -53,6 +53,7 @@ from django.db import connections, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from agent_sessions import models as m
+from agent_sessions import signals
 from agent_sessions.aio import with_async_twins
 from agent_sessions.archive import ArchiveWriter
 from agent_sessions.cascade import ArchivedSessions, delete_sessions
@@ -71,6 +72,7 @@ from agent_sessions.restore import RestoreReport, restore_archives
 from agent_sessions.results import MaintenanceReport
 from agent_sessions.retention import RetentionPolicy
 from agent_sessions.sequences import take_sqlite_write_lock
+from agent_sessions.telemetry import count_maintenance_batch, maintenance_attributes, traced
 from agent_sessions.validation import check_id, check_int, utcnow
 
 __all__ = ["PROTECTED_EVENT_TYPES", "DjangoMaintenance", "MaintenanceProgress", "MaintenanceReport"]
@@ -143,6 +145,7 @@ class DjangoMaintenance:
 
     # ----------------------------------------------------------------- execute
 
+    @traced("maintenance.execute", maintenance_attributes)
     def execute(
         self,
         policy: RetentionPolicy,
@@ -231,6 +234,7 @@ class DjangoMaintenance:
                 except StorageError as exc:
                     report.errors.append(f"archive: {exc}")
         report.duration_ms = round((time.monotonic() - started) * 1000)
+        signals.maintenance_done(type(self), self.alias, report)
         return report
 
     # ----------------------------------------------------------------- steps
@@ -895,6 +899,7 @@ class DjangoMaintenance:
         return check_int(batch_size, "batch_size", minimum=1)
 
     def _report(self, step: str, rows: int, total: int) -> None:
+        count_maintenance_batch(step, rows)
         if self._context is not None:
             self._context.done[step] = total
         if self.progress is not None:

@@ -76,6 +76,7 @@ from agent_sessions.pricing import (
 )
 from agent_sessions.results import EventPage, RunPage, SessionPage, TextHit, TextPage
 from agent_sessions.search import TextQuery, fts5_available, parse_text_query, search_page, snippets
+from agent_sessions.telemetry import query_attributes, traced
 from agent_sessions.validation import (
     BIGINT_MAX,
     check_bool,
@@ -369,6 +370,7 @@ class DjangoQueryAPI:
 
     # ----------------------------------------------------------------- sessions
 
+    @traced("search_sessions", query_attributes)
     @reconnecting
     def search_sessions(
         self,
@@ -430,6 +432,7 @@ class DjangoQueryAPI:
             rows, next_cursor = _page(queryset, "sessions", order_name, order, position, limit)
         return SessionPage([row.to_domain() for row in rows], next_cursor, total)
 
+    @traced("get_session_stats", query_attributes)
     @reconnecting
     def get_session_stats(self, session_id: str) -> dict[str, Any]:
         """Return counts and totals for one session, computed in SQL.
@@ -489,6 +492,7 @@ class DjangoQueryAPI:
 
     # ----------------------------------------------------------------- runs
 
+    @traced("search_runs", query_attributes)
     @reconnecting
     def search_runs(
         self,
@@ -562,6 +566,7 @@ class DjangoQueryAPI:
             "started_before": check_datetime(until, "until", required=False),
         }
 
+    @traced("get_usage_summary", query_attributes)
     @reconnecting
     def get_usage_summary(
         self,
@@ -616,6 +621,7 @@ class DjangoQueryAPI:
             "by_provider": by_provider,
         }
 
+    @traced("get_cost_summary", query_attributes)
     @reconnecting
     def get_cost_summary(
         self,
@@ -740,6 +746,7 @@ class DjangoQueryAPI:
             "correlation_id": check_id(correlation_id, "correlation_id", required=False),
         }
 
+    @traced("search_events", query_attributes)
     @reconnecting
     def search_events(
         self,
@@ -795,6 +802,7 @@ class DjangoQueryAPI:
             rows, next_cursor = _page(queryset, "events", order_name, order, position, limit)
         return EventPage([row.to_domain() for row in rows], next_cursor)
 
+    @traced("count_events", query_attributes)
     @reconnecting
     def count_events(
         self,
@@ -826,6 +834,7 @@ class DjangoQueryAPI:
 
     # ----------------------------------------------------------------- full-text search
 
+    @traced("search_text", query_attributes)
     @reconnecting
     def search_text(
         self,
@@ -931,6 +940,7 @@ class DjangoQueryAPI:
 
     # ----------------------------------------------------------------- export
 
+    @traced("export_session", query_attributes)
     @reconnecting
     def export_session(self, session_id: str, *, include_artifacts: bool = False) -> dict[str, Any]:
         """Return a whole session: the session, its runs and its events (and artifacts).

@@ -59,6 +59,7 @@ from agent_sessions.sequences import (
     notify_sessions,
     reserve_blocks,
 )
+from agent_sessions.telemetry import Attributes, long_poll_timer, run_attributes, traced
 from agent_sessions.validation import (
     BIGINT_MAX,
     check_choice,
@@ -323,6 +324,79 @@ def delete_sessions_cascade(session_ids: Iterable[str], *, using: str | None = N
     return deleted
 
 
+# --------------------------------------------------------------------------- span attributes
+# What each store call's span records (agent_sessions.telemetry); only
+# called while a span records, so their cost is nothing otherwise.
+
+
+def _db_system(store: DjangoSessionStore) -> dict[str, Any]:
+    return {"db.system.name": connections[store._write_alias()].vendor}
+
+
+def _by_session_id(store: DjangoSessionStore, session_id: object, *a: Any, **k: Any) -> Attributes:
+    return {**_db_system(store), "gen_ai.conversation.id": _text(session_id)}
+
+
+def _by_agent_id(
+    store: DjangoSessionStore, *a: Any, agent_id: object = None, **k: Any
+) -> Attributes:
+    return {**_db_system(store), "gen_ai.agent.id": _text(agent_id)}
+
+
+def _by_run_id(store: DjangoSessionStore, run_id: object, *a: Any, **k: Any) -> Attributes:
+    return {**_db_system(store), "agent_sessions.run.id": _text(run_id)}
+
+
+def _session_described(store: DjangoSessionStore, session: core.Session) -> Attributes:
+    return {
+        **_db_system(store),
+        "gen_ai.conversation.id": _text(session.id),
+        "gen_ai.agent.id": _text(session.agent_id),
+    }
+
+
+def _run_described(store: DjangoSessionStore, run: core.Run) -> Attributes:
+    return {**_db_system(store), **run_attributes(run)}
+
+
+def _event_described(store: DjangoSessionStore, event: core.Event) -> Attributes:
+    return {
+        **_db_system(store),
+        "gen_ai.conversation.id": _text(event.session_id),
+        "agent_sessions.event.type": _text(event.type),
+        "agent_sessions.run.id": _text(event.run_id),
+        "gen_ai.provider.name": _text(event.provider),
+    }
+
+
+def _events_described(store: DjangoSessionStore, events: Sequence[core.Event]) -> Attributes:
+    return {
+        **_db_system(store),
+        "gen_ai.conversation.id": _common_session_id(events),
+        "agent_sessions.event.count": len(events),
+    }
+
+
+def _flush_described(
+    store: DjangoSessionStore,
+    *,
+    session: core.Session,
+    run: core.Run,
+    events: Sequence[core.Event],
+    **k: Any,
+) -> Attributes:
+    return {
+        **_db_system(store),
+        **run_attributes(run),
+        "gen_ai.agent.id": _text(session.agent_id),
+        "agent_sessions.event.count": len(events),
+    }
+
+
+def _text(value: object) -> str | None:
+    return str(value) if isinstance(value, str) else None
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -361,6 +435,7 @@ class DjangoSessionStore:
 
     # ----------------------------------------------------------------- sessions
 
+    @traced("save_session", _session_described)
     def save_session(self, session: core.Session) -> None:
         """Insert the session, or replace every column but ``id`` of the stored one.
 
@@ -372,6 +447,7 @@ class DjangoSessionStore:
         alias = db_for_write(self.using, m.Session)
         run_write(alias, "save_session", lambda _c: _upsert(alias, m.Session.from_domain(session)))
 
+    @traced("get_session", _by_session_id)
     def get_session(self, session_id: str) -> core.Session:
         """Return the stored session, soft-deleted or not.
 
@@ -393,6 +469,7 @@ class DjangoSessionStore:
             )
         return row.to_domain()
 
+    @traced("list_sessions", _by_agent_id)
     def list_sessions(
         self,
         *,
@@ -424,6 +501,7 @@ class DjangoSessionStore:
             queryset.db, "list_sessions", lambda _c: [row.to_domain() for row in queryset.all()]
         )
 
+    @traced("delete_session", _by_session_id)
     def delete_session(self, session_id: str) -> None:
         """Delete the session with its runs, events, sequence counter and artifacts.
 
@@ -434,6 +512,7 @@ class DjangoSessionStore:
 
     # ----------------------------------------------------------------- runs
 
+    @traced("save_run", _run_described)
     def save_run(self, run: core.Run) -> None:
         """Insert the run, or replace every column but ``id`` of the stored one.
 
@@ -445,6 +524,7 @@ class DjangoSessionStore:
         alias = db_for_write(self.using, m.Run)
         run_write(alias, "save_run", lambda _c: _upsert(alias, m.Run.from_domain(run)))
 
+    @traced("get_run", _by_run_id)
     def get_run(self, run_id: str) -> core.Run:
         """Return the stored run.
 
@@ -460,6 +540,7 @@ class DjangoSessionStore:
             raise NotFoundError("run_not_found", f"Run {run_id!r} not found.", {"run_id": run_id})
         return row.to_domain()
 
+    @traced("list_runs", _by_session_id)
     def list_runs(
         self, session_id: str, *, status: str | None = None, limit: int | None = None
     ) -> list[core.Run]:
@@ -479,6 +560,7 @@ class DjangoSessionStore:
             queryset.db, "list_runs", lambda _c: [row.to_domain() for row in queryset.all()]
         )
 
+    @traced("get_active_run", _by_session_id)
     def get_active_run(self, session_id: str) -> core.Run | None:
         """Return the session's ``running`` run (the latest started if several), or None.
 
@@ -505,6 +587,7 @@ class DjangoSessionStore:
         """Store the event with the next sequence number (as :meth:`append_event_with_sequence`)."""
         return self.append_event_with_sequence(event)
 
+    @traced("append_event", _event_described, append=True)
     def append_event_with_sequence(self, event: core.Event) -> core.Event:
         """Store the event with the session's next sequence number and return the stored event.
 
@@ -531,6 +614,7 @@ class DjangoSessionStore:
             signals.write_rejected(exc, getattr(event, "session_id", None))
             raise
 
+    @traced("append_events", _events_described, append=True)
     def append_events(self, events: Sequence[core.Event]) -> list[core.Event]:
         """Store several events in one transaction and return the stored events in input order.
 
@@ -553,6 +637,7 @@ class DjangoSessionStore:
             signals.write_rejected(exc, _common_session_id(events))
             raise
 
+    @traced("flush", _flush_described, append=True)
     def flush(
         self,
         *,
@@ -599,6 +684,7 @@ class DjangoSessionStore:
 
         run_write(alias, "flush", work)
 
+    @traced("get_events", _by_session_id)
     def get_events(
         self,
         session_id: str,
@@ -652,13 +738,16 @@ class DjangoSessionStore:
         deadline = time.monotonic() + timeout / 1000
         listener = get_listener(alias)
         only_after = _wait_mark(after, run_id, type, since, before, limit)
-        while True:
-            events, mark = self._poll_events(alias, sql, params, only_after)
-            if events:
+        with long_poll_timer() as waited:
+            while True:
+                events, mark = self._poll_events(alias, sql, params, only_after)
+                if not events:
+                    remaining = deadline - time.monotonic()
+                    if remaining > 0 and listener.wait(params[0], after=mark, timeout=remaining):
+                        continue
+                    events = self._query_events(alias, sql, params)
+                waited(bool(events))
                 return events
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not listener.wait(params[0], after=mark, timeout=remaining):
-                return self._query_events(alias, sql, params)
 
     async def aget_events(
         self,
@@ -694,16 +783,22 @@ class DjangoSessionStore:
         deadline = time.monotonic() + timeout / 1000
         listener = get_listener(alias)
         only_after = _wait_mark(after, run_id, type, since, before, limit)
-        while True:
-            events, mark = await run_in_worker(self._poll_events, alias, sql, params, only_after)
-            if events:
+        with long_poll_timer() as waited:
+            while True:
+                events, mark = await run_in_worker(
+                    self._poll_events, alias, sql, params, only_after
+                )
+                if not events:
+                    remaining = deadline - time.monotonic()
+                    if remaining > 0 and await listener.wait_async(
+                        params[0], after=mark, timeout=remaining
+                    ):
+                        continue
+                    events = await run_in_worker(self._query_events, alias, sql, params)
+                waited(bool(events))
                 return events
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not await listener.wait_async(
-                params[0], after=mark, timeout=remaining
-            ):
-                return await run_in_worker(self._query_events, alias, sql, params)
 
+    @traced("get_latest_sequence", _by_session_id)
     def get_latest_sequence(self, session_id: str) -> int:
         """Return the session's counter: the last number handed out, 0 when none."""
         session_id = check_id(session_id, "session_id")

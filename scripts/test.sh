@@ -10,7 +10,7 @@ set -euo pipefail
 source "$(dirname "$0")/_setup.sh"
 cd "$ROOT"
 
-ensure_venv openai-agents,langchain,adk,langgraph test,lint
+ensure_venv openai-agents,langchain,adk,langgraph,otel test,lint
 ensure_postgres
 ensure_chromium
 
