@@ -33,15 +33,16 @@ from typing import Any
 from django.db import connections
 from django.db.backends.utils import CursorWrapper
 
-from agent_sessions import core
+from agent_sessions import core, signals
 from agent_sessions.fields import to_utc_naive
 from agent_sessions.integrations.pgasync import execute_one
+from agent_sessions.pipeline import PipelineOutcome
 from agent_sessions.sequences import (
     APPEND_ONE_POSTGRES,
     INSERT_EVENT_FROM_COUNTER,
     NOTIFY_IF_WATCHED,
     dump_json,
-    event_params,
+    encode_event,
 )
 
 __all__ = [
@@ -98,13 +99,13 @@ WITH duplicate AS (
     RETURNING last_sequence
 ), inserted AS (
     {INSERT_EVENT_FROM_COUNTER}
-    RETURNING session_id
+    RETURNING session_id, sequence_number
 ), notified AS (
     -- The store's protocol: notify only when a reader holds the session's watch lock.
     SELECT {NOTIFY_IF_WATCHED.format(sid="session_id", source="inserted")}
 )
 SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM duplicate),
-       (SELECT count(*) FROM notified)
+       (SELECT count(*) FROM notified), (SELECT sequence_number FROM inserted)
 """
 
 #: What :func:`append_adk_event` did: stored the event, found it already
@@ -176,7 +177,9 @@ def append_adk_event(
 
     Args:
         cursor: A cursor of a PostgreSQL Django connection.
-        event: The asm event to store (its ``sequence_number`` is ignored).
+        event: The asm event to store, the caller's own validated copy: the
+            event pipeline (redaction, shape warnings) changes it in place,
+            and it gets its sequence number.
         app_name: The ADK app (the asm session's ``agent_id``).
         user_id: The ADK user (``metadata["adk_user_id"]`` of the asm session).
         state_delta: Session-scoped state changes (JSON-serialisable).
@@ -191,13 +194,16 @@ def append_adk_event(
         django.db.IntegrityError: a concurrent append stored the same event
             first (nothing was written).
     """
-    cursor.execute(
-        _APPEND_ADK_EVENT,
-        _adk_event_params(
-            event, app_name=app_name, user_id=user_id, state_delta=state_delta, now=now
-        ),
+    params, outcome = _adk_event_params(
+        event, app_name=app_name, user_id=user_id, state_delta=state_delta, now=now
     )
-    return _adk_outcome(cursor.fetchone())
+    cursor.execute(_APPEND_ADK_EVENT, params)
+    row = cursor.fetchone()
+    result = _adk_outcome(row)
+    if result == ADK_STORED:
+        event.sequence_number = int(row[3])
+        signals.events_stored(cursor.db.alias, [(event, outcome)])
+    return result
 
 
 async def aappend_adk_event(
@@ -215,7 +221,8 @@ async def aappend_adk_event(
 
     Args:
         alias: A PostgreSQL database alias.
-        event: The asm event to store (validated; its ``sequence_number`` is ignored).
+        event: The asm event to store, the caller's own validated copy
+            (changed in place as by :func:`append_adk_event`).
         app_name: The ADK app (the asm session's ``agent_id``).
         user_id: The ADK user (``metadata["adk_user_id"]`` of the asm session).
         state_delta: Session-scoped state changes (JSON-serialisable).
@@ -228,10 +235,17 @@ async def aappend_adk_event(
         django.db.IntegrityError: a concurrent append stored the same event first.
         django.db.DatabaseError: the database failed (nothing was written).
     """
-    params = _adk_event_params(
+    params, outcome = _adk_event_params(
         event, app_name=app_name, user_id=user_id, state_delta=state_delta, now=now
     )
-    return _adk_outcome(await execute_one(alias, _APPEND_ADK_EVENT, params))
+    row = await execute_one(alias, _APPEND_ADK_EVENT, params)
+    result = _adk_outcome(row)
+    if result == ADK_STORED:
+        assert row is not None
+        event.sequence_number = int(row[3])
+        # Committed already (one statement in autocommit on the private connection).
+        await signals.aevents_stored([(event, outcome)])
+    return result
 
 
 async def aselect_one(alias: str, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -258,7 +272,8 @@ async def aappend_one(alias: str, event: core.Event) -> int | None:
 
     Args:
         alias: A PostgreSQL database alias.
-        event: A validated event without a sequence number.
+        event: The caller's own validated event: the event pipeline changes
+            it in place, and it gets its sequence number when stored.
 
     Returns:
         The new event's sequence number, or None when an event with its id
@@ -271,10 +286,15 @@ async def aappend_one(alias: str, event: core.Event) -> int | None:
     """
     # The store's own statement and parameters, reused as they are (sequences.py
     # is their one home), so that both paths keep the same guarantees.
-    params = event_params(event)
+    params, outcome = encode_event(event)
     params["now"] = datetime.now(UTC).replace(tzinfo=None)
     row = await execute_one(alias, APPEND_ONE_POSTGRES, params)
-    return None if row is None else int(row[0])
+    if row is None:
+        return None
+    event.sequence_number = int(row[0])
+    # Committed already (one statement in autocommit on the private connection).
+    await signals.aevents_stored([(event, outcome)])
+    return event.sequence_number
 
 
 def _adk_event_params(
@@ -284,8 +304,8 @@ def _adk_event_params(
     user_id: str,
     state_delta: Mapping[str, Any],
     now: datetime,
-) -> dict[str, Any]:
-    params = event_params(event)
+) -> tuple[dict[str, Any], PipelineOutcome | None]:
+    params, outcome = encode_event(event)
     return {
         **params,
         "updated_at": params["timestamp"],
@@ -293,4 +313,4 @@ def _adk_event_params(
         "app_name": app_name,
         "user_id": user_id,
         "now": to_utc_naive(now),
-    }
+    }, outcome
