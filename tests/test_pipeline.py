@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
+from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.dispatch import Signal
+from django.urls import reverse
 
 from agent_sessions import signals
 from agent_sessions.core import Event, EventType, Run, Session
@@ -328,3 +333,50 @@ def test_no_receivers_no_callbacks(store: DjangoSessionStore, session: Session) 
     with transaction.atomic():
         store.append_event(Event.new(EventType.MESSAGE_SENT, session.id))
         assert connection.run_on_commit == []
+
+
+# --------------------------------------------------------------------------- nowhere downstream
+
+
+def test_a_redacted_secret_is_nowhere_downstream(
+    settings: Any, store: DjangoSessionStore, admin_client: Any, tmp_path: Path
+) -> None:
+    """Row, archive line (asm_maintenance --archive-dir), admin page and API export: no secret."""
+    settings.AGENT_SESSIONS = REDACTING
+    session = Session.new("agent-1", status="completed")
+    store.save_session(session)
+    kept = store.append_event(leaky(session.id))
+    pruned = store.append_events([leaky(session.id), leaky(session.id)])
+    assert SECRET not in raw_event_text(kept.id)
+
+    for page in (
+        reverse("admin:agent_sessions_event_change", args=[kept.id]),
+        reverse("admin:agent_sessions_event_changelist") + f"?session_id={session.id}",
+        reverse("admin:agent_sessions_session_change", args=[session.id]),
+        reverse("agent_sessions:session-export", args=[session.id]),
+    ):
+        response = admin_client.get(page)
+        assert response.status_code == 200, page
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+        assert SECRET.encode() not in body, page
+    assert (
+        b"[REDACTED]"
+        in admin_client.get(reverse("admin:agent_sessions_event_change", args=[kept.id])).content
+    )
+
+    call_command(
+        "asm_maintenance",
+        "--archive-dir",
+        str(tmp_path),
+        "--max-events-per-session",
+        "1",
+        "--prune-event-types-first",
+        "tool_call_completed",
+        stdout=StringIO(),
+    )
+    [archive] = sorted(tmp_path.glob("*.jsonl"))
+    lines = archive.read_text().splitlines()
+    assert len(lines) == 2
+    assert all("[REDACTED]" in line and SECRET not in line for line in lines)
+    archived = {json.loads(line)["record"]["id"] for line in lines}
+    assert archived < {kept.id, *(event.id for event in pruned)}
