@@ -27,6 +27,7 @@ This module has no Django dependency apart from reading the setting.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -59,44 +60,46 @@ MAX_DEPTH = 10
 #: The category of a user's pattern given as a bare regex.
 CUSTOM_CATEGORY = "custom"
 
-# Each default: (category, regex, case-insensitive?, words). A
+# Each default: (category, regex, case-insensitive?, words, needs). A
 # case-insensitive regex is written in lower case and runs, case-sensitively,
 # on the lower-cased text (much faster than IGNORECASE, which defeats the
 # regex engine's literal-prefix search); its public form is ``(?i:…)``.
-# ``words``: lower-case literals one of which every match contains. A rule
-# runs only on strings that contain one of its words (the prefilter), so a
-# rule whose match could lack all of them would be skipped wrongly: keep them
-# in step with the regex.
-_DEFAULTS: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
+# The prefilter, which lets most strings skip a rule without running its
+# regex: ``words``, literals one of which every match contains (lower case
+# for case-insensitive rules, looked for in the lower-cased text), and
+# ``needs``, characters one of which every match contains. A rule whose match
+# could lack them would be skipped wrongly: keep them in step with the regex.
+_DEFAULTS: tuple[tuple[str, str, bool, tuple[str, ...], str], ...] = (
     # Cloud provider keys
-    ("aws_access_key", r"AKIA[0-9A-Z]{16}", False, ("akia",)),
-    ("aws_secret_key", r"aws[_-]?secret[_-]?access[_-]?key\s*[:=]\s*\S+", True, ("aws",)),
-    ("gcp_api_key", r"AIza[0-9A-Za-z_-]{35}", False, ("aiza",)),
+    ("aws_access_key", r"AKIA[0-9A-Z]{16}", False, ("AKIA",), ""),
+    ("aws_secret_key", r"aws[_-]?secret[_-]?access[_-]?key\s*[:=]\s*\S+", True, ("aws",), ":="),
+    ("gcp_api_key", r"AIza[0-9A-Za-z_-]{35}", False, ("AIza",), ""),
     # AI providers: the specific prefixes before the generic ``sk-`` one.
-    ("anthropic_key", r"sk-ant-api\S{20,}", False, ("sk-ant-api",)),
-    ("openai_key", r"sk-proj-[A-Za-z0-9_-]{20,}", False, ("sk-proj-",)),
-    ("openai_legacy_key", r"sk-[A-Za-z0-9]{40,}", False, ("sk-",)),
+    ("anthropic_key", r"sk-ant-api\S{20,}", False, ("sk-ant-api",), "-"),
+    ("openai_key", r"sk-proj-[A-Za-z0-9_-]{20,}", False, ("sk-proj-",), "-"),
+    ("openai_legacy_key", r"sk-[A-Za-z0-9]{40,}", False, ("sk-",), "-"),
     # Version control
-    ("github_pat", r"ghp_[A-Za-z0-9]{36}", False, ("ghp_",)),
-    ("github_oauth", r"gho_[A-Za-z0-9]{36}", False, ("gho_",)),
-    ("github_app", r"ghs_[A-Za-z0-9]{36}", False, ("ghs_",)),
-    ("github_refresh", r"ghr_[A-Za-z0-9]{36}", False, ("ghr_",)),
-    ("github_fine_pat", r"github_pat_[A-Za-z0-9_]{22,}", False, ("github_pat_",)),
-    ("gitlab_token", r"glpat-[A-Za-z0-9_-]{20,}", False, ("glpat-",)),
+    ("github_pat", r"ghp_[A-Za-z0-9]{36}", False, ("ghp_",), "_"),
+    ("github_oauth", r"gho_[A-Za-z0-9]{36}", False, ("gho_",), "_"),
+    ("github_app", r"ghs_[A-Za-z0-9]{36}", False, ("ghs_",), "_"),
+    ("github_refresh", r"ghr_[A-Za-z0-9]{36}", False, ("ghr_",), "_"),
+    ("github_fine_pat", r"github_pat_[A-Za-z0-9_]{22,}", False, ("github_pat_",), "_"),
+    ("gitlab_token", r"glpat-[A-Za-z0-9_-]{20,}", False, ("glpat-",), "-"),
     # Authentication tokens
     (
         "jwt_token",
         r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",
         False,
-        ("eyj",),
+        ("eyJ",),
+        ".",
     ),
-    ("bearer_token", r"bearer\s+[a-z0-9._~+/=-]{20,}", True, ("bearer",)),
+    ("bearer_token", r"bearer\s+[a-z0-9._~+/=-]{20,}", True, ("bearer",), ""),
     # Credential assignments: ``name: value`` or ``name=value``, any case.
-    ("password", r"(?:password|passwd|pwd)\s*[:=]\s*\S+", True, ("passw", "pwd")),
-    ("api_key_generic", r"api[_-]?key\s*[:=]\s*\S+", True, ("api",)),
-    ("secret_key", r"secret[_-]?key\s*[:=]\s*\S+", True, ("secret",)),
-    ("access_token", r"access[_-]?token\s*[:=]\s*\S+", True, ("access",)),
-    ("auth_token", r"auth[_-]?token\s*[:=]\s*\S+", True, ("auth",)),
+    ("password", r"(?:password|passwd|pwd)\s*[:=]\s*\S+", True, ("passw", "pwd"), ":="),
+    ("api_key_generic", r"api[_-]?key\s*[:=]\s*\S+", True, ("api",), ":="),
+    ("secret_key", r"secret[_-]?key\s*[:=]\s*\S+", True, ("secret",), ":="),
+    ("access_token", r"access[_-]?token\s*[:=]\s*\S+", True, ("access",), ":="),
+    ("auth_token", r"auth[_-]?token\s*[:=]\s*\S+", True, ("auth",), ":="),
     # Connection strings (credentials usually sit in the URL); SQLAlchemy's
     # ``postgresql+psycopg://`` spelling included.
     (
@@ -104,6 +107,7 @@ _DEFAULTS: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
         r"(?:postgres(?:ql)?|mysql|redis|mongodb|amqp|mssql)(?:\+[a-z0-9]+)?://\S+",
         True,
         ("://",),
+        ":",
     ),
     # PEM private keys: the whole block when it is complete, else the header
     # and the base64 lines that follow it.
@@ -113,7 +117,8 @@ _DEFAULTS: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
         r"(?:[\s\S]*?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----"
         r"|[A-Za-z0-9+/=\r\n]*)",
         False,
-        ("-----begin",),
+        ("-----BEGIN",),
+        "-",
     ),
     # Environment-style secrets
     (
@@ -121,13 +126,14 @@ _DEFAULTS: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
         r"(?:database_url|redis_url|secret_key_base|encryption_key|private_key)\s*=\s*\S+",
         True,
         ("_url", "secret_key_base", "encryption_key", "private_key"),
+        "=",
     ),
 )
 
 #: The 22 default categories and their regexes, in the order they are applied.
 DEFAULT_PATTERNS: tuple[tuple[str, str], ...] = tuple(
     (category, f"(?i:{regex})" if insensitive else regex)
-    for category, regex, insensitive, _ in _DEFAULTS
+    for category, regex, insensitive, _, _ in _DEFAULTS
 )
 
 #: Event types whose events are never scanned (they carry no free text).
@@ -166,8 +172,6 @@ FIELDS_WITHOUT_DEEP_SCAN: Mapping[str, tuple[str, ...]] = {
 }
 
 _CONFIG_KEYS = frozenset({"enabled", "patterns", "replacement", "deep_scan", "scan_metadata"})
-# The shortest string any default rule matches ("pwd=x"); shorter strings are skipped.
-_DEFAULT_MIN_LENGTH = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +183,11 @@ class _Rule:
     # For case-insensitive defaults: the lower-case regex to run on the
     # lower-cased text; None: run ``regex`` on the text itself.
     lowered: re.Pattern[str] | None
-    # The prefilter: lower-case words one of which any match contains;
-    # None: no prefilter (the user's own patterns).
+    # The prefilter (see _DEFAULTS); None and "": none (the user's patterns).
     words: tuple[str, ...] | None
+    needs: str
+    # Strings shorter than this cannot match.
+    min_length: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +208,14 @@ class RedactionConfig:
     scan_metadata: bool = False
     categories: tuple[str, ...] = ()
     rules: tuple[_Rule, ...] = field(default=(), repr=False)
-    min_length: int = 1
+    # The prefilter's plan: the rules' required characters, their distinct
+    # minimum lengths (sorted), and the rules to try per (characters present,
+    # length bracket), filled in as strings come (see _candidates).
+    quick_chars: str = ""
+    lengths: tuple[int, ...] = ()
+    plans: dict[tuple[int, int], tuple[_Rule, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def redact_string(self, text: str) -> tuple[str, int]:
         """Return ``text`` with every secret replaced, and how many were replaced.
@@ -211,22 +224,25 @@ class RedactionConfig:
         result (as ASM does), so a secret inside another's match is counted
         once per rule that replaced something.
         """
-        if len(text) < self.min_length:
-            return text, 0
+        size = len(text)
         total = 0
         lowered: str | None = None
-        for rule in self.rules:
+        for rule in self._candidates(text, size):
             if rule.words is not None:
-                if lowered is None:
-                    lowered = text.lower()
-                if not any(word in lowered for word in rule.words):
+                if rule.lowered is None:
+                    haystack = text
+                else:
+                    if lowered is None:
+                        lowered = text.lower()
+                    haystack = lowered
+                if not any(word in haystack for word in rule.words):
                     continue
             replacement = (
                 f"[REDACTED:{rule.category}]" if self.replacement is None else self.replacement
             )
             # Lower-casing keeps every position only when no character
             # expands (e.g. "İ" becomes two); otherwise search the text itself.
-            if rule.lowered is not None and lowered is not None and len(lowered) == len(text):
+            if rule.lowered is not None and lowered is not None and len(lowered) == size:
                 text, count = _replace_spans(text, rule.lowered.finditer(lowered), replacement)
             else:
                 # A template for subn(): backslashes in the replacement stay literal.
@@ -235,6 +251,30 @@ class RedactionConfig:
                 total += count
                 lowered = None
         return text, total
+
+    def _candidates(self, text: str, size: int) -> tuple[_Rule, ...]:
+        """The rules that could match ``text``: long enough, required characters present.
+
+        Which rules those are depends only on which of :attr:`quick_chars`
+        the text holds and on the length bracket it falls in, so the answer
+        is computed once per such combination and kept: most strings then
+        cost a few substring tests and one dictionary lookup.
+        """
+        mask = 0
+        for index, char in enumerate(self.quick_chars):
+            if char in text:
+                mask |= 1 << index
+        key = (mask, bisect.bisect_right(self.lengths, size))
+        candidates = self.plans.get(key)
+        if candidates is None:
+            present = {c for index, c in enumerate(self.quick_chars) if mask & (1 << index)}
+            longest = self.lengths[key[1] - 1] if key[1] else 0
+            candidates = self.plans[key] = tuple(
+                rule
+                for rule in self.rules
+                if rule.min_length <= longest and (not rule.needs or present & set(rule.needs))
+            )
+        return candidates
 
 
 def _replace_spans(
@@ -313,7 +353,9 @@ def compile_config(value: Mapping[str, Any] | None) -> RedactionConfig:
     replacement = value.get("replacement", DEFAULT_REPLACEMENT)
     use_defaults, custom = _patterns(value.get("patterns", "default"))
     rules = _DEFAULT_RULES if use_defaults else ()
-    rules += tuple(_Rule(category, regex, None, None) for category, regex in custom)
+    rules += tuple(
+        _Rule(category, regex, None, None, "", _min_length(regex)) for category, regex in custom
+    )
     return RedactionConfig(
         enabled=bool(value.get("enabled", False)),
         replacement=None if replacement == CATEGORIZED else replacement,
@@ -321,14 +363,26 @@ def compile_config(value: Mapping[str, Any] | None) -> RedactionConfig:
         scan_metadata=bool(value.get("scan_metadata", False)),
         categories=tuple(dict.fromkeys(rule.category for rule in rules)),
         rules=rules,
-        min_length=_DEFAULT_MIN_LENGTH if not custom else 1,
+        quick_chars="".join(sorted({char for rule in rules for char in rule.needs})),
+        lengths=tuple(sorted({rule.min_length for rule in rules})),
     )
 
 
-def _default_rule(category: str, regex: str, insensitive: bool, words: tuple[str, ...]) -> _Rule:
-    if insensitive:
-        return _Rule(category, re.compile(regex, re.IGNORECASE), re.compile(regex), words)
-    return _Rule(category, re.compile(regex), None, words)
+def _min_length(regex: re.Pattern[str]) -> int:
+    """The length of the shortest string ``regex`` matches (1 when unknown)."""
+    parser: Any = getattr(re, "_parser", None)  # the stdlib's own parser (Python ≥ 3.11)
+    try:
+        return max(1, int(parser.parse(regex.pattern, regex.flags).getwidth()[0]))
+    except Exception:  # a future Python without it: no length shortcut
+        return 1
+
+
+def _default_rule(
+    category: str, regex: str, insensitive: bool, words: tuple[str, ...], needs: str
+) -> _Rule:
+    exact = re.compile(regex, re.IGNORECASE if insensitive else 0)
+    lowered = re.compile(regex) if insensitive else None
+    return _Rule(category, exact, lowered, words, needs, _min_length(exact))
 
 
 _DEFAULT_RULES: tuple[_Rule, ...] = tuple(_default_rule(*default) for default in _DEFAULTS)
