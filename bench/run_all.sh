@@ -19,6 +19,7 @@ if [ -n "${ASM_BENCH_SMOKE:-}" ]; then
         "bench_maintenance --scale 0.05"
         "bench_admin"
         "bench_integrations"
+        "bench_pipeline --single 200 --batches 1 --repeat 1"
     )
 else
     runs=(
@@ -28,6 +29,7 @@ else
         "bench_maintenance --scale 1 --batch-size 1000"
         "bench_admin --scale 1"
         "bench_integrations --items 2000 --read-items 10000"
+        "bench_pipeline --single 1000 --batches 5 --repeat 3"
     )
 fi
 for run in "${runs[@]}"; do
