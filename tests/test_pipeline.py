@@ -18,7 +18,9 @@ from django.urls import reverse
 from agent_sessions import signals
 from agent_sessions.core import Event, EventType, Run, Session
 from agent_sessions.errors import ValidationError
+from agent_sessions.maintenance import DjangoMaintenance
 from agent_sessions.pipeline import WARNINGS_KEY, shape_warnings
+from agent_sessions.retention import RetentionPolicy
 from agent_sessions.store import DjangoSessionStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -380,3 +382,28 @@ def test_a_redacted_secret_is_nowhere_downstream(
     assert all("[REDACTED]" in line and SECRET not in line for line in lines)
     archived = {json.loads(line)["record"]["id"] for line in lines}
     assert archived < {kept.id, *(event.id for event in pruned)}
+
+
+def test_maintenance_completed_after_a_run(store: DjangoSessionStore) -> None:
+    received: list[dict[str, Any]] = []
+
+    def receive(sender: Any, **kwargs: Any) -> None:
+        received.append({"sender": sender, **kwargs})
+
+    signals.maintenance_completed.connect(receive, weak=False, dispatch_uid="maintenance-test")
+    try:
+        report = DjangoMaintenance().execute(RetentionPolicy())
+
+        def run_then_roll_back() -> None:
+            with transaction.atomic():
+                DjangoMaintenance().execute(RetentionPolicy(), dry_run=True)
+                raise RuntimeError("rolled back")
+
+        with pytest.raises(RuntimeError):
+            run_then_roll_back()
+    finally:
+        signals.maintenance_completed.disconnect(dispatch_uid="maintenance-test")
+    assert len(received) == 1
+    assert received[0]["sender"] is DjangoMaintenance
+    assert received[0]["report"] is report
+    assert received[0]["duration_ms"] == report.duration_ms
