@@ -13,8 +13,17 @@ class AgentSessionsConfig(AppConfig):
     def ready(self) -> None:
         from django.core.signals import setting_changed
 
-        from agent_sessions import checks  # noqa: F401  (registers the checks)
-        from agent_sessions.redaction import clear_cache
+        from agent_sessions import (
+            checks,  # noqa: F401  (registers the checks)
+            pipeline,
+            redaction,
+        )
 
-        # The compiled REDACTION patterns are cached per settings value.
-        setting_changed.connect(clear_cache, dispatch_uid="agent_sessions.redaction.clear_cache")
+        # The pipeline's settings and the compiled REDACTION patterns are
+        # cached per settings value.
+        setting_changed.connect(
+            redaction.clear_cache, dispatch_uid="agent_sessions.redaction.clear_cache"
+        )
+        setting_changed.connect(
+            pipeline.clear_cache, dispatch_uid="agent_sessions.pipeline.clear_cache"
+        )

@@ -30,9 +30,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
+
 from agent_sessions import core
-from agent_sessions.conf import app_settings
-from agent_sessions.redaction import settings_config
+from agent_sessions.conf import SETTING_NAME, app_settings
+from agent_sessions.redaction import RedactionConfig, settings_config
 
 __all__ = [
     "SHAPE_RULES",
@@ -123,6 +125,28 @@ def _quoted(value: Any) -> str:
     return text
 
 
+# (the AGENT_SESSIONS value they were read from, redaction config, shape warnings on?)
+_cache: tuple[object, RedactionConfig, bool] | None = None
+
+
+def _settings() -> tuple[RedactionConfig, bool]:
+    """The pipeline's settings, read once per ``AGENT_SESSIONS`` value (it runs per event)."""
+    global _cache
+    value = getattr(settings, SETTING_NAME, None)
+    cached = _cache
+    if cached is not None and cached[0] is value:
+        return cached[1], cached[2]
+    config, check_shapes = settings_config(), app_settings.SHAPE_WARNINGS
+    _cache = (value, config, check_shapes)
+    return config, check_shapes
+
+
+def clear_cache(**kwargs: Any) -> None:
+    """Forget the settings read (a ``setting_changed`` receiver)."""
+    global _cache
+    _cache = None
+
+
 def process_event(event: core.Event) -> PipelineOutcome | None:
     """Run the pipeline on a validated event that belongs to the writer, in place.
 
@@ -142,7 +166,7 @@ def process_event(event: core.Event) -> PipelineOutcome | None:
     """
     event_type = str(event.type)
     outcome: PipelineOutcome | None = None
-    config = settings_config()
+    config, check_shapes = _settings()
     if config.enabled:
         from agent_sessions.redaction import redact_event_fields
 
@@ -152,7 +176,7 @@ def process_event(event: core.Event) -> PipelineOutcome | None:
             outcome = PipelineOutcome(
                 redaction_count=result.redaction_count, fields_redacted=result.fields_redacted
             )
-    if app_settings.SHAPE_WARNINGS:
+    if check_shapes:
         warnings = shape_warnings(event_type, event.data)
         if warnings:
             event.metadata = {**event.metadata, WARNINGS_KEY: warnings}
