@@ -78,7 +78,9 @@ def test_openai_agents_batch(persisted: list[Event]) -> None:
     session = DjangoAgentsSession("conv_redact_2")
     items = [{"role": "user", "content": f"{n} {SECRET}"} for n in range(3)]
     asyncio.run(session.add_items(items))
-    assert SECRET not in stored_text("conv_redact_2")
+    text = stored_text("conv_redact_2")
+    assert text.count("[REDACTED:github_pat]") == 3
+    assert SECRET not in text
     assert [event.sequence_number for event in persisted] == [1, 2, 3]
 
 
@@ -86,7 +88,9 @@ def test_langchain_history() -> None:
     history = DjangoChatMessageHistory("chat_redact")
     history.add_message(HumanMessage(content=f"my token is {SECRET}"))
     history.add_messages([HumanMessage(content=SECRET), HumanMessage(content="fine")])
-    assert SECRET not in stored_text("chat_redact")
+    text = stored_text("chat_redact")
+    assert text.count("[REDACTED:github_pat]") == 2
+    assert SECRET not in text
     assert [m.content for m in history.messages] == [
         "my token is [REDACTED:github_pat]",
         "[REDACTED:github_pat]",
@@ -112,12 +116,17 @@ def test_adk_append_event(fast_path: bool, persisted: list[Event]) -> None:
         return await service.get_session(app_name="app", user_id="u1", session_id=session.id)
 
     session = asyncio.run(scenario())
-    assert SECRET not in stored_text(session.id)
     assert [e.content.parts[0].text for e in session.events] == [
         "key [REDACTED:github_pat]",
         "[REDACTED:github_pat]",
     ]
+    # The asm session id the adapter stores the ADK session under.
+    asm_session_id = persisted[0].session_id
+    assert asm_session_id.endswith(session.id)
     assert [(e.session_id, e.sequence_number) for e in persisted] == [
-        (session.id, 1),
-        (session.id, 2),
+        (asm_session_id, 1),
+        (asm_session_id, 2),
     ]
+    text = stored_text(asm_session_id)
+    assert text.count("[REDACTED:github_pat]") == 2
+    assert SECRET not in text
