@@ -112,6 +112,20 @@ class InstallEventSearch(Operation):
     reversible = True
     reduces_to_sql = False
 
+    def __init__(self, *, rebuild: bool = False) -> None:
+        """Create the operation.
+
+        Args:
+            rebuild: A later migration rebuilding an index an earlier one
+                created: going backwards leaves the index in place.
+        """
+        super().__init__()
+        self.rebuild = rebuild
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        kwargs = {"rebuild": True} if self.rebuild else {}
+        return type(self).__qualname__, [], kwargs
+
     def state_forwards(self, app_label: str, state: ProjectState) -> None:
         pass
 
@@ -137,6 +151,8 @@ class InstallEventSearch(Operation):
         from_state: ProjectState,
         to_state: ProjectState,
     ) -> None:
+        if self.rebuild:
+            return
         if _model_to_migrate(self, app_label, "event", schema_editor, from_state) is None:
             return
         search.remove_search_index(schema_editor.connection)

@@ -75,7 +75,14 @@ from agent_sessions.pricing import (
     resolve_rates,
 )
 from agent_sessions.results import EventPage, RunPage, SessionPage, TextHit, TextPage
-from agent_sessions.search import TextQuery, fts5_available, parse_text_query, search_page, snippets
+from agent_sessions.search import (
+    RankedId,
+    TextQuery,
+    fts5_available,
+    parse_text_query,
+    ranked_matches,
+    snippets,
+)
 from agent_sessions.telemetry import query_attributes, traced
 from agent_sessions.validation import (
     BIGINT_MAX,
@@ -891,16 +898,15 @@ class DjangoQueryAPI:
         agent_id = check_id(agent_id, "agent_id", required=False)
         include_deleted = check_bool(include_deleted, "include_deleted")
         cursor_order = _text_cursor_order(query)
-        position = (
-            None
-            if cursor is None
-            else _TEXT_ORDER.decode(
+        after = None
+        if cursor is not None:
+            after = _TEXT_ORDER.decode(
                 decode_cursor(cursor, "text", cursor_order, len(_TEXT_ORDER.keys))
             )
-        )
         if query.is_empty:
             return TextPage([], None)
         alias = db_for_read(self.using, models.Event)
+        narrowed = agent_id is not None or any(value is not None for value in data.values())
         with _search_available(alias), translate_errors("search_text"):
             events = _filtered(EventFilterSet, data, self._objects(models.Event))
             sessions = self._objects(models.Session).filter(id=OuterRef("session_id"))
@@ -909,34 +915,68 @@ class DjangoQueryAPI:
             if not include_deleted:
                 events = events.exclude(Exists(sessions.filter(deleted_at__isnull=False)))
             try:
-                where = _where_sql(events, alias)
+                if narrowed:
+                    found = self._narrowed_matches(alias, query, events, after, limit + 1)
+                else:
+                    found = self._screened_matches(alias, query, events, after, limit + 1)
             except EmptyResultSet:
                 return TextPage([], None)
-            after = None
-            if position is not None:
-                stamp = models.Event._meta.get_field("timestamp").get_db_prep_value(
-                    position[1], connections[alias]
-                )
-                after = (position[0], stamp, position[2])
-            found = search_page(alias, query, where, after, limit + 1)
+            except ValueError:
+                raise ValidationError(
+                    "invalid_cursor", "cursor holds an unexpected position", field="cursor"
+                ) from None
             page = found[:limit]
-            ids = [hit.event_id for hit in page]
-            rows = self._objects(models.Event).in_bulk(ids)
-            texts = snippets(alias, query, ids)
+            texts = snippets(alias, query, [match.event_id for match, _ in page])
         hits = [
-            TextHit(rows[hit.event_id].to_domain(), hit.rank, texts.get(hit.event_id, ""))
-            for hit in page
-            if hit.event_id in rows
+            TextHit(row.to_domain(), match.rank, texts.get(match.event_id, ""))
+            for match, row in page
         ]
         next_cursor = None
-        if len(found) > limit and hits:
-            last = hits[-1]
-            next_cursor = encode_cursor(
-                "text",
-                cursor_order,
-                [page[-1].rank, last.event.timestamp.isoformat(), last.event.id],
-            )
+        if len(found) > limit:
+            next_cursor = encode_cursor("text", cursor_order, list(page[-1][0].position))
         return TextPage(hits, next_cursor)
+
+    def _narrowed_matches(
+        self,
+        alias: str,
+        query: TextQuery,
+        events: QuerySet[models.Event],
+        after: list[Any] | None,
+        wanted: int,
+    ) -> list[tuple[RankedId, models.Event]]:
+        # Explicit filters can leave few matches: rank only those, joined to their events.
+        where = _where_sql(events, alias)
+        found = ranked_matches(alias, query, after=after, count=wanted, where=where)
+        rows = self._objects(models.Event).in_bulk([match.event_id for match in found])
+        return [(match, rows[match.event_id]) for match in found if match.event_id in rows]
+
+    def _screened_matches(
+        self,
+        alias: str,
+        query: TextQuery,
+        events: QuerySet[models.Event],
+        after: list[Any] | None,
+        wanted: int,
+    ) -> list[tuple[RankedId, models.Event]]:
+        # No explicit filter: rank from the index alone (no join per match, the
+        # cost of a common word), then keep the candidates whose events pass
+        # the default filters (live sessions); read further candidates in the
+        # same order while too many were screened out.
+        batch = max(2 * wanted, _MIN_CANDIDATES)
+        kept: list[RankedId] = []
+        while True:
+            candidates = ranked_matches(alias, query, after=after, count=batch)
+            passing = set(
+                events.filter(id__in=[m.event_id for m in candidates]).values_list("id", flat=True)
+            )
+            kept.extend(match for match in candidates if match.event_id in passing)
+            if len(kept) >= wanted or len(candidates) < batch:
+                break
+            after = list(candidates[-1].position)
+            batch = min(batch * 4, _MAX_CANDIDATES)
+        # Full rows only for what is returned.
+        rows = events.in_bulk([match.event_id for match in kept[:wanted]])
+        return [(match, rows[match.event_id]) for match in kept[:wanted] if match.event_id in rows]
 
     # ----------------------------------------------------------------- export
 
@@ -1013,10 +1053,12 @@ def _keyset_domain(queryset: QuerySet[Any], order: KeysetOrder) -> list[Any]:
         page = ordered.filter(order.after([getattr(rows[-1], key) for key in order.keys]))
 
 
-#: ``search_text``'s order: rank, then newest, then id, all descending.
-_TEXT_ORDER = KeysetOrder(
-    ("rank", "timestamp", "id"), ("number", "datetime", "text"), descending=True
-)
+#: ``search_text``'s order: rank, then newest, then id, all descending (the
+#: timestamp travels as the index stores it, so positions compare exactly).
+_TEXT_ORDER = KeysetOrder(("rank", "timestamp", "id"), ("number", "text", "text"), descending=True)
+#: The fewest and the most candidates one ranking query of search_text reads.
+_MIN_CANDIDATES = 50
+_MAX_CANDIDATES = 20_000
 
 
 def _text_cursor_order(query: TextQuery) -> str:

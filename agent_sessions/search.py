@@ -35,6 +35,7 @@ string), never as query syntax, so no user text can form an operator.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,8 +59,8 @@ __all__ = [
     "indexed_config",
     "install_search_index",
     "parse_text_query",
+    "ranked_matches",
     "remove_search_index",
-    "search_page",
     "snippets",
 ]
 
@@ -227,6 +228,7 @@ _POSTGRES_INSTALL = [
     AS $$ SELECT jsonb_to_tsvector(asm_events_search_config(), data, '["string"]') $$""",
     """CREATE TABLE asm_events_search (
     event_id varchar(255) PRIMARY KEY,
+    event_timestamp timestamp NOT NULL,
     document tsvector NOT NULL
 )""",
     """COMMENT ON TABLE asm_events_search IS
@@ -240,11 +242,12 @@ BEGIN
         DELETE FROM asm_events_search s USING old_rows o WHERE s.event_id = o.id;
     END IF;
     IF TG_OP IN ('UPDATE', 'INSERT') THEN
-        INSERT INTO asm_events_search (event_id, document)
-        SELECT n.id, d.document
+        INSERT INTO asm_events_search (event_id, event_timestamp, document)
+        SELECT n.id, n."timestamp", d.document
         FROM new_rows n, asm_events_search_document(n.data) AS d(document)
         WHERE d.document <> ''::tsvector
-        ON CONFLICT (event_id) DO UPDATE SET document = EXCLUDED.document;
+        ON CONFLICT (event_id) DO UPDATE
+            SET event_timestamp = EXCLUDED.event_timestamp, document = EXCLUDED.document;
     END IF;
     RETURN NULL;
 END $$""",
@@ -259,8 +262,8 @@ END $$""",
     FOR EACH STATEMENT EXECUTE FUNCTION asm_events_search_sync()""",
     # The backfill runs after the triggers exist: a concurrent writer's rows
     # wait for this transaction instead of slipping between backfill and trigger.
-    """INSERT INTO asm_events_search (event_id, document)
-SELECT e.id, d.document
+    """INSERT INTO asm_events_search (event_id, event_timestamp, document)
+SELECT e.id, e."timestamp", d.document
 FROM asm_events e, asm_events_search_document(e.data) AS d(document)
 WHERE d.document <> ''::tsvector""",
     "CREATE INDEX asm_events_search_document_index ON asm_events_search USING gin (document)",
@@ -282,8 +285,11 @@ _SQLITE_BODY = """(
     ) WHERE type = 'text')"""
 
 _SQLITE_ADD_DOCUMENT = (
-    "INSERT INTO asm_events_search (event_id, body) "
-    "SELECT NEW.id, body FROM (SELECT " + _SQLITE_BODY % {"data": "NEW.data"} + " AS body) "
+    "INSERT INTO asm_events_search (event_id, ts, body) "
+    "SELECT NEW.id, NEW.timestamp, body FROM (SELECT "
+    + _SQLITE_BODY
+    % {"data": "NEW.data"}
+    + " AS body) "
     "WHERE body IS NOT NULL;\n"
     "    INSERT INTO asm_events_search_fts (rowid, body) "
     "SELECT doc, body FROM asm_events_search WHERE event_id = NEW.id;"
@@ -298,6 +304,7 @@ _SQLITE_INSTALL = [
     """CREATE TABLE asm_events_search (
     doc INTEGER PRIMARY KEY,
     event_id varchar(255) NOT NULL UNIQUE,
+    ts text NOT NULL,
     body text NOT NULL
 )""",
     """CREATE VIRTUAL TABLE asm_events_search_fts USING fts5(
@@ -309,13 +316,15 @@ END""",
     f"""CREATE TRIGGER asm_events_search_delete AFTER DELETE ON asm_events BEGIN
     {_SQLITE_DROP_DOCUMENT}
 END""",
-    f"""CREATE TRIGGER asm_events_search_update AFTER UPDATE OF id, data ON asm_events BEGIN
+    f"""CREATE TRIGGER asm_events_search_update
+AFTER UPDATE OF id, "timestamp", data ON asm_events BEGIN
     {_SQLITE_DROP_DOCUMENT}
     {_SQLITE_ADD_DOCUMENT}
 END""",
-    f"""INSERT INTO asm_events_search (event_id, body)
-SELECT id, body FROM (SELECT e.id, {_SQLITE_BODY % {"data": "e.data"}} AS body FROM asm_events e)
-WHERE body IS NOT NULL""",
+    f"""INSERT INTO asm_events_search (event_id, ts, body)
+SELECT id, ts, body FROM (
+    SELECT e.id, e.timestamp AS ts, {_SQLITE_BODY % {"data": "e.data"}} AS body FROM asm_events e
+) WHERE body IS NOT NULL""",
     "INSERT INTO asm_events_search_fts (asm_events_search_fts) VALUES ('rebuild')",
 ]
 
@@ -409,68 +418,93 @@ def search_index_exists(connection: BaseDatabaseWrapper) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class RankedId:
-    """An event id with its rank (higher is better), as the page query returns it."""
+    """A match as the ranking query returns it: its place in the order, nothing more.
+
+    Attributes:
+        event_id: The event's id.
+        rank: Higher is better.
+        position: ``(rank, timestamp, id)`` as stored, JSON-ready (the
+            timestamp as text), for a cursor or the next candidate query.
+    """
 
     event_id: str
     rank: float
+    position: tuple[float, str, str]
 
 
-def search_page(
+def ranked_matches(
     alias: str,
     query: TextQuery,
-    where: tuple[str, Sequence[Any]] | None,
-    after: tuple[float, Any, str] | None,
-    limit: int,
+    *,
+    after: Sequence[Any] | None,
+    count: int,
+    where: tuple[str, Sequence[Any]] | None = None,
 ) -> list[RankedId]:
-    """The ``limit`` best matches after ``after``, by rank, newest, id (all descending).
+    """The ``count`` best matches after ``after``, by rank, newest, id (all descending).
+
+    Without ``where`` only the index is read (ids, timestamps and the ranking
+    data are all in it); with ``where`` each match is joined to its
+    ``asm_events`` row and must satisfy the condition.
 
     Args:
         alias: The database alias.
         query: A parsed, non-empty query.
-        where: An extra SQL condition on the ``"asm_events"`` table (the
-            compiled FilterSet) with its parameters, or None.
-        after: The (rank, stored timestamp, id) of the last hit of the
-            previous page, or None for the first page.
-        limit: How many hits to return.
+        after: A :attr:`RankedId.position` (from a cursor or the previous
+            call): only matches strictly after it; None for the best ones.
+        count: How many to return at most.
+        where: A SQL condition on ``"asm_events"`` (the compiled FilterSet)
+            with its parameters.
 
     Returns:
-        Event ids with their ranks, best first.
+        The matches, best first.
+
+    Raises:
+        ValueError: ``after`` holds a timestamp this database cannot read.
     """
     connection = connections[alias]
-    if connection.vendor == "postgresql":
+    postgres = connection.vendor == "postgresql"
+    if postgres:
         match_sql, params = _tsquery_sql(query)
         select = (
-            'SELECT "asm_events"."id" AS id, "asm_events"."timestamp" AS ts, '
+            "SELECT s.event_id AS id, s.event_timestamp AS ts, "
             "ts_rank_cd(s.document, q.query)::float8 AS rank "
-            "FROM asm_events_search s "
-            'JOIN "asm_events" ON "asm_events"."id" = s.event_id '
-            f"CROSS JOIN (SELECT {match_sql} AS query) q "
-            "WHERE s.document @@ q.query"
+            f"FROM asm_events_search s CROSS JOIN (SELECT {match_sql} AS query) q "
         )
+        condition = "s.document @@ q.query"
         select_params: list[Any] = list(params)
     else:
         # bm25() is lower for better matches; its negation ranks like ts_rank.
         select = (
-            'SELECT "asm_events"."id" AS id, "asm_events"."timestamp" AS ts, '
-            "-bm25(asm_events_search_fts) AS rank "
+            "SELECT s.event_id AS id, s.ts AS ts, -bm25(asm_events_search_fts) AS rank "
             "FROM asm_events_search_fts "
             "JOIN asm_events_search s ON s.doc = asm_events_search_fts.rowid "
-            'JOIN "asm_events" ON "asm_events"."id" = s.event_id '
-            "WHERE asm_events_search_fts MATCH %s"
         )
+        condition = "asm_events_search_fts MATCH %s"
         select_params = [fts5_match_expression(query)]
     if where is not None:
-        select += f" AND ({where[0]})"
+        select += 'JOIN "asm_events" ON "asm_events"."id" = s.event_id '
+        condition += f" AND ({where[0]})"
         select_params.extend(where[1])
-    sql = f"SELECT id, rank FROM ({select}) hits"
+    sql = f"SELECT id, rank, ts FROM ({select} WHERE {condition}) hits"
     if after is not None:
+        rank, stamp, event_id = after
         sql += " WHERE (rank, ts, id) < (%s, %s, %s)"
-        select_params.extend(after)
+        select_params.extend(
+            [rank, dt.datetime.fromisoformat(stamp) if postgres else stamp, event_id]
+        )
     sql += " ORDER BY rank DESC, ts DESC, id DESC LIMIT %s"
-    select_params.append(limit)
+    select_params.append(count)
     with connection.cursor() as cursor:
         cursor.execute(sql, select_params)
-        return [RankedId(str(row[0]), float(row[1])) for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+    return [
+        RankedId(
+            str(event_id),
+            float(rank),
+            (float(rank), stamp.isoformat() if postgres else str(stamp), str(event_id)),
+        )
+        for event_id, rank, stamp in rows
+    ]
 
 
 _HEADLINE_OPTIONS = (

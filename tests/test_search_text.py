@@ -184,6 +184,22 @@ def test_soft_deleted_sessions_are_excluded_unless_asked(query_api: DjangoQueryA
     assert ids(query_api.search_text("refund", include_deleted=True)) == [gone.id, live.id]
 
 
+def test_screened_out_candidates_are_replaced_by_the_next_ones(
+    query_api: DjangoQueryAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without explicit filters, search ranks from the index and then drops the
+    # events of deleted sessions; when a whole batch of candidates is dropped,
+    # it reads the next batch in the same order.
+    monkeypatch.setattr("agent_sessions.query._MIN_CANDIDATES", 2)
+    deleted = SessionFactory(deleted_at=at(0)).id
+    for n in range(9):
+        said("word word word", session_id=deleted, minutes=n)
+    live = [said("word", minutes=n) for n in range(3)]
+    pages = walk(query_api, "word", limit=2)
+    assert [ids(page) for page in pages] == [[live[2].id, live[1].id], [live[0].id]]
+    assert len(ids(query_api.search_text("word", include_deleted=True, limit=100))) == 12
+
+
 def test_events_without_a_session_row_are_found(query_api: DjangoQueryAPI) -> None:
     orphan = said("orphaned words", session_id="ses_missing")
     assert ids(query_api.search_text("orphaned")) == [orphan.id]
