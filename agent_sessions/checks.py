@@ -21,6 +21,10 @@ time, not the cron job at 3 a.m.
 * E050 ``REDACTION`` is not a valid redaction configuration.
 * E051 ``SHAPE_WARNINGS`` is not True or False.
 * W001 a database backend other than PostgreSQL or SQLite.
+* W032 (``--database``) a PostgreSQL alias reached through a pooler or proxy
+  allows server-side cursors (``DISABLE_SERVER_SIDE_CURSORS`` is not True).
+* W033 (``--database``) a PostgreSQL alias reached through a pooler or proxy
+  has no ``DIRECT_DATABASE``: waiting readers fall back to polling.
 * W040 a SQLite database, but Python's SQLite lacks FTS5: no full-text search.
 * W041 (``--database``) the PostgreSQL search index was built with another
   ``TEXT_SEARCH_CONFIG`` than the one configured now.
@@ -382,3 +386,52 @@ def _resolved_config(connection: Any, name: str) -> str:
         cursor.execute("SELECT %s::regconfig::text", [name])
         row = cursor.fetchone()
     return str(row[0]) if row else name
+
+
+@register(Tags.database)
+def check_pooler(
+    app_configs: Sequence[AppConfig] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    """Warn about PostgreSQL aliases behind a pooler that are configured as if direct."""
+    from agent_sessions.conf import app_settings
+    from agent_sessions.db import proxy_in_between
+
+    warnings: list[CheckMessage] = []
+    for alias in databases or []:
+        connection = connections[alias]
+        if connection.vendor != "postgresql":
+            continue
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT inet_server_port()")
+                proxy = proxy_in_between(connection.settings_dict, cursor.fetchone()[0])
+        except Exception:  # unreachable: Django's own checks report it
+            continue
+        if proxy is None:
+            continue
+        if not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
+            warnings.append(
+                Warning(
+                    f"Database {alias!r} seems to be reached through a pooler or proxy "
+                    f"({proxy}) and allows server-side cursors.",
+                    hint="Behind PgBouncer in transaction mode a server-side cursor "
+                    "(QuerySet.iterator()) outlives its server connection: set "
+                    f"DATABASES[{alias!r}]['DISABLE_SERVER_SIDE_CURSORS'] = True. "
+                    "See docs/deploying.md.",
+                    id="agent_sessions.W032",
+                )
+            )
+        if not app_settings.direct_database_is_explicit(alias):
+            warnings.append(
+                Warning(
+                    f"Database {alias!r} seems to be reached through a pooler or proxy "
+                    f"({proxy}); long-polls and streams on it are woken by polling only.",
+                    hint="Point AGENT_SESSIONS['DIRECT_DATABASE'] at an alias that reaches "
+                    "PostgreSQL directly (LISTEN/NOTIFY), or map this alias to None to "
+                    "silence this. See docs/deploying.md.",
+                    id="agent_sessions.W033",
+                )
+            )
+    return warnings

@@ -330,6 +330,27 @@ def run_read(alias: str, operation: str, work: Callable[[BaseDatabaseWrapper], _
         return work(connection)
 
 
+def proxy_in_between(settings_dict: dict[str, Any], server_port: int | None) -> str | None:
+    """Describe the proxy between us and PostgreSQL, or None when none is visible.
+
+    A pooler such as PgBouncer listens on its own port and reaches the server
+    on the server's: when the server reports (``inet_server_port()``) another
+    port than the one the alias dials, something is in between. Unix sockets
+    and aliases without an explicit ``PORT`` are taken as direct.
+
+    Args:
+        settings_dict: The alias's ``DATABASES`` entry.
+        server_port: What ``SELECT inet_server_port()`` returned on it.
+    """
+    configured = settings_dict.get("PORT")
+    host = str(settings_dict.get("HOST") or "")
+    if not configured or host.startswith("/") or server_port is None:
+        return None
+    if int(server_port) == int(configured):
+        return None
+    return f"port {configured} configured, the server listens on {server_port}"
+
+
 def check_alias(using: str | None) -> str | None:
     """Return ``using`` when it names a configured database (or is None).
 

@@ -71,6 +71,7 @@ from typing import Any
 from django.db import connections
 
 from agent_sessions.conf import app_settings
+from agent_sessions.db import proxy_in_between
 from agent_sessions.sequences import NOTIFY_CHANNEL, WATCH_LOCK_CLASS
 
 __all__ = [
@@ -566,18 +567,5 @@ def _open_direct(alias: str) -> Any:
 
 
 def _proxy_in_between(direct: Any, settings_dict: dict[str, Any]) -> str | None:
-    """Describe the proxy between us and PostgreSQL, or None when none is visible.
-
-    A pooler such as PgBouncer listens on its own port and reaches the server
-    on the server's: when the server reports another port than the one we
-    dialled, something is in between.
-    """
-    configured = settings_dict.get("PORT")
-    host = str(settings_dict.get("HOST") or "")
-    if not configured or host.startswith("/"):
-        return None
     row = direct.execute("SELECT inet_server_port()").fetchone()
-    server_port = None if row is None else row[0]
-    if server_port is None or int(server_port) == int(configured):
-        return None
-    return f"port {configured} configured, the server listens on {server_port}"
+    return proxy_in_between(settings_dict, None if row is None else row[0])

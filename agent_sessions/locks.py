@@ -11,11 +11,13 @@ lock for the duration of a ``with`` block and says whether it got it::
 
 How the lock is taken depends on the backend, and lives only here:
 
-- PostgreSQL: ``pg_try_advisory_lock`` on a dedicated connection of its own,
-  held (as a session-level lock) until the block ends. The maintenance work
+- PostgreSQL: ``pg_try_advisory_xact_lock`` in a transaction that a
+  dedicated connection keeps open until the block ends. The maintenance work
   itself runs on Django's usual connection in short transactions, so the lock
   outlives every one of them; and if the process dies, PostgreSQL drops the
-  connection and the lock with it.
+  connection and the lock with it. Transaction-scoped, it works through a
+  transaction-pooling proxy too (PgBouncer keeps the server connection for
+  the whole transaction) and leaves nothing on a pooled connection.
 - SQLite: an exclusive ``flock`` on a file next to the database file
   (``<database>.asm-maintenance.lock``); the operating system releases it
   when the process exits, however it exits.
@@ -31,6 +33,7 @@ the run with :class:`~agent_sessions.errors.MaintenanceLockLost`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -38,7 +41,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from django.db import DatabaseError, connections
+from django.db import Error as DjangoError
+from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from agent_sessions import models as m
@@ -160,8 +164,17 @@ _KEY_LOW = ADVISORY_LOCK_KEY & 0xFFFFFFFF
 
 @contextmanager
 def _advisory_lock(connection: BaseDatabaseWrapper) -> Iterator[Callable[[], bool] | None]:
-    # A copy of the wrapper opens a connection of its own, in autocommit mode,
-    # so no transaction of the maintenance work can release the lock early.
+    # A copy of the wrapper opens a connection of its own, so no transaction
+    # of the maintenance work can release the lock early. The lock is
+    # transaction-scoped and that connection keeps its transaction open for
+    # as long as the lock is held: a transaction-pooling proxy (PgBouncer)
+    # keeps a client's server connection for the whole transaction, so the
+    # lock is taken, checked and released on one server connection, and
+    # nothing is left on it afterwards. (A session-level lock would stay on
+    # a pooled server connection that other clients then get.) The open
+    # transaction reads nothing between statements, so it holds back no
+    # vacuum; ``idle_in_transaction_session_timeout`` below the run's length
+    # would end it, which the run notices as a lost lock.
     dedicated = connection.copy()
 
     def still_held() -> bool:
@@ -170,25 +183,18 @@ def _advisory_lock(connection: BaseDatabaseWrapper) -> Iterator[Callable[[], boo
             return bool(cursor.fetchone()[0])
 
     try:
-        with translate_errors("maintenance_lock"), dedicated.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
-            acquired = bool(cursor.fetchone()[0])
-        lost = False
-        try:
-            yield still_held if acquired else None
-        except MaintenanceLockLost:
-            lost = True
-            raise
-        finally:
-            if acquired and not lost:
-                # Unlock explicitly: a pooled connection may outlive close().
-                # A connection that died took the lock with it.
-                try:
-                    with dedicated.cursor() as cursor:
-                        cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
-                except DatabaseError:
-                    pass
+        with translate_errors("maintenance_lock"):
+            dedicated.ensure_connection()
+            dedicated.set_autocommit(False)
+            with dedicated.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
+                acquired = bool(cursor.fetchone()[0])
+        yield still_held if acquired else None
     finally:
+        # Ending the transaction releases the lock; a connection that died
+        # took the lock with it.
+        with contextlib.suppress(DjangoError):
+            dedicated.rollback()
         dedicated.close()
 
 

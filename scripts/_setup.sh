@@ -90,6 +90,21 @@ ensure_chromium() {
     [ -x "$chromium" ] || die "chromium was installed but $chromium does not exist (set ASM_CHROMIUM)."
 }
 
+# ensure_pgbouncer: the PgBouncer tests (tests/test_pgbouncer.py) start their own
+# pgbouncer (transaction pooling, a free loopback port) from the Debian package;
+# install it with apt-get when missing.
+ensure_pgbouncer() {
+    local pgbouncer="${ASM_PGBOUNCER:-/usr/sbin/pgbouncer}"
+    [ -x "$pgbouncer" ] && return
+    log "Installing pgbouncer with apt-get (for the PgBouncer tests)"
+    command -v apt-get >/dev/null 2>&1 || die "$pgbouncer is missing and apt-get is unavailable; install pgbouncer."
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; } ||
+        die "could not install pgbouncer with apt-get (needed by tests/test_pgbouncer.py)."
+    # The package enables a system-wide pgbouncer on port 6432; the tests start their own.
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now pgbouncer >/dev/null 2>&1 || true; fi
+    [ -x "$pgbouncer" ] || die "pgbouncer was installed but $pgbouncer does not exist (set ASM_PGBOUNCER)."
+}
+
 # --- Hot standby for the replica-router tests (issue #18) -------------------------
 # replica_start makes a streaming replica of the local primary with pg_basebackup
 # -R -X stream, in a throw-away data directory under /tmp, listening on a free

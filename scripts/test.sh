@@ -13,6 +13,7 @@ cd "$ROOT"
 ensure_venv openai-agents,langchain,adk,langgraph,otel test,lint
 ensure_postgres
 ensure_chromium
+ensure_pgbouncer
 
 status=0
 if [ -z "${ASM_SKIP_LINT:-}" ]; then

@@ -61,6 +61,22 @@ def _stop_event_listeners(django_db_setup: Any) -> Iterator[None]:
     shutdown_listeners()
 
 
+@pytest.fixture(scope="session")
+def pgbouncer(django_db_setup: Any) -> Iterator[Any]:
+    """A PgBouncer (transaction pooling) in front of the test database, as alias "pgbouncer".
+
+    See tests/pgbouncer.py; stopped before the test database is dropped.
+    """
+    from tests.pgbouncer import start_pgbouncer
+
+    bouncer = start_pgbouncer()
+    yield bouncer
+    from agent_sessions.listener import shutdown_listeners
+
+    shutdown_listeners()
+    bouncer.stop()
+
+
 @pytest.fixture
 def vendor() -> str:
     """``"postgresql"`` or ``"sqlite"``: the backend this run tests."""

@@ -90,9 +90,17 @@ class Child:
         Raises:
             ChildError: the code raised (its class name and code are kept).
         """
+        self.send(code)
+        return self.receive()
+
+    def send(self, code: str) -> None:
+        """Start running ``code`` without waiting for it (then :meth:`receive`)."""
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(code) + "\n")
         self.process.stdin.flush()
+
+    def receive(self) -> Any:
+        """The outcome of the code last :meth:`send`-ed, as :meth:`run` returns it."""
         return self._answer()
 
     def _answer(self) -> Any:
