@@ -41,7 +41,7 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, databases=["default", "replica"]),
 ]
 
-CATCH_UP_SECONDS = 30
+CATCH_UP_SECONDS = 120  # the standby replays the whole shared cluster's WAL
 
 
 def run(coro: Any) -> Any:
