@@ -560,3 +560,43 @@ def test_api_settings_pass_the_checks(settings: Any) -> None:
         "STREAM_RETRY_MS": 500,
     }
     assert not [m for m in run_checks() if m.id and m.id.startswith("agent_sessions.E02")]
+
+
+def test_streams_at_the_same_place_share_one_read(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from agent_sessions.api import sse
+    from agent_sessions.api.reading import EventFilter, event_store
+
+    append(session.id, 3)
+    reads: list[int] = []
+    real = sse.read_batch
+
+    def counting(*args: Any) -> sse.Batch:
+        reads.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(sse, "read_batch", counting)
+
+    def state(position: int) -> sse.StreamState:
+        return sse.StreamState(
+            store=event_store(),
+            alias="default",
+            session_id=session.id,
+            event_filter=EventFilter(),
+            position=position,
+            heartbeat=15,
+            max_seconds=None,
+            retry_ms=1000,
+        )
+
+    async def scenario() -> list[sse.Batch]:
+        return await asyncio.gather(*(sse._shared_batch(state(p)) for p in (0, 0, 0, 0, 2)))
+
+    batches = asyncio.run(scenario())
+    assert sorted(reads) == [0, 2], "one read per position, not per stream"
+    assert [len(b.window.events) for b in batches] == [3, 3, 3, 3, 1]
+    assert batches[0].frames.count(b"event: message_sent\n") == 3
+    assert not sse._inflight

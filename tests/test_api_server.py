@@ -86,6 +86,10 @@ class Reader:
                                 self.received.append(int(frame["id"]))
                                 last_id = frame["id"]
                                 this_connection += 1
+                            if this_connection >= drop_after:
+                                # Hang up mid-chunk: frames already received after
+                                # this one are discarded and must be sent again.
+                                break
                         if this_connection >= drop_after:
                             self.client_drops += 1
                             break
@@ -144,9 +148,9 @@ def test_many_clients_get_every_event_exactly_once_in_order_across_drops(
     assert restarted.is_set()
     for reader in readers:
         assert reader.received == reader.expected, reader.url
-        assert reader.connections >= 2, "resumed at least once"
-    assert sum(reader.connections for reader in readers) > 3 * len(readers)
-    assert sum(reader.client_drops for reader in readers) > len(readers)
+        # A reader keeps at most 9 events per connection, so it resumed at least this often.
+        assert reader.connections >= -(-len(reader.expected) // 9)
+    assert sum(reader.client_drops for reader in readers) >= len(readers)
 
 
 def _open_idle_streams(server: AsgiServer, session_id: str, count: int) -> dict[str, Any]:

@@ -21,12 +21,15 @@ any long response under WSGI).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import close_old_connections
 
@@ -42,9 +45,11 @@ from agent_sessions.store import DjangoSessionStore
 
 __all__ = [
     "SSE_EVENT_FIELDS",
+    "Batch",
     "StreamState",
     "event_frame",
     "open_streams",
+    "read_batch",
     "stream_async",
     "stream_sync",
 ]
@@ -115,23 +120,12 @@ class StreamState:
             f"retry: {self.retry_ms}\n: stream {self.session_id} after {self.position}\n\n".encode()
         )
 
-    def read(self) -> EventWindow:
-        """One batch after :attr:`position` (synchronous: one short database access)."""
-        return read_window(
-            self.store,
-            self.session_id,
-            self.event_filter,
-            after=self.position,
-            limit=STREAM_BATCH_SIZE,
-        )
-
-    def frames(self, window: EventWindow) -> bytes:
-        """The frames of a batch (possibly none); advances :attr:`position`."""
-        chunk = b"".join(event_frame(event) for event in window.events)
-        self.position = window.position
-        if chunk:
+    def advance(self, batch: Batch) -> bytes:
+        """Take a batch read at :attr:`position`: move past it and return its frames."""
+        self.position = batch.window.position
+        if batch.frames:
             self.last_write = time.monotonic()
-        return chunk
+        return batch.frames
 
     def wait_seconds(self) -> float | None:
         """How long the next wait may last; None when the stream's time is up."""
@@ -155,11 +149,67 @@ class StreamState:
         return KEEPALIVE
 
 
-def _read_closing(state: StreamState) -> EventWindow:
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Events read after a position, and their frames, encoded once for every stream."""
+
+    window: EventWindow
+    frames: bytes
+
+
+def read_batch(
+    store: DjangoSessionStore, session_id: str, event_filter: EventFilter, after: int
+) -> Batch:
+    """Read and encode one batch (synchronous: one short database access, then JSON)."""
+    window = read_window(store, session_id, event_filter, after=after, limit=STREAM_BATCH_SIZE)
+    return Batch(window, b"".join(event_frame(event) for event in window.events))
+
+
+#: Reads in flight under ASGI, by (loop, alias, session, filter, position).
+_inflight: dict[tuple[Any, ...], asyncio.Future[Batch]] = {}
+
+
+def _forget(key: tuple[Any, ...], future: asyncio.Future[Batch]) -> None:
+    _inflight.pop(key, None)
+    if not future.cancelled():
+        future.exception()  # retrieved: no "never retrieved" warning when nobody awaits it
+
+
+async def _shared_batch(state: StreamState) -> Batch:
+    """The batch after the stream's position, read once for all streams at the same place.
+
+    Why: when an append wakes every stream of a session (a page open in many
+    tabs, many viewers of one agent), they all stand at the same position
+    with the same filter; one database read and one JSON encoding serve them
+    all. A stream joining a read that began a moment before an append may
+    miss that append in this batch; its next wait is then answered at once,
+    because the listener re-checks a session when a waiter registers.
+    """
+    key = (
+        asyncio.get_running_loop(),
+        state.alias,
+        state.session_id,
+        state.event_filter,
+        state.position,
+    )
+    future = _inflight.get(key)
+    if future is None:
+        future = asyncio.ensure_future(
+            run_in_worker(
+                read_batch, state.store, state.session_id, state.event_filter, state.position
+            )
+        )
+        _inflight[key] = future
+        future.add_done_callback(functools.partial(_forget, key))
+    # Shielded: one client leaving must not cancel the read the others wait for.
+    return await asyncio.shield(future)
+
+
+def _read_closing(state: StreamState) -> Batch:
     # The WSGI driver runs in the request's thread: close what CONN_MAX_AGE
     # says must not outlive one read, so an idle stream holds no connection.
     try:
-        return state.read()
+        return read_batch(state.store, state.session_id, state.event_filter, state.position)
     finally:
         close_old_connections()
 
@@ -187,10 +237,10 @@ async def _stream_async(state: StreamState) -> AsyncGenerator[bytes]:
     release_request_thread()
     yield state.opening()
     while True:
-        window: EventWindow = await run_in_worker(state.read)
-        if chunk := state.frames(window):
+        batch = await _shared_batch(state)
+        if chunk := state.advance(batch):
             yield chunk
-            if len(window.events) >= STREAM_BATCH_SIZE:
+            if len(batch.window.events) >= STREAM_BATCH_SIZE:
                 continue
         timeout = state.wait_seconds()
         if timeout is None:
@@ -218,10 +268,10 @@ def stream_sync(state: StreamState) -> Iterator[bytes]:
 def _stream_sync(state: StreamState) -> Iterator[bytes]:
     yield state.opening()
     while True:
-        window = _read_closing(state)
-        if chunk := state.frames(window):
+        batch = _read_closing(state)
+        if chunk := state.advance(batch):
             yield chunk
-            if len(window.events) >= STREAM_BATCH_SIZE:
+            if len(batch.window.events) >= STREAM_BATCH_SIZE:
                 continue
         timeout = state.wait_seconds()
         if timeout is None:
