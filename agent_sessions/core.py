@@ -705,7 +705,7 @@ def from_stored(
     kept: dict[str, Any] = {}
     values = dict(values)
     raw = values.get(vocabulary_field)
-    if isinstance(raw, str) and raw and raw not in {member.value for member in vocabulary}:
+    if isinstance(raw, str) and raw and raw not in vocabulary._value2member_map_:
         kept[vocabulary_field] = check_varchar(raw, vocabulary_field)
         values[vocabulary_field] = next(iter(vocabulary))
     if vocabulary is RunStatus:

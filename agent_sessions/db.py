@@ -199,6 +199,13 @@ class RetryTransaction(Exception):
     id to a concurrent transaction (the retry finds the winner's row).
     """
 
+    def before_retry(self, connection: BaseDatabaseWrapper) -> None:
+        """Repair what made the work fail, after the rollback and before it runs again.
+
+        Runs in its own short transaction (inside the caller's, when the
+        write is nested). The default does nothing.
+        """
+
 
 def _lost(exc: StorageError) -> bool:
     return bool(exc.details.get("connection_lost"))
@@ -275,6 +282,8 @@ def run_write(
                     f"{operation} kept colliding with concurrent writes of the same id",
                     details={"operation": operation, "cause": str(exc.__cause__)},
                 ) from exc
+            with translate_errors(operation), transaction.atomic(using=alias):
+                exc.before_retry(connection)
             continue
         except StorageError as exc:
             if _lost(exc) and outermost and retry_safe and not reconnected:

@@ -181,7 +181,8 @@ class SessionFilterSet(django_filters.FilterSet):
         return queryset if value else queryset.filter(**{f"{name}__isnull": True})
 
     def filter_queryset(self, queryset: QuerySet[models.Session]) -> QuerySet[models.Session]:
-        queryset = super().filter_queryset(queryset)
+        # Framework state rows (ADK app:/user: state) are never listed as sessions.
+        queryset = models.conversations(super().filter_queryset(queryset))
         if self.form.cleaned_data.get("include_deleted") is None:
             # Absent means the QueryAPI's default: live sessions only.
             queryset = self.filter_include_deleted(queryset, "deleted_at", False)

@@ -293,7 +293,7 @@ class DjangoMaintenance:
             return 0
         with self._step(policy, dry_run) as context:
             cutoff = context.now - timedelta(days=policy.hard_delete_after_days)
-            expired = self._sessions().filter(deleted_at__lt=cutoff)
+            expired = m.conversations(self._sessions()).filter(deleted_at__lt=cutoff)
             total = 0
             failed: dict[str, StorageError] = {}
             for ids in self._batches(expired, "id", policy.batch_size):
@@ -472,7 +472,10 @@ class DjangoMaintenance:
         sessions"``, ``"<n> runs reference non-existent sessions"``, then one
         ``"Sequence mismatch for <session_id>: counter=<n>, max_sequence=<m>"``
         per counter below its session's highest stored sequence (the next
-        append would collide), by session id.
+        append would collide), by session id, then ``"Missing sequence
+        counter for <session_id>: max_sequence=<m>"`` per session with events
+        but no counter (ASM's orphan clean-up removes such counters; the next
+        append catches the counter up and continues at ``m + 1``).
 
         Raises:
             StorageError: the database failed.
@@ -492,6 +495,11 @@ class DjangoMaintenance:
                     issues.append(
                         f"Sequence mismatch for {session_id}: "
                         f"counter={counter}, max_sequence={highest}"
+                    )
+                cursor.execute(_MISSING_COUNTER_SQL)
+                for session_id, highest in cursor.fetchall():
+                    issues.append(
+                        f"Missing sequence counter for {session_id}: max_sequence={highest}"
                     )
         return issues
 
@@ -792,7 +800,8 @@ class DjangoMaintenance:
             expired |= Q(created_at__lt=now - timedelta(days=policy.max_session_age_days))
         if not expired:
             return None
-        sessions = self._sessions().filter(expired, deleted_at__isnull=True)
+        # Framework state rows (ADK app:/user: state) are not conversations: kept.
+        sessions = m.conversations(self._sessions()).filter(expired, deleted_at__isnull=True)
         if policy.exempt_tags:
             sessions = sessions.exclude(tags__has_any=list(policy.exempt_tags))
         return sessions
@@ -1020,4 +1029,15 @@ _SEQUENCE_MISMATCH_SQL = """
     ) AS highest ON highest.session_id = seq.session_id
     WHERE seq.last_sequence < highest.max_sequence
     ORDER BY seq.session_id
+"""
+
+# Sessions with events but no counter row.
+_MISSING_COUNTER_SQL = """
+    SELECT e.session_id, MAX(e.sequence_number)
+    FROM asm_events AS e
+    WHERE NOT EXISTS (
+        SELECT 1 FROM asm_session_sequences AS seq WHERE seq.session_id = e.session_id
+    )
+    GROUP BY e.session_id
+    ORDER BY e.session_id
 """

@@ -34,6 +34,25 @@ def _json_object(**kwargs: Any) -> JSONObjectField:
     return JSONObjectField(default=dict, db_default={}, blank=True, **kwargs)
 
 
+#: The tag of ``asm_sessions`` rows that hold a framework's shared state, not a
+#: conversation (the ADK adapter's ``app:`` and ``user:`` state rows).
+#: Retention never deletes them, and searches and the admin do not list them.
+INTERNAL_TAG = "asm:internal"
+
+
+def conversations(queryset: models.QuerySet[Session]) -> models.QuerySet[Session]:
+    """The sessions of ``queryset`` that are conversations (no :data:`INTERNAL_TAG`)."""
+    return queryset.exclude(tags__has_any=[INTERNAL_TAG])
+
+
+class SessionQuerySet(models.QuerySet["Session"]):
+    """Domain queries on sessions, spelled once."""
+
+    def conversations(self) -> models.QuerySet[Session]:
+        """Sessions that are conversations: rows tagged :data:`INTERNAL_TAG` left out."""
+        return conversations(self)
+
+
 class Session(models.Model):
     """One agent session (``asm_sessions``)."""
 
@@ -57,6 +76,8 @@ class Session(models.Model):
     deleted_at = UTCDateTimeField(
         null=True, blank=True, help_text="Set when soft-deleted by retention (UTC)."
     )
+
+    objects = SessionQuerySet.as_manager()
 
     class Meta:
         db_table = "asm_sessions"

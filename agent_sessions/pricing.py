@@ -115,10 +115,19 @@ def pricing_table_problem(table: Any) -> str | None:
                     f"{provider!r} {where} has unknown rate keys {sorted(set(rates) - RATE_KEYS)}"
                 )
             for name, rate in rates.items():
-                ok = isinstance(rate, int | float) and not isinstance(rate, bool)
-                if not ok or not math.isfinite(rate) or rate < 0:
-                    return f"{provider!r} {where}[{name!r}] must be a non-negative number"
+                if not _finite_rate(rate):
+                    return f"{provider!r} {where}[{name!r}] must be a non-negative finite number"
     return None
+
+
+def _finite_rate(rate: object) -> bool:
+    """A non-negative number that a float holds (an int like 10**400 overflows one)."""
+    if not isinstance(rate, int | float) or isinstance(rate, bool):
+        return False
+    try:
+        return math.isfinite(float(rate)) and rate >= 0
+    except OverflowError:
+        return False
 
 
 def check_pricing_table(table: object, field: str = "pricing_table") -> dict[str, Any]:

@@ -40,10 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Q
 
 from agent_sessions import models as m
-from agent_sessions.archive import ArchiveEntry, ArchiveScan, build_record, read_archive_entries
+from agent_sessions.archive import (
+    ArchiveEntry,
+    ArchiveScan,
+    build_record,
+    manifest_path,
+    read_archive_entries,
+)
 from agent_sessions.core import Event, Run, Session
 from agent_sessions.db import translate_errors
 from agent_sessions.errors import RestoreConflictError, ValidationError
@@ -166,13 +171,14 @@ def _reset_counts(report: RestoreReport) -> None:
 
 def _batches(
     paths: Sequence[str | os.PathLike[str]], size: int, report: RestoreReport, *, count: bool
-) -> Iterator[list[tuple[ArchiveEntry, Any]]]:
-    """Entries with their built records, ``size`` at a time, file after file."""
-    batch: list[tuple[ArchiveEntry, Any]] = []
+) -> Iterator[list[tuple[ArchiveEntry, bool]]]:
+    """Entries, ``size`` at a time, file after file, each with whether its file is verified."""
+    batch: list[tuple[ArchiveEntry, bool]] = []
     for path in paths:
         scan = ArchiveScan(Path(path))
+        verified = manifest_path(path).exists()
         for entry in read_archive_entries(path, scan):
-            batch.append((entry, build_record(entry)))
+            batch.append((entry, verified))
             if len(batch) >= size:
                 yield batch
                 batch = []
@@ -186,16 +192,24 @@ def _batches(
 
 
 class _Restorer:
-    """Applies batches of records: finds what is present, what conflicts, inserts the rest."""
+    """Applies batches of records: finds what is present, what conflicts, inserts the rest.
+
+    Records are built (and so validated) once: while writing, or, for a
+    file without a manifest, already while checking, so that an invalid
+    record stops the restore before anything is written. A record whose
+    row is present is built to be compared.
+    """
 
     def __init__(self, alias: str, report: RestoreReport) -> None:
         self.alias = alias
         self.report = report
 
-    def apply(self, batch: list[tuple[ArchiveEntry, Any]], *, write: bool) -> None:
-        by_kind: dict[str, list[tuple[ArchiveEntry, Any]]] = {kind: [] for kind in _KINDS}
-        for entry, record in batch:
-            by_kind[entry.kind].append((entry, record))
+    def apply(self, batch: list[tuple[ArchiveEntry, bool]], *, write: bool) -> None:
+        by_kind: dict[str, list[ArchiveEntry]] = {kind: [] for kind in _KINDS}
+        for entry, verified in batch:
+            if not write and not verified:
+                build_record(entry)  # raises ValidationError for an invalid record
+            by_kind[entry.kind].append(entry)
         with translate_errors("restore"):
             if not write:
                 self._plan(by_kind)
@@ -206,71 +220,69 @@ class _Restorer:
                     with connection.cursor() as cursor:
                         take_sqlite_write_lock(cursor)
                 missing = self._plan(by_kind)
-                self._insert(missing)
+                self._insert(
+                    {kind: [build_record(e) for e in entries] for kind, entries in missing.items()}
+                )
                 self._counters(by_kind["session"], by_kind["event"])
 
     # ------------------------------------------------------------------ planning
 
-    def _plan(self, by_kind: dict[str, list[tuple[ArchiveEntry, Any]]]) -> dict[str, list[Any]]:
-        """Records whose rows are absent, by kind; present ones counted, differing ones noted."""
-        missing: dict[str, list[Any]] = {}
+    def _plan(self, by_kind: dict[str, list[ArchiveEntry]]) -> dict[str, list[ArchiveEntry]]:
+        """Entries whose rows are absent, by kind; present ones counted, differing ones noted."""
+        missing: dict[str, list[ArchiveEntry]] = {}
         for kind in _KINDS:
-            given = [record for _, record in by_kind[kind]]
-            records = _unique(given)
+            given = by_kind[kind]
+            entries = _unique(given)
             # A repeat within the batch (archives are at-least-once) is present once restored.
-            self.report.already_present += len(given) - len(records)
-            if not records:
+            self.report.already_present += len(given) - len(entries)
+            if not entries:
                 continue
-            live = self._live(kind, records)
+            live = self._live(kind, [_key(entry) for entry in entries])
             absent = []
-            for record in records:
-                row = live.get(_key(record))
+            for entry in entries:
+                row = live.get(_key(entry))
                 if row is None:
-                    absent.append(record)
-                elif _same(kind, row, record):
+                    absent.append(entry)
+                elif _same(kind, row, build_record(entry)):
                     self.report.already_present += 1
                 else:
-                    self._conflict(kind, _key(record), "the live row differs from the archive")
+                    self._conflict(kind, _key(entry), "the live row differs from the archive")
             if kind == "event":
                 absent = self._sequence_taken(absent)
             missing[kind] = absent
             self.report._count(kind, len(absent))
         return missing
 
-    def _live(self, kind: str, records: list[Any]) -> dict[str, Any]:
-        ids = [_key(record) for record in records]
+    def _live(self, kind: str, ids: list[str]) -> dict[str, Any]:
+        rows = self._model(kind).objects.using(self.alias).filter(id__in=ids)
         if kind == "artifact":
-            rows = self._model(kind).objects.using(self.alias).filter(id__in=ids)
             return {row["id"]: row for row in rows.values(*m.ARTIFACT_COLUMNS)}
-        model = self._model(kind)
-        return {
-            row.id: row.to_domain() for row in model.objects.using(self.alias).filter(id__in=ids)
-        }
+        return {row.id: row.to_domain() for row in rows}
 
-    def _sequence_taken(self, events: list[Event]) -> list[Event]:
+    def _sequence_taken(self, events: list[ArchiveEntry]) -> list[ArchiveEntry]:
         """Events whose (session, sequence number) another live event already holds conflict."""
         if not events:
             return events
-        wanted = Q()
-        for event in events:
-            wanted |= Q(session_id=event.session_id, sequence_number=event.sequence_number)
-        taken: dict[tuple[str, int | None], str] = {
+        # One indexed query over the batch's sessions and numbers (a superset).
+        sessions = {entry.record["session_id"] for entry in events}
+        numbers = {entry.record["sequence_number"] for entry in events}
+        taken: dict[tuple[str, int], str] = {
             (session_id, number): event_id
             for session_id, number, event_id in m.Event.objects.using(self.alias)
-            .filter(wanted)
+            .filter(session_id__in=sessions, sequence_number__in=numbers)
             .values_list("session_id", "sequence_number", "id")
         }
         free = []
-        for event in events:
-            holder = taken.get((event.session_id, event.sequence_number))
-            if holder is None:
-                free.append(event)
+        for entry in events:
+            session_id, number = entry.record["session_id"], entry.record["sequence_number"]
+            holder = taken.get((session_id, number))
+            if holder is None or holder == entry.record["id"]:
+                free.append(entry)
             else:
                 self._conflict(
                     "event",
-                    event.id,
-                    f"sequence number {event.sequence_number} of {event.session_id} "
-                    f"is held by {holder}",
+                    _key(entry),
+                    f"sequence number {number} of {session_id} is held by {holder}",
                 )
         return free
 
@@ -294,22 +306,19 @@ class _Restorer:
                 # A row inserted meanwhile by someone else is left as it is.
                 self._model(kind).objects.using(self.alias).bulk_create(rows, ignore_conflicts=True)
 
-    def _counters(
-        self,
-        sessions: list[tuple[ArchiveEntry, Any]],
-        events: list[tuple[ArchiveEntry, Any]],
-    ) -> None:
+    def _counters(self, sessions: list[ArchiveEntry], events: list[ArchiveEntry]) -> None:
         """Restore archived counters, and raise live ones below a restored sequence number."""
         wanted: dict[str, tuple[int, datetime | None]] = {}
-        for entry, _ in sessions:
+        for entry in sessions:
             if entry.counter is not None:
                 updated = parse_datetime(
                     entry.counter.get("updated_at"), "updated_at", required=False
                 )
                 wanted[entry.record["id"]] = (int(entry.counter["last_sequence"]), updated)
         highest: dict[str, int] = {}
-        for _, event in events:
-            highest[event.session_id] = max(highest.get(event.session_id, 0), event.sequence_number)
+        for entry in events:
+            session_id, number = entry.record["session_id"], int(entry.record["sequence_number"])
+            highest[session_id] = max(highest.get(session_id, 0), number)
         counters = m.SessionSequence.objects.using(self.alias)
         live = {
             row.session_id: row
@@ -338,19 +347,19 @@ class _Restorer:
         return {"session": m.Session, "run": m.Run, "event": m.Event, "artifact": m.Artifact}[kind]
 
 
-def _key(record: Any) -> str:
-    return str(record["id"] if isinstance(record, dict) else record.id)
+def _key(entry: ArchiveEntry) -> str:
+    return str(entry.record["id"])
 
 
-def _unique(records: Iterable[Any]) -> list[Any]:
-    """The records without repeats of an id (archives are at-least-once)."""
+def _unique(entries: Iterable[ArchiveEntry]) -> list[ArchiveEntry]:
+    """The entries without repeats of an id (archives are at-least-once)."""
     seen: set[str] = set()
     unique = []
-    for record in records:
-        key = _key(record)
+    for entry in entries:
+        key = _key(entry)
         if key not in seen:
             seen.add(key)
-            unique.append(record)
+            unique.append(entry)
     return unique
 
 

@@ -337,6 +337,30 @@ def notify_sessions(
     cursor.execute(sql, [unique])
 
 
+_CATCH_UP = """
+INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
+SELECT session_id, MAX(sequence_number), NULL FROM asm_events
+WHERE session_id IN ({ids}) GROUP BY session_id
+ON CONFLICT (session_id) DO UPDATE
+    SET last_sequence = {greatest}(seq.last_sequence, excluded.last_sequence)
+"""
+
+
+def catch_up_counters(
+    connection: BaseDatabaseWrapper, cursor: CursorWrapper, session_ids: Sequence[str]
+) -> None:
+    """Raise (or create) these sessions' counters to their highest stored sequence number.
+
+    For a counter that is missing while events exist (ASM's orphan clean-up
+    deletes such counters) or below them: the next append then continues at
+    ``max(sequence_number) + 1`` instead of failing on the unique index.
+    A counter never goes down.
+    """
+    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    ids = ", ".join(["%s"] * len(session_ids))
+    cursor.execute(_CATCH_UP.format(ids=ids, greatest=greatest), list(session_ids))
+
+
 def take_sqlite_write_lock(cursor: CursorWrapper) -> None:
     """Take SQLite's write lock now, at the start of the transaction.
 

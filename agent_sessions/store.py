@@ -53,6 +53,7 @@ from agent_sessions.sequences import (
     EVENT_COLUMNS,
     STORED_EVENTS_POSTGRES,
     append_one_postgres,
+    catch_up_counters,
     copy_events_postgres,
     encode_event,
     insert_events_sqlite,
@@ -93,7 +94,34 @@ class _EventIdRace(RetryTransaction):
     """Another transaction stored the same new event id first; retry to read its row."""
 
 
+class _CounterBehind(RetryTransaction):
+    """A sequence number handed out is taken: the sessions' counters are missing or behind.
+
+    ASM's orphan clean-up deletes counters of sessions without a row even
+    when events exist; the counter is caught up with the stored events and
+    the append runs again, continuing at ``max(sequence_number) + 1``
+    (CONTRACT §11).
+    """
+
+    def __init__(self, session_ids: Iterable[str]) -> None:
+        super().__init__("sequence number taken")
+        self.session_ids = sorted(set(session_ids))
+
+    def before_retry(self, connection: BaseDatabaseWrapper) -> None:
+        with connection.cursor() as cursor:
+            catch_up_counters(connection, cursor, self.session_ids)
+
+
 # --------------------------------------------------------------------------- plumbing
+
+
+def _is_sequence_conflict(exc: IntegrityError) -> bool:
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    if diag is not None:
+        name = getattr(diag, "constraint_name", None)
+        return bool(name == "asm_events_session_id_sequence_number_index")
+    return "asm_events.session_id, asm_events.sequence_number" in str(exc)
 
 
 def _is_event_id_conflict(exc: IntegrityError) -> bool:
@@ -264,6 +292,8 @@ def _append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) 
             except IntegrityError as exc:
                 if _is_event_id_conflict(exc):
                     raise _EventIdRace from exc
+                if _is_sequence_conflict(exc):
+                    raise _CounterBehind(counts) from exc
                 raise
             notify_sessions(connection, cursor, counts)
             signals.events_stored(connection.alias, zip(new_events, outcomes, strict=True))
@@ -279,6 +309,8 @@ def _append_one_postgres(connection: BaseDatabaseWrapper, event: core.Event) -> 
     except IntegrityError as exc:
         if _is_event_id_conflict(exc):
             raise _EventIdRace from exc
+        if _is_sequence_conflict(exc):
+            raise _CounterBehind([event.session_id]) from exc
         raise
     if number is None:
         # Already stored: return that event, unchanged.
@@ -981,8 +1013,8 @@ class DjangoArtifactRegistry:
     """The :class:`~agent_sessions.ports.ArtifactRegistry` on a Django database.
 
     Artifacts are returned as dicts of their ``asm_artifacts`` columns.
-    Soft-deleted artifacts are invisible to every read; registering their key
-    again replaces the deleted row.
+    Soft-deleted artifacts are invisible to every read, but their key stays
+    taken (registering it again is a ValidationError), as in ASM.
 
     Args:
         using: Database alias to use; None follows the database routers.
@@ -1048,8 +1080,8 @@ class DjangoArtifactRegistry:
 
         def work(connection: BaseDatabaseWrapper) -> None:
             artifacts = m.Artifact.objects.using(alias)
-            # A soft-deleted artifact no longer owns its key.
-            artifacts.filter(key=row.key, deleted_at__isnull=False).delete()
+            # A key stays taken while its row exists, soft-deleted or not (ASM's
+            # unique index): registering never deletes anything.
             taken = artifacts.filter(key=row.key).exists()
             if taken or artifacts.filter(id=row.id).exists():
                 field = "key" if taken else "id"

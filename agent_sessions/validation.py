@@ -567,7 +567,11 @@ def check_datetime(value: object, field: str, *, required: bool = True) -> datet
         return None
     if not isinstance(value, datetime):
         raise _invalid(field, f"{field} must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
+    try:
+        offset = value.utcoffset()
+    except (ValueError, TypeError) as exc:  # an offset not strictly within ±24 h
+        raise _invalid(field, f"{field} has an invalid UTC offset: {exc}") from None
+    if value.tzinfo is None or offset is None:
         raise _invalid(
             field,
             f"{field} is a naive datetime; naive datetimes are rejected, "

@@ -151,11 +151,15 @@ def test_delete_is_idempotent(artifact_registry: DjangoArtifactRegistry) -> None
     assert m.Artifact.objects.get(key="a.txt").deleted_at == deleted_at
 
 
-def test_a_soft_deleted_key_can_be_registered_again(
+def test_a_soft_deleted_key_stays_taken_and_registering_it_deletes_nothing(
     artifact_registry: DjangoArtifactRegistry,
 ) -> None:
-    register(artifact_registry, "a.txt", byte_size=1)
+    # CONTRACT §11: ASM's unique index on key holds soft-deleted rows too.
+    first = register(artifact_registry, "a.txt", byte_size=1)
     artifact_registry.delete("a.txt")
-    again = register(artifact_registry, "a.txt", byte_size=2)
-    assert artifact_registry.get_by_key("a.txt") == again
-    assert m.Artifact.objects.filter(key="a.txt").count() == 1
+    with pytest.raises(ValidationError) as info:
+        register(artifact_registry, "a.txt", byte_size=2)
+    assert (info.value.code, info.value.field) == ("validation_error", "key")
+    [row] = m.Artifact.objects.filter(key="a.txt").values("id", "byte_size", "deleted_at")
+    assert (row["id"], row["byte_size"]) == (first["id"], 1)
+    assert row["deleted_at"] is not None

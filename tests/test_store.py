@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 
 from agent_sessions import models as m
@@ -519,12 +519,16 @@ def test_flush_with_invalid_provider_metadata_writes_nothing(store: DjangoSessio
 
 
 def test_flush_is_undone_when_a_later_part_fails_in_the_database(
-    store: DjangoSessionStore,
+    store: DjangoSessionStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     session = Session.new("agent-1")
     run = Run.new(session.id)
-    # Another writer's row holds number 1, so the counter collides on insert.
-    EventFactory(session_id=session.id, sequence_number=1)
+
+    def refuse(*args: Any) -> Any:
+        raise DatabaseError("the database refused the events")
+
+    # The events are written last, after the session and the run.
+    monkeypatch.setattr("agent_sessions.store._append_prepared", refuse)
     with pytest.raises(StorageError) as info:
         store.flush(session=session, run=run, events=[message(session.id)])
     assert "cause" in info.value.details

@@ -198,15 +198,16 @@ def test_database_failure_in_a_batch_writes_nothing(
         store.append_events(batch)
 
 
-def test_a_colliding_sequence_number_is_a_storage_error_and_moves_no_counter(
+def test_a_number_taken_by_another_writer_without_a_counter_is_skipped(
     store: DjangoSessionStore,
 ) -> None:
-    # Another writer stored number 1 without creating a counter.
+    # Another writer stored number 1 without creating a counter (CONTRACT §11:
+    # the append continues at max(sequence_number) + 1).
     EventFactory(session_id="ses_foreign", sequence_number=1)
-    with pytest.raises(StorageError):
-        store.append_event(Event.new("message_sent", "ses_foreign"))
-    assert store.get_latest_sequence("ses_foreign") == 0
-    assert m.Event.objects.filter(session_id="ses_foreign").count() == 1
+    stored = store.append_event(Event.new("message_sent", "ses_foreign"))
+    assert stored.sequence_number == 2
+    assert store.get_latest_sequence("ses_foreign") == 2
+    assert m.Event.objects.filter(session_id="ses_foreign").count() == 2
 
 
 @pytest.mark.parametrize(

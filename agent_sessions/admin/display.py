@@ -64,6 +64,21 @@ def json_display(field_name: str) -> Callable[[Any, Model], SafeString]:
     return display
 
 
+def stored_value(field_name: str) -> Callable[[Any, Model], str]:
+    """A list column with the stored string as is.
+
+    A status or event type that this version does not know (written by a
+    newer ASM) is shown rather than the "-" Django shows for a value
+    outside a field's choices (CONTRACT §11).
+    """
+
+    @admin.display(description=field_name, ordering=field_name)
+    def show(model_admin: Any, obj: Model) -> str:
+        return str(getattr(obj, field_name))
+
+    return show
+
+
 def admin_url(model: type[Model], object_id: str) -> str:
     """The admin page of ``model``'s row ``object_id`` (which need not exist)."""
     meta = model._meta

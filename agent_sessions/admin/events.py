@@ -21,6 +21,7 @@ from agent_sessions.admin.display import (
     json_display,
     run_link,
     session_link,
+    stored_value,
     utc_timestamp,
 )
 from agent_sessions.admin.filters import EventTypeFilter
@@ -63,14 +64,14 @@ class EventAdmin(BigTableAdmin):
 
     list_display = (
         "sequence_number",
-        "type",
+        "event_type",
         "session",
         "run",
         "timestamp_utc",
         "provider",
         "correlation_id",
     )
-    list_display_links = ("sequence_number", "type")
+    list_display_links = ("sequence_number", "event_type")
     list_columns = (
         "id",
         "type",
@@ -93,6 +94,7 @@ class EventAdmin(BigTableAdmin):
     extra_detail_fields = ("session_row", "timeline", "raw_json")
     linked_fields = {"session_id": "session", "run_id": "run"}
 
+    event_type = stored_value("type")
     data_json = json_display("data")
     metadata_json = json_display("metadata")
 

@@ -18,6 +18,7 @@ from agent_sessions.admin.display import (
     format_cost,
     json_display,
     session_link,
+    stored_value,
     token_summary,
 )
 from agent_sessions.admin.filters import ProviderFilter, RunStatusFilter
@@ -32,7 +33,7 @@ class RunAdmin(BigTableAdmin):
     list_display = (
         "id",
         "session",
-        "status",
+        "status_value",
         "provider",
         "tokens",
         "cost",
@@ -61,6 +62,7 @@ class RunAdmin(BigTableAdmin):
     extra_detail_fields = ("cost", "events")
     linked_fields = {"session_id": "session"}
 
+    status_value = stored_value("status")
     input_json = json_display("input")
     output_json = json_display("output")
     error_json = json_display("error")

@@ -31,6 +31,7 @@ from agent_sessions.admin.display import (
     changelist_url,
     format_cost,
     json_display,
+    stored_value,
     token_summary,
     utc_timestamp,
 )
@@ -71,7 +72,7 @@ class SessionAdmin(BigTableAdmin):
     list_display = (
         "id",
         "agent_id",
-        "status",
+        "status_value",
         "tag_list",
         "created_at",
         "updated_at",
@@ -101,6 +102,10 @@ class SessionAdmin(BigTableAdmin):
     metadata_json = json_display("metadata")
     context_json = json_display("context")
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        # Framework state rows (the ADK adapter's app:/user: state) are not sessions.
+        return models.conversations(super().get_queryset(request))
+
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # The soft-delete and restore actions need the change permission even
         # when the fields themselves are read-only (changeform_view guards saves).
@@ -109,6 +114,8 @@ class SessionAdmin(BigTableAdmin):
     def search_condition(self, term: str) -> Any:
         # Tags have no index in ASM's schema: this part reads asm_sessions (not events).
         return super().search_condition(term) | Q(tags__has_all=[term])
+
+    status_value = stored_value("status")
 
     @admin.display(description="tags")
     def tag_list(self, obj: models.Session) -> str:

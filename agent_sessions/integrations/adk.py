@@ -345,12 +345,20 @@ class DjangoSessionService(BaseSessionService):
         # two appends changing the same shared state must not both read the
         # old value, and locking a row that does not exist yet locks nothing.
         new_row = m.Session.from_domain(
-            core.Session.new(app_name, id=row_id, metadata={"framework": SOURCE, "adk_kind": kind})
+            core.Session.new(
+                app_name,
+                id=row_id,
+                metadata={"framework": SOURCE, "adk_kind": kind},
+                tags=[m.INTERNAL_TAG],
+            )
         )
         new_row.context = {}
         m.Session.objects.using(alias).bulk_create([new_row], ignore_conflicts=True)
         row = m.Session.objects.using(alias).select_for_update().get(id=row_id)
         now = datetime.now(UTC)
+        # Rows created by earlier versions get the tag that keeps them from retention.
+        if m.INTERNAL_TAG not in (row.tags or []):
+            row.tags = [*(row.tags or []), m.INTERNAL_TAG]
         row.context = {**(row.context or {}), **delta}
         row.updated_at = now
         core.Session.validate(row.to_domain())
