@@ -13,12 +13,16 @@ failing the whole query:
   THEN json_extract(col, '$."key"') END``.
 
 Previews of large JSON columns (the admin's timelines) read only a bounded
-prefix of the column's text, so a 1 MB payload costs the database a
-serialisation but never crosses the wire (:class:`JSONTextPrefix`):
+prefix of the column's text (:class:`JSONTextPrefix`), and only of values
+whose stored size (:class:`JSONStoredSize`) is at most a limit, so neither
+the page nor the database's work grows with the payloads:
 
-- PostgreSQL: ``left(col::text, n)`` (``jsonb`` prints its keys shortest
-  first, so ``role`` and ``type`` come before ``content``);
-- SQLite: ``substr(col, 1, n)`` (the column is the JSON text as written).
+- PostgreSQL: ``CASE WHEN pg_column_size(col) <= m THEN left(col::text, n)
+  END`` — ``pg_column_size`` reads a TOASTed value's size from its pointer,
+  without fetching it, and ``jsonb`` prints short keys (``role``, ``type``)
+  before long ones (``content``);
+- SQLite: ``CASE WHEN length(col) <= m THEN substr(col, 1, n) END`` (the
+  column is the JSON text as written).
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ from typing import Any
 
 from django.db import NotSupportedError
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Expression, F, FloatField, TextField, Value
+from django.db.models import Expression, F, FloatField, IntegerField, TextField, Value
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Coalesce
 from django.db.models.sql.compiler import SQLCompiler
 
-__all__ = ["JSONNumber", "JSONTextPrefix", "as_int", "json_number"]
+__all__ = ["JSONNumber", "JSONStoredSize", "JSONTextPrefix", "as_int", "json_number"]
 
 
 class JSONNumber(Expression):
@@ -82,14 +86,19 @@ class JSONNumber(Expression):
 
 
 class JSONTextPrefix(Expression):
-    """The first ``length`` characters of the JSON column ``column`` as text (NULL stays NULL)."""
+    """The first ``length`` characters of the JSON column ``column`` as text.
+
+    NULL when the column is NULL, or when its stored size is above
+    ``max_stored`` bytes (such a value is not even read).
+    """
 
     output_field = TextField()
 
-    def __init__(self, column: str, length: int) -> None:
+    def __init__(self, column: str, length: int, max_stored: int) -> None:
         super().__init__()
         self.column: Any = F(column)
         self.length = int(length)
+        self.max_stored = int(max_stored)
 
     def get_source_expressions(self) -> list[Any]:
         return [self.column]
@@ -104,13 +113,49 @@ class JSONTextPrefix(Expression):
         self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
     ) -> tuple[str, list[Any]]:
         column, params = compiler.compile(self.column)
-        return f"left(({column})::text, %s)", [*params, self.length]
+        sql = f"CASE WHEN pg_column_size({column}) <= %s THEN left(({column})::text, %s) END"
+        return sql, [*params, self.max_stored, *params, self.length]
 
     def as_sqlite(
         self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
     ) -> tuple[str, list[Any]]:
         column, params = compiler.compile(self.column)
-        return f"substr({column}, 1, %s)", [*params, self.length]
+        sql = f"CASE WHEN length({column}) <= %s THEN substr({column}, 1, %s) END"
+        return sql, [*params, self.max_stored, *params, self.length]
+
+
+class JSONStoredSize(Expression):
+    """The stored size in bytes of the JSON column ``column`` (compressed on PostgreSQL).
+
+    PostgreSQL: ``pg_column_size`` (no TOAST fetch); SQLite: ``length``.
+    """
+
+    output_field = IntegerField()
+
+    def __init__(self, column: str) -> None:
+        super().__init__()
+        self.column: Any = F(column)
+
+    def get_source_expressions(self) -> list[Any]:
+        return [self.column]
+
+    def set_source_expressions(self, exprs: Sequence[Combinable | Expression]) -> None:
+        (self.column,) = exprs
+
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> Any:
+        raise NotSupportedError(f"JSON stored sizes are not implemented for {connection.vendor}.")
+
+    def as_postgresql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.column)
+        return f"pg_column_size({column})", list(params)
+
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.column)
+        return f"length({column})", list(params)
 
 
 def json_number(column: str, key: str, *, default: int | None = None) -> Any:

@@ -28,7 +28,17 @@ Each size is loaded into its own schema (``asm_bench_small``,
 ``asm_bench_large``: tables ``LIKE`` the migrated ones, same indexes), and the
 pages are timed alternately on both (``search_path`` switched between
 requests), so that load from other processes on the machine falls on both
-sizes alike.
+sizes alike. The pages include the event search by an exact session id and
+run id, and the conversation view (newest and oldest page).
+
+Two more measurements (issue 14), on the large schema:
+
+* payload size: the session page and the conversation view of a session of
+  50 events of 1 MB each, against a session of 50 events of 200 bytes
+  (target: big/small <= 2, and pages that stay small);
+* export memory: a session of ``--export-events`` events (default 200,000)
+  exported through the admin action in a fresh subprocess, whose peak RSS
+  (``VmHWM``) must stay within 50 MiB of its idle RSS.
 """
 
 from __future__ import annotations
@@ -57,6 +67,16 @@ class PageCheck:
     name: str
     url: str
     raw_sql: list[tuple[str, list[Any]]]
+
+
+#: The sessions of the payload-size and export measurements (in the large schema).
+BIG_PAYLOAD_SESSION = "ses_bench_big_payloads"
+SMALL_PAYLOAD_SESSION = "ses_bench_small_payloads"
+EXPORT_SESSION = "ses_bench_export"
+BIG_PAYLOAD_BYTES = 1_000_000
+PAYLOAD_EVENTS = 50
+#: Peak RSS growth allowed while exporting (MiB).
+EXPORT_RSS_LIMIT_MIB = 50
 
 
 def session_id(n: int) -> str:
@@ -206,6 +226,212 @@ def load_history(dsn: str, schema: str, sessions: int, events: int) -> None:
             conn.execute(f"VACUUM ANALYZE {schema}.{table}")
 
 
+def load_extra_sessions(dsn: str, schema: str, export_events: int) -> None:
+    """Add the payload-size sessions and the export session to ``schema`` (COPY).
+
+    The big-payload session's events each carry 1 MB of random hex (which
+    TOAST barely compresses); the small one's the same shape at 200 bytes.
+    The export session has ``export_events`` events of about 1 KB.
+    """
+    import secrets
+
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    def payload_event(sid: str, seq: int, size: int) -> tuple[Any, ...]:
+        kind = ("tool_call_started", "tool_call_completed")[seq % 2]
+        data: dict[str, Any] = {"tool_name": "dump", "tool_call_id": f"c{seq // 2}"}
+        if kind == "tool_call_completed":
+            data["tool_output"] = secrets.token_hex(size // 2)
+        else:
+            data["tool_input"] = {"path": f"/tmp/{seq}", "blob": secrets.token_hex(size // 2)}
+        return (
+            f"evt_{sid}_{seq:06d}",
+            kind,
+            BASE_TIME + dt.timedelta(seconds=seq),
+            sid,
+            f"run_{sid}",
+            seq,
+            Jsonb(data),
+            Jsonb({}),
+            1,
+            "claude",
+            None,
+        )
+
+    def event_rows() -> Iterator[tuple[Any, ...]]:
+        for seq in range(1, PAYLOAD_EVENTS + 1):
+            yield payload_event(BIG_PAYLOAD_SESSION, seq, BIG_PAYLOAD_BYTES)
+            yield payload_event(SMALL_PAYLOAD_SESSION, seq, 200)
+        text = "lorem ipsum dolor sit amet, consectetur adipiscing elit " * 18  # ~1 KB
+        for seq in range(1, export_events + 1):
+            yield (
+                f"evt_export_{seq:09d}",
+                ("message_sent", "message_received")[seq % 2],
+                BASE_TIME + dt.timedelta(milliseconds=seq),
+                EXPORT_SESSION,
+                f"run_{EXPORT_SESSION}",
+                seq,
+                Jsonb({"role": ("user", "assistant")[seq % 2], "content": text, "n": seq}),
+                Jsonb({}),
+                1,
+                "claude",
+                None,
+            )
+
+    sessions = (BIG_PAYLOAD_SESSION, SMALL_PAYLOAD_SESSION, EXPORT_SESSION)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for sid in sessions:
+            for table, column in (
+                ("asm_events", "session_id"),
+                ("asm_runs", "session_id"),
+                ("asm_session_sequences", "session_id"),
+                ("asm_sessions", "id"),
+            ):
+                conn.execute(f"DELETE FROM {schema}.{table} WHERE {column} = %s", [sid])
+        with conn.transaction(), conn.cursor() as cur:
+            for sid in sessions:
+                cur.execute(
+                    f"INSERT INTO {schema}.asm_sessions (id, agent_id, status, metadata, context,"
+                    " tags, created_at, updated_at) VALUES (%s, 'bench', 'completed', '{}', '{}',"
+                    " '{}', %s, %s)",
+                    [sid, BASE_TIME, BASE_TIME],
+                )
+                cur.execute(
+                    f"INSERT INTO {schema}.asm_runs (id, session_id, status, metadata, turn_count,"
+                    " token_usage, started_at, provider, provider_metadata) VALUES (%s, %s,"
+                    " 'completed', '{}', 1, '{}', %s, 'claude', '{}')",
+                    [f"run_{sid}", sid, BASE_TIME],
+                )
+            with cur.copy(
+                f"COPY {schema}.asm_events (id, type, timestamp, session_id, run_id,"
+                " sequence_number, data, metadata, schema_version, provider, correlation_id)"
+                " FROM STDIN"
+            ) as copy:
+                for row in event_rows():
+                    copy.write_row(row)
+        conn.execute(f"VACUUM ANALYZE {schema}.asm_events")
+
+
+def admin_client() -> Any:
+    """A test client logged in as a benchmark superuser."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench-admin", defaults={"is_staff": True, "is_superuser": True}
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def time_payload_pages(schema: str, repeat: int) -> list[list[Any]]:
+    """Session page and conversation of the 1 MB-event session against the 200-byte one.
+
+    Returns:
+        Table rows: page, small ms, big ms, big/small, small KiB, big KiB.
+    """
+    import statistics
+    import time
+
+    from django.contrib.admin.utils import quote
+
+    client = admin_client()
+    use_schema(schema)
+    pages = {
+        "session page": "/admin/agent_sessions/session/{}/change/",
+        "conversation": "/admin/agent_sessions/session/{}/conversation/",
+    }
+    rows = []
+    for name, pattern in pages.items():
+        times: dict[str, list[float]] = {"small": [], "big": []}
+        sizes: dict[str, int] = {}
+        for round_ in range(repeat + 1):
+            for label, sid in (("small", SMALL_PAYLOAD_SESSION), ("big", BIG_PAYLOAD_SESSION)):
+                start = time.perf_counter()
+                response = client.get(pattern.format(quote(sid)))
+                elapsed = time.perf_counter() - start
+                if response.status_code != 200:
+                    raise SystemExit(f"{name} of {sid} answered {response.status_code}")
+                sizes[label] = len(response.content)
+                if round_:  # round 0 warms caches up
+                    times[label].append(elapsed)
+        small, big = statistics.median(times["small"]), statistics.median(times["big"])
+        rows.append(
+            [
+                f"{name} ({PAYLOAD_EVENTS} events)",
+                small * 1000,
+                big * 1000,
+                big / small,
+                sizes["small"] / 1024,
+                sizes["big"] / 1024,
+            ]
+        )
+    return rows
+
+
+def export_rss(db: str, schema: str) -> dict[str, Any]:
+    """Export :data:`EXPORT_SESSION` through the admin action in a fresh process; its RSS.
+
+    Returns:
+        ``{"idle_mib", "peak_mib", "growth_mib", "bytes", "lines", "seconds"}``
+        as printed by the ``--export-rss-child`` process.
+    """
+    import json
+    import subprocess
+
+    command = [sys.executable, "-m", "bench.bench_admin", "--db", db, "--export-rss-child", schema]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
+def _proc_status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def export_rss_child(schema: str) -> None:
+    """The subprocess of :func:`export_rss`: stream the export, print its memory as JSON."""
+    import gc
+    import json
+    import time
+
+    client = admin_client()
+    use_schema(schema)
+    # Warm up: the modules, templates and connection the export needs are loaded.
+    client.get("/admin/agent_sessions/session/")
+    gc.collect()
+    idle = _proc_status_kib("VmRSS")
+    start = time.perf_counter()
+    response = client.post(
+        "/admin/agent_sessions/session/?deleted=all",
+        {"action": "export_sessions_json", "_selected_action": [EXPORT_SESSION]},
+    )
+    if response.status_code != 200 or not response.streaming:
+        raise SystemExit(f"export answered {response.status_code}")
+    size = lines = 0
+    for chunk in response.streaming_content:
+        size += len(chunk)
+        lines += chunk.count(b"\n")
+    peak = _proc_status_kib("VmHWM")
+    print(
+        json.dumps(
+            {
+                "idle_mib": idle / 1024,
+                "peak_mib": peak / 1024,
+                "growth_mib": (peak - idle) / 1024,
+                "bytes": size,
+                "lines": lines,
+                "seconds": time.perf_counter() - start,
+            }
+        )
+    )
+
+
 # --------------------------------------------------------------------------- pages
 
 
@@ -214,6 +440,7 @@ def page_checks(sessions: int) -> list[PageCheck]:
     from django.contrib.admin.utils import quote
 
     target = session_id(sessions // 2 + 1)
+    target_run = run_id(sessions // 2 + 1)
     admin = "/admin/agent_sessions"
     session_cols = "id, agent_id, status, tags, created_at, updated_at, deleted_at"
     run_cols = "id, session_id, status, provider, token_usage, cost_usd, started_at, ended_at"
@@ -273,7 +500,7 @@ def page_checks(sessions: int) -> list[PageCheck]:
             [
                 (
                     f"SELECT {event_cols} FROM asm_events"
-                    " ORDER BY session_id, sequence_number, id DESC LIMIT %s",
+                    ' ORDER BY "timestamp" DESC, id DESC LIMIT %s',
                     [PAGE],
                 )
             ],
@@ -284,7 +511,7 @@ def page_checks(sessions: int) -> list[PageCheck]:
             [
                 (
                     f"SELECT {event_cols} FROM asm_events WHERE type = 'message_sent'"
-                    " ORDER BY session_id, sequence_number, id DESC LIMIT %s",
+                    ' ORDER BY "timestamp" DESC, id DESC LIMIT %s',
                     [PAGE],
                 )
             ],
@@ -295,8 +522,30 @@ def page_checks(sessions: int) -> list[PageCheck]:
             [
                 (
                     f"SELECT {event_cols} FROM asm_events WHERE session_id = %s"
-                    " ORDER BY session_id, sequence_number, id DESC LIMIT %s",
+                    " ORDER BY sequence_number DESC LIMIT %s",
                     [target, PAGE],
+                )
+            ],
+        ),
+        PageCheck(
+            "events ?q=<session id>",
+            f"{admin}/event/?q={target}",
+            [
+                (
+                    f"SELECT {event_cols} FROM asm_events WHERE session_id = %s"
+                    " ORDER BY sequence_number DESC LIMIT %s",
+                    [target, PAGE],
+                )
+            ],
+        ),
+        PageCheck(
+            "events ?q=<run id>",
+            f"{admin}/event/?q={target_run}",
+            [
+                (
+                    f"SELECT {event_cols} FROM asm_events WHERE run_id = %s"
+                    ' ORDER BY "timestamp" DESC, id DESC LIMIT %s',
+                    [target_run, PAGE],
                 )
             ],
         ),
@@ -340,7 +589,26 @@ def page_checks(sessions: int) -> list[PageCheck]:
                 ),
             ],
         ),
+        PageCheck(
+            "conversation (newest)",
+            f"{admin}/session/{quote(target)}/conversation/",
+            [conversation_sql(target, "DESC")],
+        ),
+        PageCheck(
+            "conversation ?after=0",
+            f"{admin}/session/{quote(target)}/conversation/?after=0",
+            [conversation_sql(target, "ASC")],
+        ),
     ]
+
+
+def conversation_sql(target: str, direction: str) -> tuple[str, list[Any]]:
+    """The raw query behind one conversation page (bounded previews included)."""
+    return (
+        "SELECT id, type, timestamp, sequence_number, run_id, provider, left(data::text, 4000)"
+        f" FROM asm_events WHERE session_id = %s ORDER BY sequence_number {direction} LIMIT 51",
+        [target],
+    )
 
 
 def use_schema(schema: str) -> None:
@@ -425,12 +693,22 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", type=float, default=0.02, help="large size = scale x 1,000,000 events"
     )
     parser.add_argument("--repeat", type=int, default=9, help="timings per page (median)")
+    parser.add_argument(
+        "--export-events",
+        type=int,
+        default=200_000,
+        help="events of the session whose export memory is measured",
+    )
+    parser.add_argument("--export-rss-child", metavar="SCHEMA", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from bench.common import print_table, setup_django
 
     setup_django(args.db)
+    if args.export_rss_child:
+        export_rss_child(args.export_rss_child)
+        return 0
     from bench.settings import raw_dsn
 
     dsn = raw_dsn()
@@ -443,6 +721,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loading {label}: {sessions:,} sessions, {events:,} events …", flush=True)
         load_history(dsn, f"asm_bench_{label}", sessions, events)
         checks[f"asm_bench_{label}"] = page_checks(sessions)
+    print(
+        f"loading 50 x 1 MB events and a {args.export_events:,}-event session (large) …",
+        flush=True,
+    )
+    load_extra_sessions(dsn, "asm_bench_large", args.export_events)
     print("timing …", flush=True)
     by_schema = time_pages(dsn, checks, args.repeat)
     timings = {label: by_schema[f"asm_bench_{label}"] for label, _, _ in sizes}
@@ -483,7 +766,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     verdict = "PASS" if worst <= 2 else "FAIL"
     print(f"\nworst admin large/small ratio: {worst:.2f} (target <= 2): {verdict}")
-    return 0 if worst <= 2 else 1
+
+    payload_rows = time_payload_pages("asm_bench_large", args.repeat)
+    print()
+    print_table(
+        f"Payload size, median of {args.repeat} (ms): {PAYLOAD_EVENTS} events of 200 bytes"
+        f" (small) vs {PAYLOAD_EVENTS} events of {BIG_PAYLOAD_BYTES // 1_000_000} MB (big)",
+        ["page", "small ms", "big ms", "big/small", "small KiB", "big KiB"],
+        payload_rows,
+    )
+    worst_payload = max(row[3] for row in payload_rows)
+    payload_ok = worst_payload <= 2
+    print(
+        f"\nworst big/small payload ratio: {worst_payload:.2f} (target <= 2): "
+        f"{'PASS' if payload_ok else 'FAIL'}"
+    )
+
+    rss = export_rss(args.db, "asm_bench_large")
+    rss_ok = rss["growth_mib"] <= EXPORT_RSS_LIMIT_MIB
+    print(
+        f"\nexport of {args.export_events:,} events ({rss['lines']:,} lines, "
+        f"{rss['bytes'] / 2**20:.1f} MiB streamed in {rss['seconds']:.1f} s): "
+        f"idle RSS {rss['idle_mib']:.1f} MiB, peak {rss['peak_mib']:.1f} MiB, "
+        f"growth {rss['growth_mib']:.1f} MiB (target <= {EXPORT_RSS_LIMIT_MIB}): "
+        f"{'PASS' if rss_ok else 'FAIL'}"
+    )
+    return 0 if worst <= 2 and payload_ok and rss_ok else 1
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from google.genai import types
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage, message_to_dict
 
 from agent_sessions import models as m
+from agent_sessions.admin import previews
 from agent_sessions.admin.previews import parse_prefix
 from agent_sessions.integrations.adk import event_type_for_adk_event
 from agent_sessions.integrations.langchain import event_type_for_message
@@ -331,16 +333,42 @@ def test_a_page_never_loads_whole_payloads(admin_client: Client):
         conv = admin_client.get(conversation(session.id))
         page = admin_client.get(reverse("admin:agent_sessions_session_change", args=[session.id]))
 
+    bounded_uses = (
+        'pg_column_size("asm_events"."data")',
+        'left(("asm_events"."data")::text',
+        'length("asm_events"."data")',
+        'substr("asm_events"."data"',
+    )
     for sql in (q["sql"] for q in queries if '"asm_events"' in q["sql"]):
         selected = sql.split(" FROM ")[0]
-        whole = selected.count('"asm_events"."data"')
-        bounded = selected.count('left(("asm_events"."data")') + selected.count(
-            'substr("asm_events"."data"'
-        )
-        assert whole == bounded, sql
+        for use in bounded_uses:
+            selected = selected.replace(use, "")
+        assert '"asm_events"."data"' not in selected, sql
     assert len(conv.content) < 60_000
     assert len(page.content) < 60_000
     assert all(e.cut for e in entries(conv))
+
+
+def test_payloads_stored_above_the_limit_are_not_read_for_a_preview(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(previews, "PREVIEW_MAX_STORED_BYTES", 1000)
+    session = SessionFactory()
+    append(session, 1, "tool_call_started", {"tool_name": "dump", "tool_call_id": "c1"})
+    append(
+        session,
+        2,
+        "tool_call_completed",
+        {"tool_call_id": "c1", "tool_output": os.urandom(4000).hex()},
+    )
+
+    response = admin_client.get(conversation(session.id))
+
+    call, result = entries(response)
+    assert (call.unread_size, result.unread_size.endswith("KB")) == ("", True)
+    assert result.blocks[0].text == ""
+    assert call.blocks[0].pair["sequence_number"] == 2
+    assert "not previewed" in response.content.decode()
 
 
 def test_parse_prefix_closes_what_the_cut_left_open():

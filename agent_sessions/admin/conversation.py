@@ -25,7 +25,7 @@ from django.utils.http import urlencode
 
 from agent_sessions import models
 from agent_sessions.admin.display import compact_time, utc_timestamp
-from agent_sessions.admin.previews import parse_prefix, with_data_prefix
+from agent_sessions.admin.previews import is_unread, parse_prefix, size_label, with_data_prefix
 from agent_sessions.admin.transcript import Block, blocks_for, pair_tool_calls, tokens_of
 from agent_sessions.core import EventType
 from agent_sessions.errors import ValidationError
@@ -142,6 +142,7 @@ class Entry:
     time: str
     elapsed: str
     cut: bool
+    unread_size: str = ""
     tokens: dict[str, int] | None = None
     cost: float | None = None
     highlight: str = ""
@@ -326,8 +327,13 @@ def build_entries(
     entries: list[Entry] = []
     last_run: str | None = None
     for row in rows:
+        unread = is_unread(row)
         data, cut = parse_prefix(getattr(row, "data_prefix", None))
         blocks = blocks_for(row.type, data)
+        if unread:
+            cut = True
+            for block in blocks:
+                block.text = ""
         tokens = tokens_of(data)
         run = runs.get(row.run_id) if row.run_id else None
         cost = None
@@ -346,6 +352,7 @@ def build_entries(
             time=utc_timestamp(row.timestamp),
             elapsed=format_elapsed(elapsed),
             cut=cut,
+            unread_size=size_label(getattr(row, "data_size", None)) if unread else "",
             tokens=tokens,
             cost=cost,
             highlight=highlight,

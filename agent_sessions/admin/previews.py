@@ -15,10 +15,14 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from agent_sessions.jsonsql import JSONTextPrefix
+from agent_sessions.jsonsql import JSONStoredSize, JSONTextPrefix
 
 #: Characters of ``data`` read for a conversation entry.
 PREVIEW_CHARS = 4000
+#: Payloads stored in more bytes than this are not read at all for a preview:
+#: reading a TOASTed value means fetching all of it, so a page of fifty 1 MB
+#: events would cost fifty megabytes of database work.
+PREVIEW_MAX_STORED_BYTES = 64 * 1024
 #: Characters of ``data`` read for a one-line timeline preview.
 LINE_PREVIEW_CHARS = 400
 #: Appended to a value the prefix cut short.
@@ -26,13 +30,49 @@ ELLIPSIS = "…"
 #: Deeper nesting than this is shown as cut (keeps the parser's recursion bounded).
 MAX_DEPTH = 48
 
-__all__ = ["ELLIPSIS", "PREVIEW_CHARS", "one_line", "parse_prefix", "with_data_prefix"]
+__all__ = [
+    "ELLIPSIS",
+    "PREVIEW_CHARS",
+    "PREVIEW_MAX_STORED_BYTES",
+    "is_unread",
+    "one_line",
+    "parse_prefix",
+    "size_label",
+    "with_data_prefix",
+]
 
 
 def with_data_prefix(queryset: QuerySet[Any], length: int = PREVIEW_CHARS) -> QuerySet[Any]:
-    """``queryset`` of events annotated with ``data_prefix``: the first ``length`` characters."""
-    annotated: QuerySet[Any] = queryset.annotate(data_prefix=JSONTextPrefix("data", length))
+    """``queryset`` of events annotated with ``data_prefix`` and ``data_size``.
+
+    ``data_prefix`` is the first ``length`` characters of ``data``'s JSON
+    text, or NULL when ``data`` is stored in more than
+    :data:`PREVIEW_MAX_STORED_BYTES`; ``data_size`` is the stored size.
+    """
+    annotated: QuerySet[Any] = queryset.annotate(
+        data_prefix=JSONTextPrefix("data", length, PREVIEW_MAX_STORED_BYTES),
+        data_size=JSONStoredSize("data"),
+    )
     return annotated
+
+
+def is_unread(row: Any) -> bool:
+    """True when ``row``'s payload was too large to preview (see :func:`with_data_prefix`)."""
+    size = getattr(row, "data_size", None)
+    if getattr(row, "data_prefix", None) is not None or not isinstance(size, int):
+        return False
+    return size > PREVIEW_MAX_STORED_BYTES
+
+
+def size_label(size: int | None) -> str:
+    """A stored size for people: ``"1.2 MB"``, ``"80 KB"``."""
+    if not size:
+        return "0 B"
+    if size >= 1_000_000:
+        return f"{size / 1_000_000:.1f} MB"
+    if size >= 1_000:
+        return f"{size / 1_000:.0f} KB"
+    return f"{size} B"
 
 
 class _Cut(Exception):

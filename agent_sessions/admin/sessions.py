@@ -38,7 +38,13 @@ from agent_sessions.admin.display import (
 from agent_sessions.admin.export import aexport_lines, export_lines
 from agent_sessions.admin.filters import SessionStatusFilter, SoftDeletedListFilter
 from agent_sessions.admin.options import BigTableAdmin
-from agent_sessions.admin.previews import LINE_PREVIEW_CHARS, parse_prefix, with_data_prefix
+from agent_sessions.admin.previews import (
+    LINE_PREVIEW_CHARS,
+    is_unread,
+    parse_prefix,
+    size_label,
+    with_data_prefix,
+)
 from agent_sessions.admin.transcript import blocks_for, summary_line
 from agent_sessions.core import EventType
 from agent_sessions.errors import AgentSessionsError, ValidationError
@@ -390,6 +396,11 @@ def _timeline_context(request: HttpRequest, session_id: str, *, show_runs: bool)
     items = []
     for event in timeline:
         data, _cut = parse_prefix(getattr(event, "data_prefix", None))
+        preview = summary_line(blocks_for(event.type, data))
+        if is_unread(event):
+            preview = (
+                f"(payload of {size_label(getattr(event, 'data_size', None))}: open the event)"
+            )
         items.append(
             {
                 "event": event,
@@ -398,7 +409,7 @@ def _timeline_context(request: HttpRequest, session_id: str, *, show_runs: bool)
                 if show_runs and event.run_id
                 else None,
                 "time": utc_timestamp(event.timestamp),
-                "preview": summary_line(blocks_for(event.type, data)),
+                "preview": preview,
             }
         )
     return {
