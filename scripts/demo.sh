@@ -19,7 +19,14 @@ port="${ASM_DEMO_PORT:-8000}"
 log "Migrating the example project (${DATABASE_URL:-SQLite: example_project/db.sqlite3})"
 "$PY" manage.py migrate --noinput -v 0
 log "Loading demo data"
-"$PY" manage.py load_demo_data --reset
+# Refuses (exit 1, nothing changed) on a database that holds sessions the demo
+# did not create; --reset deletes only the demo's own sessions.
+if ! "$PY" manage.py load_demo_data --reset; then
+    echo "demo.sh: not loading demo data into ${DATABASE_URL:-this database}: it holds other sessions." >&2
+    echo "          Point DATABASE_URL at an empty database (or unset it for SQLite)." >&2
+    exit 1
+fi
+# Created only when missing: an existing user keeps its password.
 "$PY" manage.py demo_admin --username "$user" --password "$password"
 "$PY" manage.py demo_agent ses_live_demo --count 3 --interval 0 -v 0
 
@@ -28,7 +35,7 @@ cat <<MSG
   Demo ready.  Admin: http://127.0.0.1:$port/admin/
                Live events: http://127.0.0.1:$port/live/ses_live_demo/
                JSON API: http://127.0.0.1:$port/agent-sessions/sessions/
-  Log in as:   $user / $password
+  Log in as:   $user / $password (when the demo created that user)
 
   Try:  $PY manage.py asm_maintenance --dry-run -v 2
         $PY manage.py demo_agent ses_live_demo     # in another terminal: watch the live page

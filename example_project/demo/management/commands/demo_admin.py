@@ -1,4 +1,4 @@
-"""``manage.py demo_admin``: create (or reset) the demo superuser and print its credentials."""
+"""``manage.py demo_admin``: create the demo superuser if it is missing, and print its login."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from django.core.management.base import BaseCommand, CommandParser
 
 
 class Command(BaseCommand):
-    help = "Create or reset the example project's superuser."
+    help = (
+        "Create the example project's superuser if no user has that name; an existing user "
+        "is left as it is (its password is not reset)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--username", default="admin")
@@ -17,11 +20,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, username: str, password: str, **options: Any) -> None:
         user_model = get_user_model()
-        user, created = user_model.objects.get_or_create(
-            username=username, defaults={"email": f"{username}@example.invalid"}
+        if user_model.objects.filter(username=username).exists():
+            self.stdout.write(f"User {username!r} exists; left unchanged (log in as before).")
+            return
+        user_model.objects.create_superuser(
+            username=username, email=f"{username}@example.invalid", password=password
         )
-        user.is_staff = user.is_superuser = True
-        user.set_password(password)
-        user.save()
-        verb = "Created" if created else "Reset"
-        self.stdout.write(f"{verb} superuser {username!r} with password {password!r}.")
+        self.stdout.write(f"Created superuser {username!r} with password {password!r}.")

@@ -8,8 +8,14 @@ the admin, the query API and ``asm_maintenance --dry-run`` all have
 something to show. Everything is written with ``DjangoSessionStore`` and
 ``DjangoArtifactRegistry``.
 
-Ids are derived from ``--seed``, so running it again rewrites the same rows
-instead of adding new ones; ``--reset`` empties the asm_* tables first.
+Ids are stable, so running it again rewrites the same rows instead of adding
+new ones. Every demo session carries ``metadata["asm_demo"] = True``.
+
+It never touches data it did not create: on a database that holds sessions
+or events of its own (anything but demo sessions and ``ses_live_demo``, the
+live page's session), it refuses with a clear message unless
+``--allow-other-data`` is given; ``--reset`` deletes the demo's own sessions
+(with their runs, events, counters and artifacts) and nothing else.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models import Q
 
 from agent_sessions import models
 from agent_sessions.core import Event, EventType, Run, RunStatus, Session, SessionStatus
-from agent_sessions.store import DjangoArtifactRegistry, DjangoSessionStore
+from agent_sessions.store import DjangoArtifactRegistry, DjangoSessionStore, delete_sessions_cascade
 from agent_sessions.validation import utcnow
 
 AGENTS = {
@@ -45,6 +52,10 @@ PROMPTS = [
 ]
 TOOLS = ["search_docs", "read_file", "run_tests", "query_crm", "web_search", "apply_patch"]
 ERRORS = ["rate_limited", "tool_timeout", "context_length_exceeded"]
+#: The metadata key that marks a session as the demo's.
+DEMO_MARK = "asm_demo"
+#: The session of the live page (``demo_agent``), the demo's too.
+LIVE_SESSION_ID = "ses_live_demo"
 
 
 @dataclass
@@ -67,17 +78,41 @@ class Command(BaseCommand):
         parser.add_argument("--sessions", type=int, default=20, help="how many sessions")
         parser.add_argument("--seed", type=int, default=7, help="random seed (ids derive from it)")
         parser.add_argument(
-            "--reset", action="store_true", help="delete every asm_* row before loading"
+            "--reset",
+            action="store_true",
+            help="delete the demo's own sessions (and what they own) before loading",
+        )
+        parser.add_argument(
+            "--allow-other-data",
+            action="store_true",
+            help="load even though the database holds sessions the demo did not create "
+            "(they are never touched)",
         )
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="database alias")
 
     def handle(
-        self, *args: Any, sessions: int, seed: int, reset: bool, database: str, **options: Any
+        self,
+        *args: Any,
+        sessions: int,
+        seed: int,
+        reset: bool,
+        allow_other_data: bool,
+        database: str,
+        **options: Any,
     ) -> None:
+        others = self._other_sessions(database)
+        if others and not allow_other_data:
+            raise CommandError(
+                f"This database holds {others} session(s) that the demo did not create; "
+                "refusing to load demo data into it (nothing was changed). Use an empty "
+                "database, or --allow-other-data to add the demo sessions next to them "
+                "(--reset then deletes only the demo's own sessions).",
+                returncode=1,
+            )
         if reset:
-            self._reset(database)
+            deleted = self._reset(database)
             if options["verbosity"] >= 1:
-                self.stdout.write("Deleted every row of the asm_* tables.")
+                self.stdout.write(f"Deleted the {deleted} demo session(s) of an earlier load.")
         rng = random.Random(seed)
         store = DjangoSessionStore(using=database)
         registry = DjangoArtifactRegistry(using=database)
@@ -91,16 +126,28 @@ class Command(BaseCommand):
             f"{totals.soft_deleted} soft-deleted, {totals.pinned} pinned."
         )
 
-    def _reset(self, database: str) -> None:
-        with transaction.atomic(using=database):
-            for model in (
-                models.Event,
-                models.Run,
-                models.Artifact,
-                models.SessionSequence,
-                models.Session,
-            ):
-                model.objects.using(database).all().delete()
+    @staticmethod
+    def _demo_ids(database: str) -> list[str]:
+        marked = models.Session.objects.using(database).filter(**{f"metadata__{DEMO_MARK}": True})
+        return [*marked.values_list("id", flat=True), LIVE_SESSION_ID]
+
+    def _other_sessions(self, database: str) -> int:
+        """Sessions (with a row, or only events) that are not the demo's."""
+        demo = self._demo_ids(database)
+        rows = models.Session.objects.using(database).exclude(id__in=demo)
+        rowless = (
+            models.Event.objects.using(database)
+            .exclude(Q(session_id__in=demo) | Q(session_id__in=rows.values("id")))
+            .values("session_id")
+            .distinct()
+        )
+        return rows.count() + rowless.count()
+
+    def _reset(self, database: str) -> int:
+        """Delete the demo's own sessions with everything they own; nothing else."""
+        demo = self._demo_ids(database)
+        delete_sessions_cascade(demo, using=database)
+        return len(demo) - 1
 
     def _load_session(
         self,
@@ -131,6 +178,7 @@ class Command(BaseCommand):
             metadata={
                 "user": f"user-{rng.randint(100, 999)}",
                 "channel": rng.choice(["web", "api"]),
+                DEMO_MARK: True,
             },
             context={"system_prompt": f"You are {agent_id}.", "locale": "en"},
             tags=tags,
