@@ -781,6 +781,7 @@ class DjangoSessionStore:
                 waited(bool(events))
                 return events
 
+    @traced("get_events", _by_session_id)
     async def aget_events(
         self,
         session_id: str,

@@ -37,6 +37,7 @@ Metrics (meter ``agent_sessions``):
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -130,8 +131,8 @@ def traced(
     def decorate(func: F) -> F:
         name = f"{SCOPE}.{operation}"
 
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        @contextmanager
+        def span_for(args: Any, kwargs: Any) -> Iterator[Any]:
             instruments = _instruments()
             started = time.perf_counter() if append else 0.0
             # The span's own error handling is replaced by ours (error.type).
@@ -143,7 +144,7 @@ def traced(
                     if describe is not None:
                         _describe(span, describe, args, kwargs)
                 try:
-                    result = func(*args, **kwargs)
+                    yield span
                 except BaseException as exc:
                     _failed(span, exc)
                     raise
@@ -152,7 +153,20 @@ def traced(
                         instruments.append_duration.record(
                             time.perf_counter() - started, {"db.operation.name": operation}
                         )
-                return result
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with span_for(args, kwargs):
+                    return await func(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with span_for(args, kwargs):
+                return func(*args, **kwargs)
 
         return cast(F, wrapper)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -187,3 +188,11 @@ def test_the_package_imports_without_opentelemetry() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_async_long_poll_has_its_span(spans: InMemorySpanExporter) -> None:
+    store = DjangoSessionStore()
+    assert asyncio.run(store.aget_events("ses_async_nobody", wait_timeout_ms=20)) == []
+    span = span_named(spans, "agent_sessions.get_events")
+    assert span.attributes is not None
+    assert span.attributes["gen_ai.conversation.id"] == "ses_async_nobody"
