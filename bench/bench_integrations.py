@@ -1,6 +1,6 @@
 """Agent-framework adapters vs the frameworks' own SQL session stores, same PostgreSQL.
 
-One-line command (needs the extras ``openai-agents,adk,bench``)::
+One-line command (needs the extras ``openai-agents,adk,langgraph,bench``)::
 
     .venv/bin/python -m bench.bench_integrations --items 2000 --read-items 10000
 
@@ -12,6 +12,11 @@ Database: ``asm_bench_integrations`` (``--db``). Compared, one call at a time:
 - Google ADK: ``DjangoSessionService.append_event`` vs ADK's
   ``DatabaseSessionService`` (asyncpg), and ``get_session`` of a whole
   session (events rebuilt as ADK ``Event`` objects on both sides);
+- LangGraph: ``DjangoCheckpointSaver`` vs ``langgraph-checkpoint-postgres``'s
+  ``PostgresSaver`` (psycopg, its own tables created by ``setup()``): a
+  thread growing to ``--graph-messages`` messages, one ``put`` of the
+  checkpoint (the ``messages`` channel at a new version) and one
+  ``get_tuple`` per message; and ``list`` of the thread's checkpoints;
 - raw psycopg baseline: the same work written by hand (append: counter upsert
   and insert in one transaction, plus the session-row update for ADK; read:
   one ``SELECT`` ordered by sequence number, JSON decoded per row).
@@ -266,14 +271,19 @@ def bench_openai(args: argparse.Namespace, url: str, dsn: str) -> list[list[Any]
 async def fill_ours(service: Any, session_id: str, events: list[Any]) -> None:
     """Store ``events`` as ``append_event`` would, in one batch (loading, not timed)."""
     from agent_sessions import core
-    from agent_sessions.integrations.adk import EVENT_KEY, SOURCE, event_type_for_adk_event
+    from agent_sessions.integrations.adk import (
+        EVENT_KEY,
+        SOURCE,
+        asm_session_id,
+        event_type_for_adk_event,
+    )
     from agent_sessions.store import DjangoSessionStore
 
     await service.create_session(app_name="bench", user_id="u", session_id=session_id)
     stored = [
         core.Event.new(
             event_type_for_adk_event(event),
-            session_id,
+            asm_session_id("bench", "u", session_id),
             data={EVENT_KEY: event.model_dump(mode="json", exclude_none=True)},
             metadata={"source": SOURCE, "author": event.author},
         )
@@ -381,6 +391,93 @@ def bench_adk(args: argparse.Namespace, url: str, dsn: str) -> list[list[Any]]:
     ]
 
 
+# --------------------------------------------------------------------------- LangGraph
+
+
+def graph_checkpoints(saver: Any, count: int) -> list[tuple[Any, dict[str, str]]]:
+    """``count`` checkpoints of a conversation growing by one message each, and their new
+    versions, as LangGraph's loop hands them to a saver (versions made by ``saver``)."""
+    from langchain_core.messages import AIMessage, HumanMessage
+    from langgraph.checkpoint.base import empty_checkpoint
+    from langgraph.checkpoint.base.id import uuid6
+
+    messages: list[Any] = []
+    version = None
+    checkpoints = []
+    for n in range(count):
+        text = item(n)["content"]
+        message = HumanMessage(text) if n % 2 == 0 else AIMessage(text)
+        message.id = str(uuid.uuid4())
+        messages = [*messages, message]
+        version = saver.get_next_version(version, None)
+        checkpoint = empty_checkpoint()
+        checkpoint["id"] = str(uuid6())
+        checkpoint["channel_values"] = {"messages": messages}
+        checkpoint["channel_versions"] = {"messages": version}
+        checkpoints.append((checkpoint, {"messages": version}))
+    return checkpoints
+
+
+def run_thread(saver: Any, thread_id: str, count: int) -> float:
+    """Seconds to put each checkpoint of a ``count``-message thread and read it back."""
+    checkpoints = graph_checkpoints(saver, count)
+    config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    start = time.perf_counter()
+    for step, (checkpoint, new_versions) in enumerate(checkpoints):
+        metadata = {"source": "loop", "step": step, "parents": {}}
+        config = saver.put(config, checkpoint, metadata, new_versions)
+        got = saver.get_tuple(config)
+        assert len(got.checkpoint["channel_values"]["messages"]) == step + 1
+    return time.perf_counter() - start
+
+
+def bench_langgraph(args: argparse.Namespace, dsn: str) -> list[list[Any]]:
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    from agent_sessions.integrations.langgraph import DjangoCheckpointSaver
+
+    count = args.graph_messages
+    with PostgresSaver.from_conn_string(dsn) as theirs_saver:
+        theirs_saver.setup()
+
+        def ours(_: int) -> float:
+            return run_thread(DjangoCheckpointSaver(), new_id("lg"), count)
+
+        def theirs(_: int) -> float:
+            return run_thread(theirs_saver, new_id("lg"), count)
+
+        cases = {"ours": ours, "theirs": theirs}
+        puts = rounds(args.repeat, cases)
+        listed = {}
+        for name, saver in (("ours", DjangoCheckpointSaver()), ("theirs", theirs_saver)):
+            thread_id = new_id("lglist")
+            run_thread(saver, thread_id, count)
+            config = {"configurable": {"thread_id": thread_id}}
+
+            def list_all(saver: Any = saver, config: Any = config) -> None:
+                assert len(list(saver.list(config))) == count
+
+            listed[name] = best_of(args.read_repeat, list_all)
+    return [
+        [
+            f"langgraph put+get_tuple x{count}",
+            puts["ours"],
+            puts["theirs"],
+            "",
+            puts["theirs"] / puts["ours"],
+            "",
+        ],
+        [
+            f"langgraph list ({count})",
+            listed["ours"],
+            listed["theirs"],
+            "",
+            listed["theirs"] / listed["ours"],
+            "",
+        ],
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default="asm_bench_integrations")
@@ -388,6 +485,9 @@ def main() -> None:
     parser.add_argument("--read-items", type=int, default=2000, help="size of the session read")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of each append case")
     parser.add_argument("--read-repeat", type=int, default=5, help="runs of each read case")
+    parser.add_argument(
+        "--graph-messages", type=int, default=50, help="messages of the LangGraph thread"
+    )
     args = parser.parse_args()
     setup_django(args.db)
     from django.db import connections
@@ -397,7 +497,7 @@ def main() -> None:
     connections.settings["default"]["CONN_MAX_AGE"] = 600
     url, dsn = sqlalchemy_url(args.db), raw_dsn()
     durability = durability_check(url)
-    rows = bench_openai(args, url, dsn) + bench_adk(args, url, dsn)
+    rows = bench_openai(args, url, dsn) + bench_adk(args, url, dsn) + bench_langgraph(args, dsn)
     print_table(
         f"agent-framework adapters on PostgreSQL ({args.db}); seconds (best of "
         f"{args.repeat} rounds for appends, {args.read_repeat} for reads), lower is better",

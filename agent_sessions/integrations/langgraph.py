@@ -22,9 +22,11 @@ the admin, the query API and an Elixir application all see it):
   :class:`~agent_sessions.integrations.langchain.DjangoChatMessageHistory`;
 - each checkpoint is a ``workspace_snapshot_taken`` event (a snapshot of the
   graph's state) and each pending write a ``workspace_diff_computed`` event,
-  both with ``correlation_id`` = the checkpoint id and the serialised payload
-  (LangGraph's own serializer, base64) under ``data["langgraph"]``. Those two
-  types are never redacted (their payloads are opaque);
+  both with ``correlation_id`` = the checkpoint id, the readable fields
+  (namespace, ids, step, task, channel) under ``data["langgraph"]`` and the
+  serialised payload (LangGraph's own serializer, base64) under
+  ``metadata["langgraph"]``, out of full-text search. Those two types are
+  never redacted (their payloads are opaque);
 - each graph run whose AI messages report ``usage_metadata`` is an asm run
   (id = LangGraph's ``run_id`` when the config carries one) with provider,
   model and token usage (see :mod:`agent_sessions.integrations.runs`).
@@ -285,8 +287,8 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
         for thread_id, _ns, checkpoint_id in thread_ids_and_checkpoints:
             condition |= Q(session_id=thread_id, correlation_id=checkpoint_id)
         rows = self._events(alias).filter(condition, type=WRITE_TYPE.value)
-        for session_id, data in rows.values_list("session_id", "data"):
-            write = data[KEY]
+        for session_id, data, metadata in rows.values_list("session_id", "data", "metadata"):
+            write = _payload(data, metadata)
             key = (session_id, write["ns"], write["checkpoint_id"])
             if key in found:
                 found[key].append(write)
@@ -304,21 +306,40 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
         checkpoint_id = get_checkpoint_id(config)
         alias = self._read_alias()
         with translate_errors("get_tuple"):
-            checkpoints = self._events(alias).filter(
-                session_id=thread_id, type=CHECKPOINT_TYPE.value, data__langgraph__ns=ns
+            if not checkpoint_id:
+                checkpoint_id = (
+                    self._events(alias)
+                    .filter(
+                        session_id=thread_id, type=CHECKPOINT_TYPE.value, data__langgraph__ns=ns
+                    )
+                    .order_by("-correlation_id")
+                    .values_list("correlation_id", flat=True)
+                    .first()
+                )
+                if checkpoint_id is None:
+                    return None
+            # The checkpoint and its pending writes share the correlation id: one query.
+            rows = (
+                self._events(alias)
+                .filter(
+                    session_id=thread_id,
+                    correlation_id=checkpoint_id,
+                    type__in=[CHECKPOINT_TYPE.value, WRITE_TYPE.value],
+                    data__langgraph__ns=ns,
+                )
+                .order_by("sequence_number")
+                .values_list("type", "data", "metadata")
             )
-            if checkpoint_id:
-                checkpoints = checkpoints.filter(correlation_id=checkpoint_id)
-            data = (
-                checkpoints.order_by("-correlation_id", "-sequence_number")
-                .values_list("data", flat=True)
-                .first()
-            )
-            if data is None:
+            payload = None
+            writes = []
+            for event_type, data, metadata in rows:
+                if event_type == CHECKPOINT_TYPE.value:
+                    payload = _payload(data, metadata)
+                else:
+                    writes.append(_payload(data, metadata))
+            if payload is None:
                 return None
-            payload = data[KEY]
-            writes = self._writes_of(alias, [(thread_id, ns, payload["checkpoint_id"])])
-        return self._tuple(thread_id, payload, writes[(thread_id, ns, payload["checkpoint_id"])])
+        return self._tuple(thread_id, payload, writes)
 
     def list(
         self,
@@ -361,10 +382,10 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
                     | Q(correlation_id=last[0], session_id__gt=last[1])
                 )
             with translate_errors("list"):
-                rows = list(page.values_list("session_id", "data")[:LIST_CHUNK_SIZE])
+                rows = list(page.values_list("session_id", "data", "metadata")[:LIST_CHUNK_SIZE])
                 matching = []
-                for session_id, data in rows:
-                    payload = data[KEY]
+                for session_id, data, metadata in rows:
+                    payload = _payload(data, metadata)
                     if filter:
                         metadata = _untyped(self.serde, payload["metadata"])
                         if any(metadata.get(k) != v for k, v in filter.items()):
@@ -430,11 +451,17 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
                     "ns": ns,
                     "checkpoint_id": checkpoint["id"],
                     "parent": parent,
-                    "checkpoint": _typed(self.serde, saved),
-                    "metadata": _typed(self.serde, stored_metadata),
+                    "source": stored_metadata.get("source"),
+                    "step": stored_metadata.get("step"),
                 }
             },
-            metadata={"source": SOURCE},
+            metadata={
+                "source": SOURCE,
+                KEY: {
+                    "checkpoint": _typed(self.serde, saved),
+                    "metadata": _typed(self.serde, stored_metadata),
+                },
+            },
         )
         messages = values.get(MESSAGES_CHANNEL) if MESSAGES_CHANNEL in new_versions else None
         message_events = self._message_events(thread_id, messages)
@@ -446,15 +473,27 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
             self._events(alias).filter(id=checkpoint_event.id).delete()
             return self._store.append_events([*message_events, checkpoint_event])
 
+        # Which messages are new decides what usage counts; asked only when one reports usage.
+        with_usage = [
+            e.id for e in message_events if e.data["message"]["data"].get("usage_metadata")
+        ]
+        new_ids = self._new_ids(alias, with_usage) if with_usage else set()
+        # The common case, a new checkpoint id, is one append (one statement, or one
+        # batch with the new messages). Re-putting a stored checkpoint id replaces
+        # it, as LangGraph's savers do: that rare case deletes and appends again.
         if message_events:
-            new_ids = self._new_ids(alias, [e.id for e in message_events])
-            write_transaction(alias, "put", work)
-            self._stored_messages.update(e.id for e in message_events)
-            self._record_usage(thread_id, run_id, messages, message_events, new_ids)
+            stored = self._store.append_events([*message_events, checkpoint_event])[-1]
         else:
             stored = self._store.append_event(checkpoint_event)
-            if stored.data != checkpoint_event.data:
-                write_transaction(alias, "put", work)
+        if (stored.data, stored.metadata.get(KEY)) != (
+            checkpoint_event.data,
+            checkpoint_event.metadata[KEY],
+        ):
+            write_transaction(alias, "put", work)
+        if message_events:
+            self._stored_messages.update(e.id for e in message_events)
+            if new_ids:
+                self._record_usage(thread_id, run_id, messages, message_events, new_ids)
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -602,10 +641,9 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
                         "task_path": task_path,
                         "idx": index,
                         "channel": channel,
-                        "value": _typed(self.serde, value),
                     }
                 },
-                metadata={"source": SOURCE},
+                metadata={"source": SOURCE, KEY: {"value": _typed(self.serde, value)}},
             )
             for channel, value, index in (
                 (channel, value, WRITES_IDX_MAP.get(channel, position))
@@ -640,7 +678,7 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
                 self._events(alias)
                 .filter(session_id=source)
                 .order_by("sequence_number")
-                .values_list("id", "type", "data", "correlation_id", "run_id")
+                .values_list("id", "type", "data", "metadata", "correlation_id", "run_id")
             )
         if not rows:
             return
@@ -653,9 +691,9 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
                 data=data,
                 correlation_id=correlation_id,
                 run_id=run_id,
-                metadata={"source": SOURCE},
+                metadata=metadata,
             )
-            for event_id, event_type, data, correlation_id, run_id in rows
+            for event_id, event_type, data, metadata, correlation_id, run_id in rows
         ]
         write_transaction(alias, "copy_thread", lambda: self._store.append_events(copies))
 
@@ -781,6 +819,12 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """See :meth:`delete_for_runs`."""
         await run_in_worker(self.delete_for_runs, run_ids)
+
+
+def _payload(data: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's or write's stored fields: the readable ones (``data``) and the
+    serialised ones (``metadata``)."""
+    return {**data[KEY], **metadata.get(KEY, {})}
 
 
 def _copied_event_id(target: str, event_type: str, data: dict[str, Any], old_id: str) -> str:
