@@ -905,7 +905,7 @@ class DjangoQueryAPI:
             )
         if query.is_empty:
             return TextPage([], None)
-        alias = db_for_read(self.using, models.Event)
+        alias = db_for_read(self.using, models.Event, consistent=self.consistent)
         narrowed = agent_id is not None or any(value is not None for value in data.values())
         with _search_available(alias), translate_errors("search_text"):
             events = _filtered(EventFilterSet, data, self._objects(models.Event))

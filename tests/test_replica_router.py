@@ -251,6 +251,16 @@ def test_the_query_api_reads_the_standby_unless_asked_for_consistency(
     assert [s.id for s in DjangoQueryAPI(consistent=True).search_sessions().sessions] == ["ses_1"]
 
 
+def test_full_text_search_reads_the_standby_unless_asked_for_consistency(
+    replay_paused: None,
+) -> None:
+    DjangoSessionStore().append_event(message("ses_1", "the zebra crossing"))
+
+    assert DjangoQueryAPI().search_text("zebra").hits == []
+    hits = DjangoQueryAPI(consistent=True).search_text("zebra").hits
+    assert [hit.event.session_id for hit in hits] == ["ses_1"]
+
+
 def test_the_artifact_registry_writes_the_primary_and_reads_back_when_consistent(
     replay_paused: None,
 ) -> None:
