@@ -283,10 +283,13 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
         }
         if not found:
             return found
-        condition = Q()
-        for thread_id, _ns, checkpoint_id in thread_ids_and_checkpoints:
-            condition |= Q(session_id=thread_id, correlation_id=checkpoint_id)
-        rows = self._events(alias).filter(condition, type=WRITE_TYPE.value)
+        # Two IN lists (usually one thread) plan far faster than an OR per pair;
+        # pairs that are not asked for are dropped below.
+        rows = self._events(alias).filter(
+            session_id__in={thread_id for thread_id, _ns, _id in found},
+            correlation_id__in={checkpoint_id for _thread, _ns, checkpoint_id in found},
+            type=WRITE_TYPE.value,
+        )
         for session_id, data, metadata in rows.values_list("session_id", "data", "metadata"):
             write = _payload(data, metadata)
             key = (session_id, write["ns"], write["checkpoint_id"])
