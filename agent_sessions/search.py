@@ -507,10 +507,9 @@ def ranked_matches(
     ]
 
 
-_HEADLINE_OPTIONS = (
-    f"StartSel={SNIPPET_START}, StopSel={SNIPPET_STOP}, MaxWords=30, MinWords=12, "
-    f'MaxFragments=2, FragmentDelimiter="{SNIPPET_ELLIPSIS}"'
-)
+# One passage around the best match (ts_headline's fragment mode trims the
+# context of short texts to almost nothing).
+_HEADLINE_OPTIONS = f"StartSel={SNIPPET_START}, StopSel={SNIPPET_STOP}, MaxWords=35, MinWords=15"
 
 
 def snippets(alias: str, query: TextQuery, event_ids: Sequence[str]) -> dict[str, str]:

@@ -9,9 +9,11 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
-from django.urls import URLPattern, path
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from agent_sessions import models
 from agent_sessions.admin.display import (
@@ -26,7 +28,8 @@ from agent_sessions.admin.display import (
 )
 from agent_sessions.admin.filters import EventTypeFilter
 from agent_sessions.admin.options import BigTableAdmin
-from agent_sessions.admin.search import search_events
+from agent_sessions.admin.search import matched_columns, search_events
+from agent_sessions.admin.text_search import text_search_context
 from agent_sessions.conf import app_settings
 from agent_sessions.errors import ValidationError
 from agent_sessions.validation import check_id, check_varchar
@@ -52,6 +55,12 @@ def raw_event(event: models.Event) -> dict[str, Any]:
     values = {column: getattr(event, column) for column in RAW_COLUMNS}
     values["timestamp"] = event.timestamp.isoformat() if event.timestamp else None
     return values
+
+
+def admin_view_url_plain(model_admin: admin.ModelAdmin[Any], view: str) -> str:
+    """The URL of one of ``model_admin``'s own views that take no object id."""
+    info = model_admin.opts.app_label, model_admin.opts.model_name, view
+    return reverse("admin:{}_{}_{}".format(*info))
 
 
 @admin.register(models.Event)
@@ -87,7 +96,10 @@ class EventAdmin(BigTableAdmin):
     # Newest activity first (the timestamp index); a session's list by sequence.
     ordering = ("-timestamp",)
     search_fields = ("id",)
-    search_help_text = "Exact session id, run id, correlation id or event id."
+    search_help_text = (
+        "Exact session id, run id, correlation id or event id; "
+        'other words search the event data ("phrase", -exclude).'
+    )
     exact_search_fields = ("session_id", "run_id", "correlation_id", "id")
     url_lookups = ("session_id", "run_id", "correlation_id")
     json_fields = ("data", "metadata")
@@ -128,9 +140,47 @@ class EventAdmin(BigTableAdmin):
             return queryset.none(), False
         return search_events(queryset, term), False
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        term = request.GET.get("q", "").strip()
+        if term and self.has_view_permission(request) and not self._is_an_id(request, term):
+            # Not an id: a full-text search, on its own page (ranked, with snippets).
+            params = {"q": term}
+            if request.GET.get("session_id"):
+                params["session_id"] = request.GET["session_id"]
+            url = admin_view_url_plain(self, "text_search")
+            return HttpResponseRedirect(f"{url}?{urlencode(params)}")
+        return super().changelist_view(request, extra_context)
+
+    def _is_an_id(self, request: HttpRequest, term: str) -> bool:
+        try:
+            check_varchar(term, "search", required=True)
+        except ValidationError:
+            return False
+        return bool(matched_columns(self.get_queryset(request).db, term))
+
+    def text_search_view(self, request: HttpRequest) -> HttpResponse:
+        """Full-text search over event data: ``?q=`` (and ``session_id=`` for one session)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Search event data",
+            "subtitle": None,
+            **text_search_context(request.GET),
+        }
+        return TemplateResponse(request, "admin/agent_sessions/event/text_search.html", context)
+
     def get_urls(self) -> list[URLPattern]:
         info = self.opts.app_label, self.opts.model_name
         return [
+            path(
+                "text-search/",
+                self.admin_site.admin_view(self.text_search_view),
+                name="{}_{}_text_search".format(*info),
+            ),
             path(
                 "<path:object_id>/raw/",
                 self.admin_site.admin_view(self.raw_view),

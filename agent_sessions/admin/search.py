@@ -12,8 +12,9 @@ columns that matched — an index condition:
 * correlation id → ``correlation_id = term``;
 * event id → the primary key.
 
-Full-text search (issue #19) plugs in here: :func:`search_events` is the
-only function the event admin calls for its search box.
+A term that matches no id column is a full-text search instead: the event
+admin sends it to :mod:`agent_sessions.admin.text_search` (see
+:func:`matched_columns`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from django.db.models import Q, QuerySet
 
 from agent_sessions import models
 
-__all__ = ["EXACT_COLUMNS", "search_events"]
+__all__ = ["EXACT_COLUMNS", "matched_columns", "search_events"]
 
 #: Columns an exact search term is compared with, each backed by an index.
 EXACT_COLUMNS = ("session_id", "run_id", "correlation_id", "id")
@@ -41,8 +42,7 @@ def search_events(queryset: QuerySet[Any], term: str) -> QuerySet[Any]:
         ``queryset`` narrowed to the matching columns (nothing when no column
         matches); a term that is a session id lists that session newest first.
     """
-    probe = models.Event.objects.using(queryset.db)
-    matched = [column for column in EXACT_COLUMNS if probe.filter(**{column: term}).exists()]
+    matched = matched_columns(queryset.db, term)
     if not matched:
         return queryset.none()
     condition = Q()
@@ -52,3 +52,9 @@ def search_events(queryset: QuerySet[Any], term: str) -> QuerySet[Any]:
     if matched == ["session_id"]:
         result = result.order_by("-sequence_number")
     return result
+
+
+def matched_columns(using: str, term: str) -> list[str]:
+    """The id columns of :data:`EXACT_COLUMNS` holding ``term`` in some event (index probes)."""
+    probe = models.Event.objects.using(using)
+    return [column for column in EXACT_COLUMNS if probe.filter(**{column: term}).exists()]
