@@ -533,3 +533,22 @@ def test_the_command_rebuilds_the_index(query_api: DjangoQueryAPI) -> None:
     assert query_api.search_text("rebuilt").hits == []
     call_command("asm_search_index", verbosity=0)
     assert ids(query_api.search_text("rebuilt")) == [event.id]
+
+
+def test_the_documented_agent_tool_runs(query_api: DjangoQueryAPI) -> None:
+    import re
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "search.md").read_text()
+    [block] = [
+        b for b in re.findall(r"```python\n(.*?)```", docs, re.S) if "def search_history" in b
+    ]
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "docs/search.md", "exec"), namespace)
+    session = SessionFactory(agent_id="support-bot")
+    said("we decided to retry the billing call twice", session_id=session.id)
+    said("we decided to retry the billing call twice", session_id=SessionFactory().id)
+    answer = namespace["search_history"]("billing retry", agent_id="support-bot")
+    assert answer.count("\n") == 0
+    assert session.id in answer
+    assert "[[billing]]" in answer
+    assert namespace["search_history"]("-only", agent_id="support-bot").startswith("Search refused")
