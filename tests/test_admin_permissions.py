@@ -19,6 +19,7 @@ from agent_sessions import models as m
 from agent_sessions.admin import actions as admin_actions
 from agent_sessions.admin.paginator import EstimatedCountPaginator
 from agent_sessions.admin.sessions import SessionAdmin
+from agent_sessions.errors import StorageError
 from tests.factories import EventFactory, RunFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -146,6 +147,43 @@ def test_actions_pick_and_write_rows_on_the_write_database(
 
     assert asked == [(None, m.Session)]
     assert m.Session.objects.get(pk=session.id).deleted_at is not None
+
+
+def test_actions_write_through_the_one_write_path(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+):
+    operations: list[str] = []
+    real_run_write = admin_actions.run_write
+
+    def run_write(alias: str, operation: str, work: Any, **kwargs: Any) -> Any:
+        operations.append(operation)
+        return real_run_write(alias, operation, work, **kwargs)
+
+    monkeypatch.setattr(admin_actions, "run_write", run_write)
+    session = SessionFactory()
+
+    post_action(admin_client, "soft_delete_sessions", [session.id])
+    post_action(admin_client, "restore_sessions", [session.id], query="?deleted=yes")
+
+    assert operations == ["admin soft_delete_sessions", "admin restore_sessions"]
+
+
+def test_a_failing_action_reports_the_error_instead_of_a_server_error(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+):
+    def run_write(alias: str, operation: str, work: Any, **kwargs: Any) -> Any:
+        raise StorageError("storage_error", "the database went away")
+
+    monkeypatch.setattr(admin_actions, "run_write", run_write)
+    session = SessionFactory()
+
+    response = post_action(admin_client, "soft_delete_sessions", [session.id])
+    page = admin_client.get(url("session_changelist")).content.decode()
+
+    assert response.status_code == 302
+    assert "Soft-delete failed: the database went away" in page
+    assert m.Session.objects.get(pk=session.id).deleted_at is None
+    assert not LogEntry.objects.exists()
 
 
 # --------------------------------------------------------------------------- deep pages

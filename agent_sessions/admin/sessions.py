@@ -143,12 +143,20 @@ class SessionAdmin(BigTableAdmin):
 
     @admin.action(permissions=["change"], description="Soft-delete selected sessions")
     def soft_delete_sessions(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        changed = actions.soft_delete_sessions(request, queryset)
+        try:
+            changed = actions.soft_delete_sessions(request, queryset)
+        except AgentSessionsError as exc:
+            self.message_user(request, f"Soft-delete failed: {exc.message}", messages.ERROR)
+            return
         self.message_user(request, f"Soft-deleted {changed} session(s).", messages.SUCCESS)
 
     @admin.action(permissions=["change"], description="Restore selected soft-deleted sessions")
     def restore_sessions(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        changed = actions.restore_sessions(request, queryset)
+        try:
+            changed = actions.restore_sessions(request, queryset)
+        except AgentSessionsError as exc:
+            self.message_user(request, f"Restore failed: {exc.message}", messages.ERROR)
+            return
         self.message_user(request, f"Restored {changed} session(s).", messages.SUCCESS)
 
     @admin.action(permissions=["export"], description="Export selected sessions (JSON Lines)")
