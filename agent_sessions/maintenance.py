@@ -41,7 +41,6 @@ command takes around :meth:`~DjangoMaintenance.execute`.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -94,8 +93,13 @@ _READ_CHUNK = 2000
 
 
 @dataclass
-class _Context:
-    """What the steps of one run share: the clock, the mode and the archive."""
+class _Run:
+    """One maintenance run, passed explicitly to every step and batch.
+
+    :meth:`DjangoMaintenance.execute` makes one for all its steps; a public
+    step called on its own makes its own, so each step behaves the same
+    inside and outside ``execute()``.
+    """
 
     now: datetime
     dry_run: bool
@@ -126,17 +130,6 @@ class DjangoMaintenance:
     def __init__(self, using: str | None = None, *, progress: MaintenanceProgress | None = None):
         self.using = check_alias(using)
         self.progress = progress
-        # The running execute()'s context, per thread: the async API calls
-        # methods of one instance from several worker threads.
-        self._local = threading.local()
-
-    @property
-    def _context(self) -> _Context | None:
-        return getattr(self._local, "context", None)
-
-    @_context.setter
-    def _context(self, context: _Context | None) -> None:
-        self._local.context = context
 
     @property
     def alias(self) -> str:
@@ -184,50 +177,47 @@ class DjangoMaintenance:
         hard_cutoff = None
         if dry_run and policy.hard_delete_after_days is not None:
             hard_cutoff = now - timedelta(days=policy.hard_delete_after_days)
-        context = _Context(
+        run = _Run(
             now, dry_run, archive, policy.batch_size, hard_delete_cutoff=hard_cutoff, lock=lock
         )
-        self._context = context
         report = MaintenanceReport()
         steps: list[tuple[str, str, Callable[[], int]]] = [
             (
                 "sessions_soft_deleted",
                 "soft_delete_expired_sessions",
-                lambda: self.soft_delete_expired_sessions(policy, dry_run=dry_run),
+                lambda: self._soft_delete(policy, run),
             ),
             (
                 "sessions_hard_deleted",
                 "hard_delete_expired_sessions",
-                lambda: self.hard_delete_expired_sessions(policy, dry_run=dry_run),
+                lambda: self._hard_delete(policy, run),
             ),
-            ("events_pruned", "prune_events", lambda: self.prune_events(policy, dry_run=dry_run)),
+            ("events_pruned", "prune_events", lambda: self._prune_events(policy, run)),
             (
                 "artifacts_cleaned",
                 "clean_orphaned_artifacts",
-                lambda: self.clean_orphaned_artifacts(dry_run=dry_run),
+                lambda: self._orphaned_artifacts(run),
             ),
             (
                 "orphaned_sequences_cleaned",
                 "clean_orphaned_sequences",
-                lambda: self.clean_orphaned_sequences(dry_run=dry_run),
+                lambda: self._orphaned_sequences(run),
             ),
         ]
         try:
-            with self._unflushed_commits():
-                for field, name, step in steps:
-                    try:
-                        setattr(report, field, step())
-                    except MigrationRequiredError:
-                        # Not a step failing: no step can work until `migrate` runs.
-                        raise
-                    except MaintenanceLockLost as exc:
-                        # Another run may be working now: stop at once.
-                        report.errors.append(f"{name}: {exc}{_committed(context, name, exc)}")
-                        break
-                    except Exception as exc:  # one failing step must not stop the others
-                        report.errors.append(f"{name}: {exc}{_committed(context, name, exc)}")
+            for field, name, step in steps:
+                try:
+                    setattr(report, field, step())
+                except MigrationRequiredError:
+                    # Not a step failing: no step can work until `migrate` runs.
+                    raise
+                except MaintenanceLockLost as exc:
+                    # Another run may be working now: stop at once.
+                    report.errors.append(f"{name}: {exc}{_committed(run, name, exc)}")
+                    break
+                except Exception as exc:  # one failing step must not stop the others
+                    report.errors.append(f"{name}: {exc}{_committed(run, name, exc)}")
         finally:
-            self._context = None
             if archive is not None:
                 try:
                     archive.close()
@@ -254,20 +244,8 @@ class DjangoMaintenance:
             StorageError: the database failed (earlier batches stay done).
         """
         _check_policy(policy)
-        with self._step(policy, dry_run) as context:
-            expired = self._expired_sessions(policy, context.now)
-            if expired is None:
-                return 0
-            total = 0
-            for ids in self._batches(expired, "id", policy.batch_size):
-                if context.dry_run:
-                    total += len(ids)
-                else:
-                    with self._write("soft_delete_expired_sessions", one_statement=True):
-                        page = expired.filter(id__gte=ids[0], id__lte=ids[-1])
-                        total += page.update(deleted_at=context.now)
-                self._report("soft_delete_expired_sessions", len(ids), total)
-            return total
+        with self._own_run(policy, dry_run) as run:
+            return self._soft_delete(policy, run)
 
     def hard_delete_expired_sessions(
         self, policy: RetentionPolicy, *, dry_run: bool = False
@@ -289,30 +267,8 @@ class DjangoMaintenance:
                 names them and says how many others were).
         """
         _check_policy(policy)
-        if policy.hard_delete_after_days is None:
-            return 0
-        with self._step(policy, dry_run) as context:
-            cutoff = context.now - timedelta(days=policy.hard_delete_after_days)
-            expired = m.conversations(self._sessions()).filter(deleted_at__lt=cutoff)
-            total = 0
-            failed: dict[str, StorageError] = {}
-            for ids in self._batches(expired, "id", policy.batch_size):
-                if context.dry_run:
-                    total += len(ids)
-                else:
-                    deleted, errors = self._delete_sessions(ids, cutoff, context.archive)
-                    total += deleted
-                    failed.update(errors)
-                self._report("hard_delete_expired_sessions", len(ids), total)
-            if failed:
-                first = next(iter(failed.values()))
-                raise StorageError(
-                    "storage_error",
-                    f"could not delete {len(failed)} session(s) ({', '.join(sorted(failed))}): "
-                    f"{first.message}; {total} other session(s) were deleted",
-                    details={"failed": sorted(failed), "deleted": total},
-                )
-            return total
+        with self._own_run(policy, dry_run) as run:
+            return self._hard_delete(policy, run)
 
     def prune_events(self, policy: RetentionPolicy, *, dry_run: bool = False) -> int:
         """Prune every session above ``max_events_per_session``, then all events above
@@ -328,14 +284,8 @@ class DjangoMaintenance:
             StorageError: the database or the archive failed.
         """
         _check_policy(policy)
-        with self._step(policy, dry_run) as context:
-            per_session = 0
-            if policy.max_events_per_session is not None:
-                per_session = self._prune_sessions(policy, context, session_id=None)
-            total_cap = 0
-            if policy.max_total_events is not None:
-                total_cap = self._prune_total(policy, context, already_pruned=per_session)
-            return per_session + total_cap
+        with self._own_run(policy, dry_run) as run:
+            return self._prune_events(policy, run)
 
     def prune_session_events(
         self, session_id: str, policy: RetentionPolicy, *, dry_run: bool = False
@@ -356,8 +306,8 @@ class DjangoMaintenance:
         _check_policy(policy)
         if policy.max_events_per_session is None:
             return 0
-        with self._step(policy, dry_run) as context:
-            return self._prune_sessions(policy, context, session_id=session_id)
+        with self._own_run(policy, dry_run) as run:
+            return self._prune_sessions(policy, run, session_id=session_id)
 
     def clean_orphaned_artifacts(self, *, dry_run: bool = False, batch_size: int = 100) -> int:
         """Delete artifacts whose non-null ``session_id`` has no session row; return how many.
@@ -369,29 +319,9 @@ class DjangoMaintenance:
         Raises:
             StorageError: the database failed (earlier batches stay done).
         """
-        batch_size = self._orphan_batch_size(batch_size)
-        orphans = (
-            self._artifacts()
-            .filter(session_id__isnull=False)
-            .filter(~Exists(self._sessions().filter(id=OuterRef("session_id"))))
-        )
-        archive = self._context.archive if self._context is not None else None
-        total = 0
-        for ids in self._batches(orphans, "id", batch_size):
-            if dry_run:
-                total += len(ids)
-            else:
-                with self._write("clean_orphaned_artifacts"):
-                    locked = orphans.filter(id__gte=ids[0], id__lte=ids[-1]).select_for_update()
-                    rows = list(locked.order_by("id").values(*ARTIFACT_COLUMNS))
-                    if archive is not None and rows:
-                        archive.write("artifact", rows)
-                        archive.sync()
-                    # Exactly the rows read (and archived), not the range again.
-                    doomed = self._artifacts().filter(id__in=[row["id"] for row in rows])
-                    total += doomed.delete()[0]
-            self._report("clean_orphaned_artifacts", len(ids), total)
-        return total
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        with self._own_run(None, dry_run, batch_size=batch_size) as run:
+            return self._orphaned_artifacts(run)
 
     def clean_orphaned_sequences(self, *, dry_run: bool = False, batch_size: int = 100) -> int:
         """Delete sequence counters whose session has neither a row nor events.
@@ -409,27 +339,9 @@ class DjangoMaintenance:
         Raises:
             StorageError: the database failed (earlier batches stay done).
         """
-        batch_size = self._orphan_batch_size(batch_size)
-        orphans = self._counters().filter(
-            ~Exists(self._sessions().filter(id=OuterRef("session_id"))),
-            ~Exists(self._events().filter(session_id=OuterRef("session_id"))),
-        )
-        total = 0
-        for ids in self._batches(orphans, "session_id", batch_size):
-            if dry_run:
-                total += len(ids)
-            else:
-                with self._write("clean_orphaned_sequences"):
-                    # Counters an append is updating right now are skipped (it
-                    # will create events); the DELETE re-checks with a fresh view.
-                    locked = list(
-                        orphans.filter(session_id__gte=ids[0], session_id__lte=ids[-1])
-                        .select_for_update(skip_locked=True)
-                        .values_list("session_id", flat=True)
-                    )
-                    total += orphans.filter(session_id__in=locked).delete()[0]
-            self._report("clean_orphaned_sequences", len(ids), total)
-        return total
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        with self._own_run(None, dry_run, batch_size=batch_size) as run:
+            return self._orphaned_sequences(run)
 
     def restore(
         self,
@@ -503,18 +415,112 @@ class DjangoMaintenance:
                     )
         return issues
 
+    # ----------------------------------------------------------------- step bodies
+
+    def _soft_delete(self, policy: RetentionPolicy, run: _Run) -> int:
+        expired = self._expired_sessions(policy, run.now)
+        if expired is None:
+            return 0
+        total = 0
+        for ids in self._batches(expired, "id", run.batch_size):
+            if run.dry_run:
+                total += len(ids)
+            else:
+                with self._write(run, "soft_delete_expired_sessions"):
+                    page = expired.filter(id__gte=ids[0], id__lte=ids[-1])
+                    total += page.update(deleted_at=run.now)
+            self._report(run, "soft_delete_expired_sessions", len(ids), total)
+        return total
+
+    def _hard_delete(self, policy: RetentionPolicy, run: _Run) -> int:
+        if policy.hard_delete_after_days is None:
+            return 0
+        cutoff = run.now - timedelta(days=policy.hard_delete_after_days)
+        expired = m.conversations(self._sessions()).filter(deleted_at__lt=cutoff)
+        total = 0
+        failed: dict[str, StorageError] = {}
+        for ids in self._batches(expired, "id", run.batch_size):
+            if run.dry_run:
+                total += len(ids)
+            else:
+                deleted, errors = self._delete_sessions(run, ids, cutoff)
+                total += deleted
+                failed.update(errors)
+            self._report(run, "hard_delete_expired_sessions", len(ids), total)
+        if failed:
+            first = next(iter(failed.values()))
+            raise StorageError(
+                "storage_error",
+                f"could not delete {len(failed)} session(s) ({', '.join(sorted(failed))}): "
+                f"{first.message}; {total} other session(s) were deleted",
+                details={"failed": sorted(failed), "deleted": total},
+            )
+        return total
+
+    def _prune_events(self, policy: RetentionPolicy, run: _Run) -> int:
+        per_session = 0
+        if policy.max_events_per_session is not None:
+            per_session = self._prune_sessions(policy, run, session_id=None)
+        total_cap = 0
+        if policy.max_total_events is not None:
+            total_cap = self._prune_total(policy, run, already_pruned=per_session)
+        return per_session + total_cap
+
+    def _orphaned_artifacts(self, run: _Run) -> int:
+        orphans = (
+            self._artifacts()
+            .filter(session_id__isnull=False)
+            .filter(~Exists(self._sessions().filter(id=OuterRef("session_id"))))
+        )
+        total = 0
+        for ids in self._batches(orphans, "id", run.batch_size):
+            if run.dry_run:
+                total += len(ids)
+            else:
+                with self._write(run, "clean_orphaned_artifacts"):
+                    locked = orphans.filter(id__gte=ids[0], id__lte=ids[-1]).select_for_update()
+                    rows = list(locked.order_by("id").values(*ARTIFACT_COLUMNS))
+                    if run.archive is not None and rows:
+                        run.archive.write("artifact", rows)
+                        run.archive.sync()
+                    # Exactly the rows read (and archived), not the range again.
+                    doomed = self._artifacts().filter(id__in=[row["id"] for row in rows])
+                    total += doomed.delete()[0]
+            self._report(run, "clean_orphaned_artifacts", len(ids), total)
+        return total
+
+    def _orphaned_sequences(self, run: _Run) -> int:
+        orphans = self._counters().filter(
+            ~Exists(self._sessions().filter(id=OuterRef("session_id"))),
+            ~Exists(self._events().filter(session_id=OuterRef("session_id"))),
+        )
+        total = 0
+        for ids in self._batches(orphans, "session_id", run.batch_size):
+            if run.dry_run:
+                total += len(ids)
+            else:
+                with self._write(run, "clean_orphaned_sequences"):
+                    # Counters an append is updating right now are skipped (it
+                    # will create events); the DELETE re-checks with a fresh view.
+                    locked = list(
+                        orphans.filter(session_id__gte=ids[0], session_id__lte=ids[-1])
+                        .select_for_update(skip_locked=True)
+                        .values_list("session_id", flat=True)
+                    )
+                    total += orphans.filter(session_id__in=locked).delete()[0]
+            self._report(run, "clean_orphaned_sequences", len(ids), total)
+        return total
+
     # ----------------------------------------------------------------- pruning
 
-    def _prune_sessions(
-        self, policy: RetentionPolicy, context: _Context, *, session_id: str | None
-    ) -> int:
+    def _prune_sessions(self, policy: RetentionPolicy, run: _Run, *, session_id: str | None) -> int:
         cap = policy.max_events_per_session
         assert cap is not None
         events = self._events()
         if session_id is not None:
             events = events.filter(session_id=session_id)
-        if context.hard_delete_cutoff is not None:
-            events = events.exclude(self._hard_deletable(context.hard_delete_cutoff))
+        if run.hard_delete_cutoff is not None:
+            events = events.exclude(self._hard_deletable(run.hard_delete_cutoff))
         unprotected = ~Q(type__in=PROTECTED_EVENT_TYPES)
         over_cap = (
             events.values("session_id")
@@ -530,15 +536,13 @@ class DjangoMaintenance:
         pruned = 0
         for groups in windows:
             for chunk in _pack_by_excess(groups, cap, policy.batch_size):
-                if context.dry_run:
+                if run.dry_run:
                     pruned += sum(_excess(group, cap) for group in chunk)
-                    self._report("prune_events", len(chunk), pruned)
+                    self._report(run, "prune_events", len(chunk), pruned)
                 else:
                     first, last = chunk[0]["session_id"], chunk[-1]["session_id"]
                     planned = sum(_excess(group, cap) for group in chunk)
-                    pruned += self._prune_over_cap(
-                        first, last, cap, policy, context, pruned, planned
-                    )
+                    pruned += self._prune_over_cap(first, last, cap, policy, run, pruned, planned)
         return pruned
 
     def _session_windows(
@@ -578,7 +582,7 @@ class DjangoMaintenance:
         last: str,
         cap: int,
         policy: RetentionPolicy,
-        context: _Context,
+        run: _Run,
         pruned_before: int,
         planned: int,
     ) -> int:
@@ -594,41 +598,40 @@ class DjangoMaintenance:
         params.append(policy.batch_size)
         pruned = 0
         while True:
-            one_statement = context.archive is None
             with (
-                self._write("prune_events", one_statement=one_statement),
+                self._write(run, "prune_events"),
                 connections[self.alias].cursor() as cursor,
             ):
-                if one_statement:
+                if run.archive is None:
                     cursor.execute(f"DELETE FROM asm_events WHERE id IN ({select})", params)
                     found = deleted = int(cursor.rowcount)
                 else:
                     cursor.execute(select, params)
                     ids = [row[0] for row in cursor.fetchall()]
-                    found, deleted = len(ids), self._delete_events(ids, context.archive)
+                    found, deleted = len(ids), self._delete_events(ids, run.archive)
             pruned += deleted
             if deleted:
-                self._report("prune_events", deleted, pruned_before + pruned)
+                self._report(run, "prune_events", deleted, pruned_before + pruned)
             if found < policy.batch_size or pruned >= planned:
                 return pruned
 
-    def _prune_total(self, policy: RetentionPolicy, context: _Context, already_pruned: int) -> int:
+    def _prune_total(self, policy: RetentionPolicy, run: _Run, already_pruned: int) -> int:
         cap = policy.max_total_events
         assert cap is not None
         events = self._events()
-        if context.hard_delete_cutoff is not None:
-            events = events.exclude(self._hard_deletable(context.hard_delete_cutoff))
+        if run.hard_delete_cutoff is not None:
+            events = events.exclude(self._hard_deletable(run.hard_delete_cutoff))
         unprotected = events.exclude(type__in=PROTECTED_EVENT_TYPES)
         with translate_errors("prune_events"):
             excess = events.count() - cap
-            if context.dry_run:
+            if run.dry_run:
                 # Per-session pruning already deleted unprotected events only.
                 excess -= already_pruned
                 if excess <= 0:
                     return 0
                 prunable = unprotected.count() - already_pruned
                 pruned = max(0, min(excess, prunable))
-                self._report("prune_events", pruned, already_pruned + pruned)
+                self._report(run, "prune_events", pruned, already_pruned + pruned)
                 return pruned
         first = [t for t in policy.prune_event_types_first if t not in PROTECTED_EVENT_TYPES]
         phases = [unprotected.filter(type__in=first), unprotected.exclude(type__in=first)]
@@ -636,15 +639,15 @@ class DjangoMaintenance:
         for phase in phases:
             if excess <= pruned:
                 break
-            pruned += self._prune_oldest(phase, excess - pruned, policy, context.archive)
+            pruned += self._prune_oldest(run, phase, excess - pruned, policy)
         return pruned
 
     def _prune_oldest(
         self,
+        run: _Run,
         candidates: QuerySet[m.Event],
         limit: int,
         policy: RetentionPolicy,
-        archive: ArchiveWriter | None,
     ) -> int:
         """Delete up to ``limit`` of the oldest candidates, walking (timestamp, sequence, id)."""
         ordered = candidates.order_by("timestamp", "sequence_number", "id")
@@ -659,18 +662,18 @@ class DjangoMaintenance:
                     | Q(timestamp=stamp, sequence_number__gt=number)
                     | Q(timestamp=stamp, sequence_number=number, id__gt=event_id)
                 )
-            with self._write("prune_events"):
+            with self._write(run, "prune_events"):
                 keys = list(
                     page.values_list("timestamp", "sequence_number", "id")[
                         : min(policy.batch_size, limit - pruned)
                     ]
                 )
-                deleted = self._delete_events([key[2] for key in keys], archive)
+                deleted = self._delete_events([key[2] for key in keys], run.archive)
             if not keys:
                 break
             pruned += deleted
             last = keys[-1]
-            self._report("prune_events", deleted, pruned)
+            self._report(run, "prune_events", deleted, pruned)
         return pruned
 
     def _delete_events(self, ids: Sequence[str], archive: ArchiveWriter | None) -> int:
@@ -689,11 +692,11 @@ class DjangoMaintenance:
     # ----------------------------------------------------------------- hard delete
 
     def _delete_sessions(
-        self, ids: list[str], cutoff: datetime, archive: ArchiveWriter | None
+        self, run: _Run, ids: list[str], cutoff: datetime
     ) -> tuple[int, dict[str, StorageError]]:
         """Delete a batch in one transaction; on failure, retry each session on its own."""
         try:
-            return self._delete_session_cascade(ids[0], ids[-1], cutoff, archive), {}
+            return self._delete_session_cascade(run, ids[0], ids[-1], cutoff), {}
         except StorageError as exc:
             if _is_archive_error(exc) or len(ids) == 1:
                 raise
@@ -701,16 +704,14 @@ class DjangoMaintenance:
         failed: dict[str, StorageError] = {}
         for session_id in ids:
             try:
-                deleted += self._delete_session_cascade(session_id, session_id, cutoff, archive)
+                deleted += self._delete_session_cascade(run, session_id, session_id, cutoff)
             except StorageError as exc:
                 if _is_archive_error(exc):
                     raise
                 failed[session_id] = exc
         return deleted, failed
 
-    def _delete_session_cascade(
-        self, first: str, last: str, cutoff: datetime, archive: ArchiveWriter | None
-    ) -> int:
+    def _delete_session_cascade(self, run: _Run, first: str, last: str, cutoff: datetime) -> int:
         """Delete the sessions ``first..last`` that are still expired, with all they own.
 
         One transaction. The sessions are selected again (by key range and
@@ -721,7 +722,7 @@ class DjangoMaintenance:
         anything that became deletable after they were read waits for the
         next run.
         """
-        with self._write("hard_delete_expired_sessions"):
+        with self._write(run, "hard_delete_expired_sessions"):
             locked = (
                 self._sessions()
                 .filter(id__gte=first, id__lte=last, deleted_at__lt=cutoff)
@@ -729,6 +730,7 @@ class DjangoMaintenance:
                 .order_by("id")
             )
             connection = connections[self.alias]
+            archive = run.archive
             if archive is None:
                 ids = list(locked.values_list("id", flat=True))
                 return delete_sessions(connection, ids) if ids else 0
@@ -824,93 +826,61 @@ class DjangoMaintenance:
             last = keys[-1]
 
     @contextmanager
-    def _write(self, operation: str, *, one_statement: bool = False) -> Iterator[None]:
-        """One short write transaction, errors translated.
+    def _write(self, run: _Run, operation: str) -> Iterator[None]:
+        """One short write transaction of ``run``, errors translated.
+
+        The run's lock (when it holds one) is checked before the batch and
+        again before its commit: a batch of a run that lost its lock rolls
+        back instead of committing next to another run.
 
         SQLite: the write lock is taken first, so the batch queues behind
         appends instead of failing. PostgreSQL: the commit does not wait for
         its WAL flush (``SET LOCAL synchronous_commit = off``: this
-        transaction only, safe behind a transaction pooler). A
-        crash can then forget the last few batches, never corrupt anything:
-        the rows are simply deleted again by the next run (an archive is
+        transaction only, safe behind a transaction pooler). A crash can
+        then forget the last few batches, never corrupt anything: the rows
+        are simply deleted again by the next run (an archive is
         at-least-once anyway), and thousands of short transactions no longer
         each wait for the disk.
-
-        Args:
-            operation: Names the step in translated errors.
-            one_statement: The batch is a single statement. On PostgreSQL,
-                outside the caller's transaction, it then runs in autocommit:
-                still one transaction of its own, without the round trips of
-                ``BEGIN`` and ``COMMIT``.
         """
         connection = connections[self.alias]
         # Inside the caller's transaction, its commit and its settings are not ours.
         outermost = not connection.in_atomic_block
-        postgres = connection.vendor == "postgresql"
-        unflushed = getattr(self._local, "unflushed", False)
-        lock = self._context.lock if self._context is not None else None
-        if lock is not None:
-            lock.check()
-        if one_statement and postgres and outermost and unflushed:
-            with translate_errors(operation):
-                yield
-            return
+        if run.lock is not None:
+            run.lock.check()
         with translate_errors(operation), transaction.atomic(using=self.alias):
             if connection.vendor == "sqlite":
                 with connection.cursor() as cursor:
                     take_sqlite_write_lock(cursor)
-            elif postgres and outermost and not unflushed:
+            elif connection.vendor == "postgresql" and outermost:
                 with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL synchronous_commit = off")
             yield
-            if lock is not None:
-                # Lost while the batch ran: roll it back rather than commit
-                # next to another run.
-                lock.check()
+            if run.lock is not None:
+                run.lock.check()
 
     @contextmanager
-    def _unflushed_commits(self) -> Iterator[None]:
-        """The span of a run; batches commit without waiting for the WAL flush.
-
-        Each batch sets ``synchronous_commit = off`` with ``SET LOCAL`` in its
-        own transaction (see :meth:`_write`): a session-level ``SET`` would
-        stay on a server connection that a transaction-pooling proxy then
-        hands to other clients.
-        """
-        yield
-
-    @contextmanager
-    def _step(self, policy: RetentionPolicy, dry_run: bool) -> Iterator[_Context]:
-        """The run's context inside :meth:`execute`; otherwise a fresh one for this call."""
-        if self._context is not None:
-            yield self._context
-            return
+    def _own_run(
+        self, policy: RetentionPolicy | None, dry_run: bool, *, batch_size: int | None = None
+    ) -> Iterator[_Run]:
+        """A run for one public step called on its own (``execute`` makes one for all)."""
         now = utcnow()
-        archive = self._archive_for(policy, dry_run, now)
+        archive = self._archive_for(policy, dry_run, now) if policy is not None else None
+        size = batch_size if batch_size is not None else policy.batch_size if policy else 100
         try:
-            with self._unflushed_commits():
-                yield _Context(now, dry_run, archive, policy.batch_size)
+            yield _Run(now, dry_run, archive, size)
         finally:
             if archive is not None:
                 archive.close()
 
-    def _archive_for(
-        self, policy: RetentionPolicy, dry_run: bool, now: datetime
-    ) -> ArchiveWriter | None:
+    @staticmethod
+    def _archive_for(policy: RetentionPolicy, dry_run: bool, now: datetime) -> ArchiveWriter | None:
         if not policy.archive_before_prune or dry_run or policy.archive_store is None:
             return None
         return ArchiveWriter(policy.archive_store, started_at=now)
 
-    def _orphan_batch_size(self, batch_size: int) -> int:
-        """Inside :meth:`execute` the policy's batch size; otherwise the argument, checked."""
-        if self._context is not None:
-            return self._context.batch_size
-        return check_int(batch_size, "batch_size", minimum=1)
-
-    def _report(self, step: str, rows: int, total: int) -> None:
+    def _report(self, run: _Run, step: str, rows: int, total: int) -> None:
         count_maintenance_batch(step, rows)
-        if self._context is not None:
-            self._context.done[step] = total
+        run.done[step] = total
         if self.progress is not None:
             self.progress(step, rows, total)
 
@@ -938,10 +908,10 @@ def _check_policy(policy: object) -> None:
     policy.validate()
 
 
-def _committed(context: _Context, step: str, exc: Exception) -> str:
+def _committed(run: _Run, step: str, exc: Exception) -> str:
     """What a failed step had committed, for its error message ("" when nothing)."""
-    done = context.done.get(step, 0)
-    if context.dry_run or not done or "deleted" in getattr(exc, "details", {}):
+    done = run.done.get(step, 0)
+    if run.dry_run or not done or "deleted" in getattr(exc, "details", {}):
         return ""
     return f" ({done} rows were done before the failure)"
 

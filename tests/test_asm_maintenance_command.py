@@ -232,7 +232,7 @@ def test_errors_are_printed_and_exit_1(
     def broken(*args: Any, **kwargs: Any) -> int:
         raise StorageError("storage_error", "disk on fire")
 
-    monkeypatch.setattr(DjangoMaintenance, "clean_orphaned_artifacts", broken)
+    monkeypatch.setattr(DjangoMaintenance, "_orphaned_artifacts", broken)
     err = StringIO()
 
     with pytest.raises(CommandError) as caught:

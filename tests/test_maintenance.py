@@ -464,7 +464,8 @@ def test_execute_records_a_failing_step_and_still_runs_the_others(
     def broken(*args: Any, **kwargs: Any) -> int:
         raise StorageError("storage_error", "disk on fire")
 
-    monkeypatch.setattr(maintenance, "hard_delete_expired_sessions", broken)
+    # The step's body, which execute() runs with its own run object.
+    monkeypatch.setattr(maintenance, "_hard_delete", broken)
 
     report = maintenance.execute(policy(**FULL_POLICY))
 
