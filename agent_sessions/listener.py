@@ -308,39 +308,52 @@ class EventListener:
                         return
                     sessions = set(self._waiters)
                     unchecked, self._unchecked = self._unchecked & sessions, set()
-                now = time.monotonic()
-                if not sessions:
-                    self._sleep(self._go_idle(now))
-                    continue
-                self._idle_since = None
-                self._connect_direct(now)
-                pending = self._sync_watches(sessions)
-                if now >= self._next_check:
-                    self._next_check = now + app_settings.WAIT_POLL_INTERVAL_SECONDS
-                    to_check = sessions
-                else:
-                    # A session whose watch lock a committing writer still holds
-                    # is checked once the lock is ours, so that its commit is seen.
-                    to_check = unchecked - pending
-                if pending & unchecked:
+                try:
+                    self._step(sessions, unchecked)
+                except Exception:
+                    # Never leave waiters without a listener: start afresh shortly.
+                    logger.exception("agent_sessions: the event listener of %r failed", self.alias)
+                    self._close_direct()
+                    with contextlib.suppress(Exception):
+                        connections[self.alias].close()
                     with self._lock:
-                        self._unchecked |= pending & unchecked
-                if to_check:
-                    self._check(to_check)
-                timeout = self._next_check - time.monotonic()
-                if pending:
-                    timeout = min(timeout, _WATCH_RETRY_SECONDS)
-                if self._direct is None:
-                    # Reopen a lost direct connection when its back-off ends.
-                    timeout = min(timeout, self._reconnect_at - time.monotonic())
-                self._sleep(timeout)
-        except Exception:
-            logger.exception("agent_sessions: the event listener of %r stopped", self.alias)
+                        self._unchecked |= set(self._waiters)
+                    time.sleep(_RECONNECT_MAX_SECONDS / 5)
         finally:
             self._close_direct()
-            connections[self.alias].close()
+            with contextlib.suppress(Exception):
+                connections[self.alias].close()
             with self._lock:
                 self._thread = None
+
+    def _step(self, sessions: set[str], unchecked: set[str]) -> None:
+        """One round: connect, watch, check what is due, then sleep until something happens."""
+        now = time.monotonic()
+        if not sessions:
+            self._sleep(self._go_idle(now))
+            return
+        self._idle_since = None
+        self._connect_direct(now)
+        pending = self._sync_watches(sessions)
+        if now >= self._next_check:
+            self._next_check = now + app_settings.WAIT_POLL_INTERVAL_SECONDS
+            to_check = sessions
+        else:
+            # A session whose watch lock a committing writer still holds
+            # is checked once the lock is ours, so that its commit is seen.
+            to_check = unchecked - pending
+        if pending & unchecked:
+            with self._lock:
+                self._unchecked |= pending & unchecked
+        if to_check:
+            self._check(to_check)
+        timeout = self._next_check - time.monotonic()
+        if pending:
+            timeout = min(timeout, _WATCH_RETRY_SECONDS)
+        if self._direct is None:
+            # Reopen a lost direct connection when its back-off ends.
+            timeout = min(timeout, self._reconnect_at - time.monotonic())
+        self._sleep(timeout)
 
     def _go_idle(self, now: float) -> float | None:
         """Release what nobody waits for; returns how long to sleep (None: until poked)."""
