@@ -296,6 +296,25 @@ def run_write(
             pause = min(pause * 2, 0.2)
 
 
+@contextmanager
+def write_block(alias: str, operation: str) -> Iterator[BaseDatabaseWrapper]:
+    """:func:`run_write` for work that has to be a ``with`` block (a generator's step).
+
+    One transaction on ``alias`` with SQLite's write lock taken first and
+    errors translated. Nothing is retried (a block cannot be replayed): a
+    lost connection raises ``StorageError`` and the next call reconnects.
+
+    Yields:
+        The connection.
+    """
+    connection = connections[alias]
+    with translate_errors(operation), transaction.atomic(using=alias):
+        if connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                take_sqlite_write_lock(cursor)
+        yield connection
+
+
 def reconnecting(method: Callable[_P, _T]) -> Callable[_P, _T]:
     """Decorator for a public read method: run it once more after a lost connection.
 

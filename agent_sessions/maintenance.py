@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from agent_sessions import models as m
@@ -57,7 +57,7 @@ from agent_sessions.aio import with_async_twins
 from agent_sessions.archive import ArchiveWriter
 from agent_sessions.cascade import ArchivedSessions, delete_sessions
 from agent_sessions.core import Event
-from agent_sessions.db import check_alias, db_for_write, translate_errors
+from agent_sessions.db import check_alias, db_for_write, translate_errors, write_block
 from agent_sessions.errors import (
     ArchiveError,
     MaintenanceLockLost,
@@ -70,7 +70,6 @@ from agent_sessions.models import ARTIFACT_COLUMNS
 from agent_sessions.restore import RestoreReport, restore_archives
 from agent_sessions.results import MaintenanceReport
 from agent_sessions.retention import RetentionPolicy
-from agent_sessions.sequences import take_sqlite_write_lock
 from agent_sessions.telemetry import count_maintenance_batch, maintenance_attributes, traced
 from agent_sessions.validation import check_id, check_int, utcnow
 
@@ -847,11 +846,8 @@ class DjangoMaintenance:
         outermost = not connection.in_atomic_block
         if run.lock is not None:
             run.lock.check()
-        with translate_errors(operation), transaction.atomic(using=self.alias):
-            if connection.vendor == "sqlite":
-                with connection.cursor() as cursor:
-                    take_sqlite_write_lock(cursor)
-            elif connection.vendor == "postgresql" and outermost:
+        with write_block(self.alias, operation):
+            if connection.vendor == "postgresql" and outermost:
                 with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL synchronous_commit = off")
             yield
