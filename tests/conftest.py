@@ -52,9 +52,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _stop_event_listeners(django_db_setup: Any) -> Iterator[None]:
-    """Close the shared listeners' connections before the test databases are dropped."""
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any) -> Iterator[None]:
+    """pytest-django's test databases; the shared listeners close before they are dropped."""
     yield
     from agent_sessions.listener import shutdown_listeners
 
