@@ -42,14 +42,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from agent_sessions import models as m
 from agent_sessions import signals
@@ -67,6 +67,7 @@ from agent_sessions.errors import (
 )
 from agent_sessions.locks import MaintenanceLock
 from agent_sessions.models import ARTIFACT_COLUMNS
+from agent_sessions.pruning import PROTECTED_EVENT_TYPES, READ_CHUNK, EventPruning
 from agent_sessions.restore import RestoreReport, restore_archives
 from agent_sessions.results import MaintenanceReport
 from agent_sessions.retention import RetentionPolicy
@@ -75,20 +76,8 @@ from agent_sessions.validation import check_id, check_int, utcnow
 
 __all__ = ["PROTECTED_EVENT_TYPES", "DjangoMaintenance", "MaintenanceProgress", "MaintenanceReport"]
 
-#: Event types that pruning never deletes: they anchor a session's history.
-PROTECTED_EVENT_TYPES: frozenset[str] = frozenset(
-    {"session_created", "run_started", "run_completed", "run_failed", "error_occurred"}
-)
-
 #: ``progress(step, rows_in_batch, step_total_so_far)``, called after every batch.
 MaintenanceProgress = Callable[[str, int, int], None]
-
-# Pruning looks for over-cap sessions in windows of this many times batch_size
-# events, and at least _MIN_WINDOW_EVENTS: a window's cost is mostly per query
-# at small batch sizes, and its memory (one small dict per session) stays bounded.
-_WINDOW_FACTOR = 10
-_MIN_WINDOW_EVENTS = 10_000
-_READ_CHUNK = 2000
 
 
 @dataclass
@@ -114,7 +103,7 @@ class _Run:
 
 
 @with_async_twins
-class DjangoMaintenance:
+class DjangoMaintenance(EventPruning):
     """The :class:`~agent_sessions.ports.Maintenance` port on a Django database.
 
     Args:
@@ -510,184 +499,6 @@ class DjangoMaintenance:
             self._report(run, "clean_orphaned_sequences", len(ids), total)
         return total
 
-    # ----------------------------------------------------------------- pruning
-
-    def _prune_sessions(self, policy: RetentionPolicy, run: _Run, *, session_id: str | None) -> int:
-        cap = policy.max_events_per_session
-        assert cap is not None
-        events = self._events()
-        if session_id is not None:
-            events = events.filter(session_id=session_id)
-        if run.hard_delete_cutoff is not None:
-            events = events.exclude(self._hard_deletable(run.hard_delete_cutoff))
-        unprotected = ~Q(type__in=PROTECTED_EVENT_TYPES)
-        over_cap = (
-            events.values("session_id")
-            .annotate(total=Count("id"), prunable=Count("id", filter=unprotected))
-            .filter(total__gt=cap, prunable__gt=0)
-            .order_by("session_id")
-        )
-        if session_id is not None:
-            with translate_errors("prune_events"):
-                windows: Iterable[list[dict[str, Any]]] = [[dict(g) for g in over_cap]]
-        else:
-            windows = self._session_windows(over_cap, policy.batch_size)
-        pruned = 0
-        for groups in windows:
-            for chunk in _pack_by_excess(groups, cap, policy.batch_size):
-                if run.dry_run:
-                    pruned += sum(_excess(group, cap) for group in chunk)
-                    self._report(run, "prune_events", len(chunk), pruned)
-                else:
-                    first, last = chunk[0]["session_id"], chunk[-1]["session_id"]
-                    planned = sum(_excess(group, cap) for group in chunk)
-                    pruned += self._prune_over_cap(first, last, cap, policy, run, pruned, planned)
-        return pruned
-
-    def _session_windows(
-        self, over_cap: QuerySet[Any], batch_size: int
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Yield the over-cap sessions window by window of about ``10 * batch_size`` events
-        (at least 10,000).
-
-        Each window is a range of session ids found by walking the
-        ``(session_id, …)`` index, so every aggregate reads a bounded slice of
-        the table and the whole walk reads it once, whatever plan the
-        database would pick for an open-ended ``GROUP BY … LIMIT``.
-        """
-        window_rows = max(batch_size * _WINDOW_FACTOR, _MIN_WINDOW_EVENTS)
-        last: str | None = None
-        while True:
-            ahead = self._events() if last is None else self._events().filter(session_id__gt=last)
-            page = over_cap if last is None else over_cap.filter(session_id__gt=last)
-            with translate_errors("prune_events"):
-                bound = list(
-                    ahead.order_by("session_id").values_list("session_id", flat=True)[
-                        window_rows - 1 : window_rows
-                    ]
-                )
-                if bound:
-                    page = page.filter(session_id__lte=bound[0])
-                groups = list(page)
-            if groups:
-                yield groups
-            if not bound:
-                return
-            last = bound[0]
-
-    def _prune_over_cap(
-        self,
-        first: str,
-        last: str,
-        cap: int,
-        policy: RetentionPolicy,
-        run: _Run,
-        pruned_before: int,
-        planned: int,
-    ) -> int:
-        """Delete the events above the cap of the sessions ``first..last``, a batch per
-        transaction.
-
-        Sessions within the range that are not over the cap have no excess,
-        so nothing of theirs qualifies; no list of ids travels to the database.
-        Stops once the ``planned`` excess (what a dry run counts) is gone,
-        instead of paying for one more, empty, ranking of the range.
-        """
-        select, params = _over_cap_sql(first, last, cap, policy.prune_event_types_first)
-        params.append(policy.batch_size)
-        pruned = 0
-        while True:
-            with (
-                self._write(run, "prune_events"),
-                connections[self.alias].cursor() as cursor,
-            ):
-                if run.archive is None:
-                    cursor.execute(f"DELETE FROM asm_events WHERE id IN ({select})", params)
-                    found = deleted = int(cursor.rowcount)
-                else:
-                    cursor.execute(select, params)
-                    ids = [row[0] for row in cursor.fetchall()]
-                    found, deleted = len(ids), self._delete_events(ids, run.archive)
-            pruned += deleted
-            if deleted:
-                self._report(run, "prune_events", deleted, pruned_before + pruned)
-            if found < policy.batch_size or pruned >= planned:
-                return pruned
-
-    def _prune_total(self, policy: RetentionPolicy, run: _Run, already_pruned: int) -> int:
-        cap = policy.max_total_events
-        assert cap is not None
-        events = self._events()
-        if run.hard_delete_cutoff is not None:
-            events = events.exclude(self._hard_deletable(run.hard_delete_cutoff))
-        unprotected = events.exclude(type__in=PROTECTED_EVENT_TYPES)
-        with translate_errors("prune_events"):
-            excess = events.count() - cap
-            if run.dry_run:
-                # Per-session pruning already deleted unprotected events only.
-                excess -= already_pruned
-                if excess <= 0:
-                    return 0
-                prunable = unprotected.count() - already_pruned
-                pruned = max(0, min(excess, prunable))
-                self._report(run, "prune_events", pruned, already_pruned + pruned)
-                return pruned
-        first = [t for t in policy.prune_event_types_first if t not in PROTECTED_EVENT_TYPES]
-        phases = [unprotected.filter(type__in=first), unprotected.exclude(type__in=first)]
-        pruned = 0
-        for phase in phases:
-            if excess <= pruned:
-                break
-            pruned += self._prune_oldest(run, phase, excess - pruned, policy)
-        return pruned
-
-    def _prune_oldest(
-        self,
-        run: _Run,
-        candidates: QuerySet[m.Event],
-        limit: int,
-        policy: RetentionPolicy,
-    ) -> int:
-        """Delete up to ``limit`` of the oldest candidates, walking (timestamp, sequence, id)."""
-        ordered = candidates.order_by("timestamp", "sequence_number", "id")
-        pruned = 0
-        last: tuple[Any, int, str] | None = None
-        while pruned < limit:
-            page = ordered
-            if last is not None:
-                stamp, number, event_id = last
-                page = ordered.filter(
-                    Q(timestamp__gt=stamp)
-                    | Q(timestamp=stamp, sequence_number__gt=number)
-                    | Q(timestamp=stamp, sequence_number=number, id__gt=event_id)
-                )
-            with self._write(run, "prune_events"):
-                keys = list(
-                    page.values_list("timestamp", "sequence_number", "id")[
-                        : min(policy.batch_size, limit - pruned)
-                    ]
-                )
-                deleted = self._delete_events([key[2] for key in keys], run.archive)
-            if not keys:
-                break
-            pruned += deleted
-            last = keys[-1]
-            self._report(run, "prune_events", deleted, pruned)
-        return pruned
-
-    def _delete_events(self, ids: Sequence[str], archive: ArchiveWriter | None) -> int:
-        """Archive (when asked) then delete these events; call inside a transaction."""
-        if not ids:
-            return 0
-        doomed = self._events().filter(id__in=ids)
-        if archive is not None:
-            # Locked as they are read, and deleted by these ids only: exactly
-            # what the archive holds goes.
-            rows = doomed.select_for_update().order_by("session_id", "sequence_number")
-            archive.write("event", (row.to_domain() for row in rows.iterator(_READ_CHUNK)))
-            archive.sync()
-        return int(doomed.delete()[0])
-
     # ----------------------------------------------------------------- hard delete
 
     def _delete_sessions(
@@ -770,7 +581,7 @@ class DjangoMaintenance:
         events = self._events().filter(session_id__in=ids)
 
         def archived_events() -> Iterator[Event]:
-            for row in events.order_by("session_id", "sequence_number").iterator(_READ_CHUNK):
+            for row in events.order_by("session_id", "sequence_number").iterator(READ_CHUNK):
                 last_sequence[row.session_id] = row.sequence_number
                 yield row.to_domain()
 
@@ -912,76 +723,8 @@ def _committed(run: _Run, step: str, exc: Exception) -> str:
     return f" ({done} rows were done before the failure)"
 
 
-def _excess(group: dict[str, Any], cap: int) -> int:
-    """How many of a session's events pruning removes: its excess, within its unprotected ones."""
-    return min(int(group["total"]) - cap, int(group["prunable"]))
-
-
-def _pack_by_excess(
-    groups: list[dict[str, Any]], cap: int, batch_size: int
-) -> Iterator[list[dict[str, Any]]]:
-    """Split sessions into runs whose excess adds up to about ``batch_size`` events.
-
-    One transaction then prunes a whole run of sessions (a session whose own
-    excess is larger still gets its own run, pruned ``batch_size`` at a time).
-    """
-    chunk: list[dict[str, Any]] = []
-    size = 0
-    for group in groups:
-        excess = _excess(group, cap)
-        if chunk and (size + excess > batch_size or len(chunk) >= batch_size):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(group)
-        size += excess
-    if chunk:
-        yield chunk
-
-
 def _is_archive_error(exc: StorageError) -> bool:
     return isinstance(exc, ArchiveError)
-
-
-def _over_cap_sql(
-    first: str, last: str, cap: int, prune_first: Sequence[str]
-) -> tuple[str, list[Any]]:
-    """Select the next events to prune from sessions ``first..last``, in pruning order.
-
-    Ranks each session's unprotected events (``prune_first`` types first,
-    then by sequence) and keeps those within the session's excess over the
-    cap, where the excess counts protected events too. The caller appends the
-    LIMIT parameter. Portable SQL: window functions exist in PostgreSQL and
-    SQLite >= 3.25.
-    """
-    protected = sorted(PROTECTED_EVENT_TYPES)
-    not_protected = ", ".join(["%s"] * len(protected))
-    if prune_first:
-        first_types = ", ".join(["%s"] * len(prune_first))
-        priority = f'CASE WHEN e."type" IN ({first_types}) THEN 0 ELSE 1 END'
-        priority_params: list[Any] = list(prune_first)
-    else:
-        priority, priority_params = "0", []
-    sql = f"""
-        SELECT ranked.id FROM (
-            SELECT e.id, e.session_id,
-                   ROW_NUMBER() OVER (
-                       PARTITION BY e.session_id ORDER BY {priority}, e.sequence_number
-                   ) AS position,
-                   totals.total - %s AS excess
-            FROM asm_events AS e
-            JOIN (
-                SELECT session_id, COUNT(*) AS total FROM asm_events
-                WHERE session_id >= %s AND session_id <= %s
-                GROUP BY session_id HAVING COUNT(*) > %s
-            ) AS totals ON totals.session_id = e.session_id
-            WHERE e.session_id >= %s AND e.session_id <= %s AND e."type" NOT IN ({not_protected})
-        ) AS ranked
-        WHERE ranked.position <= ranked.excess
-        ORDER BY ranked.session_id, ranked.position
-        LIMIT %s
-    """
-    params = [*priority_params, cap, first, last, cap, first, last, *protected]
-    return sql, params
 
 
 # Counters below their session's highest stored sequence: the next append

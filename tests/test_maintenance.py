@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from agent_sessions import maintenance as maintenance_module
 from agent_sessions import models as m
+from agent_sessions import pruning as pruning_module
 from agent_sessions.core import Event
 from agent_sessions.errors import MigrationRequiredError, StorageError, ValidationError
 from agent_sessions.maintenance import PROTECTED_EVENT_TYPES, DjangoMaintenance
@@ -278,7 +278,7 @@ def test_prune_events_walks_the_whole_table_in_bounded_windows(
 ) -> None:
     # Windows are at least 10,000 events for speed; lift that floor so these
     # 35 events span several windows of 10 (10 * batch_size).
-    monkeypatch.setattr(maintenance_module, "_MIN_WINDOW_EVENTS", 0)
+    monkeypatch.setattr(pruning_module, "_MIN_WINDOW_EVENTS", 0)
     sessions = [session_with_log(["session_created"] + ["message_sent"] * 4) for _ in range(7)]
     retention = policy(max_events_per_session=2, batch_size=1)  # windows of 10 events
 
