@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db.models import QuerySet
@@ -76,7 +76,8 @@ _HIGHLIGHTS = {
 }
 
 
-def _sequence(raw: str | None, *, minimum: int) -> int | None:
+def parse_sequence(raw: str | None, *, minimum: int) -> int | None:
+    """A sequence-number query parameter, or None when absent or out of range."""
     if raw is None or not raw.isdigit() or len(raw) > 10:
         return None
     value = int(raw)
@@ -103,11 +104,11 @@ class ConversationQuery:
                 run_id = None
         types = tuple(sorted({t for t in params.getlist("type") if t in _KNOWN_TYPES}))
         groups = tuple(sorted({g for g in params.getlist("show") if g in TYPE_GROUPS}))
-        after = _sequence(params.get("after"), minimum=0)
-        at = _sequence(params.get("at"), minimum=1)
+        after = parse_sequence(params.get("after"), minimum=0)
+        at = parse_sequence(params.get("at"), minimum=1)
         if at is not None:
             after = at - 1
-        before = None if after is not None else _sequence(params.get("before"), minimum=1)
+        before = None if after is not None else parse_sequence(params.get("before"), minimum=1)
         return cls(run_id=run_id, types=types, groups=groups, before=before, after=after)
 
     @property
@@ -390,26 +391,14 @@ def fragment_page(
         ``(entries, last)``: at most :data:`PAGE_SIZE` entries and the
         highest sequence number shown (``after`` when none).
     """
-    rows = list(
-        with_data_prefix(
-            _events(session_id, query).only(
-                "id", "type", "timestamp", "sequence_number", "run_id", "provider"
-            )
-        )
-        .filter(sequence_number__gt=after)
-        .order_by("sequence_number")[:PAGE_SIZE]
+    page = conversation_page(
+        session_id,
+        replace(query, after=after, before=None),
+        event_url=event_url,
+        raw_url=raw_url,
+        runs=runs,
     )
-    previous = (
-        _events(session_id, query)
-        .filter(sequence_number__lte=after)
-        .order_by("-sequence_number")
-        .values_list("timestamp", flat=True)
-        .first()
-        if rows
-        else None
-    )
-    entries = build_entries(rows, previous, event_url=event_url, raw_url=raw_url, runs=runs)
-    return entries, (rows[-1].sequence_number if rows else after)
+    return page["entries"], page["last_sequence"] or after
 
 
 def request_query(request: HttpRequest) -> ConversationQuery:

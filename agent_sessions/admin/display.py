@@ -34,12 +34,6 @@ def pretty_json(value: Any) -> SafeString:
     return format_html('<pre class="asm-json">{}</pre>', text)
 
 
-def json_preview(value: Any, length: int = 120) -> str:
-    """A one-line JSON rendering of ``value``, cut to ``length`` characters."""
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-    return text if len(text) <= length else text[: length - 1] + "…"
-
-
 def utc_timestamp(value: dt.datetime | None) -> str:
     """``value`` in UTC to the microsecond (event order is finer than minutes)."""
     if value is None:

@@ -32,27 +32,13 @@ from agent_sessions.admin.search import matched_columns, search_events
 from agent_sessions.admin.text_search import text_search_context
 from agent_sessions.conf import app_settings
 from agent_sessions.errors import ValidationError
+from agent_sessions.sequences import EVENT_COLUMNS
 from agent_sessions.validation import check_id, check_varchar
-
-#: The columns of an event's raw JSON, in table order.
-RAW_COLUMNS = (
-    "id",
-    "type",
-    "timestamp",
-    "session_id",
-    "run_id",
-    "sequence_number",
-    "data",
-    "metadata",
-    "schema_version",
-    "provider",
-    "correlation_id",
-)
 
 
 def raw_event(event: models.Event) -> dict[str, Any]:
     """An event row as JSON (the stored values; the type is kept as stored)."""
-    values = {column: getattr(event, column) for column in RAW_COLUMNS}
+    values = {column: getattr(event, column) for column in EVENT_COLUMNS}
     values["timestamp"] = event.timestamp.isoformat() if event.timestamp else None
     return values
 
@@ -128,17 +114,9 @@ class EventAdmin(BigTableAdmin):
             return ("-sequence_number",)
         return super().get_ordering(request)
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
-    ) -> tuple[QuerySet[Any], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        try:
-            term = check_varchar(term, "search", required=True)
-        except ValidationError:
-            return queryset.none(), False
-        return search_events(queryset, term), False
+    def search_queryset(self, queryset: QuerySet[Any], term: str) -> QuerySet[Any]:
+        # The one search hook of the event log: exact ids, else full text.
+        return search_events(queryset, term)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

@@ -151,7 +151,11 @@ class BigTableAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             term = check_varchar(term, "search", required=True)
         except ValidationError:
             return queryset.none(), False
-        return queryset.filter(self.search_condition(term)), False
+        return self.search_queryset(queryset, term), False
+
+    def search_queryset(self, queryset: QuerySet[Any], term: str) -> QuerySet[Any]:
+        """The rows of ``queryset`` a validated, non-empty search term finds."""
+        return queryset.filter(self.search_condition(term))
 
     def search_condition(self, term: str) -> Any:
         """The ``Q`` a search term must satisfy: equality on an indexed column."""

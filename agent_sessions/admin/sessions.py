@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -23,6 +24,7 @@ from agent_sessions.admin.conversation import (
     ConversationQuery,
     conversation_page,
     fragment_page,
+    parse_sequence,
     run_summaries,
 )
 from agent_sessions.admin.display import (
@@ -57,8 +59,6 @@ TIMELINE_SIZE = 50
 SESSION_PAGE_RUNS = 50
 #: Most sessions one export action may stream.
 EXPORT_MAX_SESSIONS = 100
-#: Sequence numbers are PostgreSQL ``integer``s.
-MAX_SEQUENCE = 2**31 - 1
 #: The live stream of :mod:`agent_sessions.urls`, when the project includes it.
 STREAM_URL_NAME = "agent_sessions:event-stream"
 
@@ -141,23 +141,31 @@ class SessionAdmin(BigTableAdmin):
             and self.can_view(request, models.Event)
         )
 
+    def _change_sessions(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Any],
+        change: Callable[[HttpRequest, QuerySet[Any]], int],
+        label: str,
+        done: str,
+    ) -> None:
+        # A database failure is a message on the list, never a server error.
+        try:
+            changed = change(request, queryset)
+        except AgentSessionsError as exc:
+            self.message_user(request, f"{label} failed: {exc.message}", messages.ERROR)
+            return
+        self.message_user(request, f"{done} {changed} session(s).", messages.SUCCESS)
+
     @admin.action(permissions=["change"], description="Soft-delete selected sessions")
     def soft_delete_sessions(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        try:
-            changed = actions.soft_delete_sessions(request, queryset)
-        except AgentSessionsError as exc:
-            self.message_user(request, f"Soft-delete failed: {exc.message}", messages.ERROR)
-            return
-        self.message_user(request, f"Soft-deleted {changed} session(s).", messages.SUCCESS)
+        self._change_sessions(
+            request, queryset, actions.soft_delete_sessions, "Soft-delete", "Soft-deleted"
+        )
 
     @admin.action(permissions=["change"], description="Restore selected soft-deleted sessions")
     def restore_sessions(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        try:
-            changed = actions.restore_sessions(request, queryset)
-        except AgentSessionsError as exc:
-            self.message_user(request, f"Restore failed: {exc.message}", messages.ERROR)
-            return
-        self.message_user(request, f"Restored {changed} session(s).", messages.SUCCESS)
+        self._change_sessions(request, queryset, actions.restore_sessions, "Restore", "Restored")
 
     @admin.action(permissions=["export"], description="Export selected sessions (JSON Lines)")
     def export_sessions_json(
@@ -305,15 +313,14 @@ class SessionAdmin(BigTableAdmin):
     def _conversation_fragment(
         self, request: HttpRequest, session_id: str, query: ConversationQuery, show_runs: bool
     ) -> JsonResponse:
-        raw = request.GET.get("after", "")
-        after = int(raw) if raw.isdigit() and len(raw) <= 10 else 0
+        after = parse_sequence(request.GET.get("after"), minimum=0) or 0
         entries, last = fragment_page(
             session_id,
             query,
             event_url=lambda event_id: admin_url(models.Event, event_id),
             raw_url=event_raw_url,
             runs=run_summaries(session_id) if show_runs else {},
-            after=min(after, MAX_SEQUENCE),
+            after=after,
         )
         html = render_to_string(
             "admin/agent_sessions/session/_entries.html",
@@ -326,15 +333,6 @@ class SessionAdmin(BigTableAdmin):
 def event_raw_url(event_id: str) -> str:
     """The raw-JSON download of an event."""
     return admin_view_url(models.Event, "raw", event_id)
-
-
-def _before_seq(request: HttpRequest) -> int | None:
-    """The ``before_seq`` timeline parameter, or None when absent or unusable."""
-    raw = request.GET.get("before_seq", "")
-    if not raw.isdigit() or len(raw) > 10:
-        return None
-    value = int(raw)
-    return value if 1 <= value <= MAX_SEQUENCE + 1 else None
 
 
 def session_page_context(
@@ -387,7 +385,7 @@ def conversation_url(session_id: str, **params: str) -> str:
 
 
 def _timeline_context(request: HttpRequest, session_id: str, *, show_runs: bool) -> dict[str, Any]:
-    before = _before_seq(request)
+    before = parse_sequence(request.GET.get("before_seq"), minimum=1)
     events = models.Event.objects.filter(session_id=session_id)
     if before is not None:
         events = events.filter(sequence_number__lt=before)

@@ -232,15 +232,18 @@ def _langchain_blocks(message: Mapping[str, Any]) -> list[Block]:
         blocks.append(Block("message", role=role, text=_cut(text)))
     for call in body.get("tool_calls") or ():
         if isinstance(call, Mapping):
-            blocks.append(
-                Block(
-                    "tool_call",
-                    tool_name=str(call.get("name") or ""),
-                    call_id=str(call.get("id") or ""),
-                    text=_args(call.get("args")),
-                )
-            )
+            blocks.append(_call_block(call))
     return blocks
+
+
+def _call_block(call: Mapping[str, Any]) -> Block:
+    """A tool call given as ``{"name", "id", "args"}`` (LangChain, ADK)."""
+    return Block(
+        "tool_call",
+        tool_name=str(call.get("name") or ""),
+        call_id=str(call.get("id") or ""),
+        text=_args(call.get("args")),
+    )
 
 
 def _adk_blocks(adk_event: Mapping[str, Any]) -> list[Block]:
@@ -255,14 +258,7 @@ def _adk_blocks(adk_event: Mapping[str, Any]) -> list[Block]:
                 continue
             call, response = part.get("function_call"), part.get("function_response")
             if isinstance(call, Mapping):
-                blocks.append(
-                    Block(
-                        "tool_call",
-                        tool_name=str(call.get("name") or ""),
-                        call_id=str(call.get("id") or ""),
-                        text=_args(call.get("args")),
-                    )
-                )
+                blocks.append(_call_block(call))
             elif isinstance(response, Mapping):
                 result = response.get("response")
                 failed = isinstance(result, Mapping) and "error" in result
