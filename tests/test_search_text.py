@@ -552,3 +552,12 @@ def test_the_documented_agent_tool_runs(query_api: DjangoQueryAPI) -> None:
     assert session.id in answer
     assert "[[billing]]" in answer
     assert namespace["search_history"]("-only", agent_id="support-bot").startswith("Search refused")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_async_twin_searches_too(query_api: DjangoQueryAPI) -> None:
+    from asgiref.sync import async_to_sync
+
+    event = said("asynchronous words")
+    page = async_to_sync(query_api.asearch_text)("asynchronous")  # type: ignore[attr-defined]
+    assert ids(page) == [event.id]
