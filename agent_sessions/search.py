@@ -12,7 +12,8 @@ Elixir application, raw SQL, a restore) are searchable with no application
 path, and deleted rows (pruning, hard deletes) leave it. ASM's five tables are
 untouched; the index lives beside them:
 
-- PostgreSQL: ``asm_events_search(event_id, document tsvector)`` with a GIN
+- PostgreSQL: ``asm_events_search(event_id, event_timestamp, document
+  tsvector)`` with a GIN
   index, filled by statement-level triggers on ``asm_events``. The tsvector is
   stored rather than computed by an expression index because ranking needs it
   for every match: recomputing ``jsonb_to_tsvector`` per matching row measured
@@ -20,11 +21,15 @@ untouched; the index lives beside them:
   text-search configuration (``TEXT_SEARCH_CONFIG``, default ``simple``) is
   compiled into the function ``asm_events_search_config()``, which both the
   triggers and the queries call, so documents and queries always agree.
-- SQLite: ``asm_events_search(doc, event_id, body)`` holds the text (string
+- SQLite: ``asm_events_search(doc, event_id, ts, body)`` holds the text (string
   values joined by newlines) and is the external content of the FTS5 table
   ``asm_events_search_fts``; triggers keep both in step. (``asm_events`` has
   no stable integer key to use as the FTS rowid: its rowid may change on
   ``VACUUM``.)
+
+Both keep each event's timestamp beside its document, so a search without
+filters ranks and orders matches (rank, then timestamp, then id) from the
+index alone (:func:`ranked_matches`).
 
 **Query syntax** (:func:`parse_text_query`): words (all must occur),
 ``"exact phrases"``, ``-excluded`` words or phrases, and ``OR`` between
