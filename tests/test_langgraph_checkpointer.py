@@ -195,3 +195,16 @@ def test_retention_prunes_old_checkpoints_and_the_thread_resumes_from_the_latest
     ]
     result = ask(agent, "thread_6", "3")
     assert result["messages"][-1].content == "c"
+
+
+def test_a_thread_deleted_by_another_saver_is_recreated_on_the_next_put(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import agent_sessions.integrations.langgraph as langgraph_module
+
+    monkeypatch.setattr(langgraph_module, "TOUCH_INTERVAL_SECONDS", 0.0)
+    agent, _ = agent_with(DjangoCheckpointSaver(), answer("a"), answer("b"))
+    ask(agent, "thread_7", "1")
+    DjangoCheckpointSaver().delete_thread("thread_7")
+    ask(agent, "thread_7", "2")
+    assert m.Session.objects.get(id="thread_7").agent_id == "langgraph"
