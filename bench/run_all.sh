@@ -20,6 +20,7 @@ if [ -n "${ASM_BENCH_SMOKE:-}" ]; then
         "bench_admin"
         "bench_integrations"
         "bench_pipeline --single 200 --batches 1 --repeat 1"
+        "bench_stream --streams 100 --sessions 10 --idle-seconds 2"
     )
 else
     runs=(
@@ -30,6 +31,7 @@ else
         "bench_admin --scale 1"
         "bench_integrations --items 2000 --read-items 10000"
         "bench_pipeline --single 1000 --batches 5 --repeat 3"
+        "bench_stream --streams 1000 --sessions 100"
     )
 fi
 for run in "${runs[@]}"; do

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from django.db import router
 from django.http import QueryDict
@@ -49,6 +49,19 @@ ExportRecord = tuple[str, Session | Run | Event]
 EXPORT_PAGE_SIZE = 500
 
 
+@overload
+def int_param(
+    query: QueryDict, name: str, *, minimum: int, maximum: int | None = ..., default: int
+) -> int: ...
+@overload
+def int_param(
+    query: QueryDict,
+    name: str,
+    *,
+    minimum: int,
+    maximum: int | None = ...,
+    default: None = ...,
+) -> int | None: ...
 def int_param(
     query: QueryDict,
     name: str,

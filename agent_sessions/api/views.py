@@ -178,7 +178,7 @@ def _event_cursor(request: HttpRequest, *, header: bool) -> int:
                     field="Last-Event-ID",
                 )
             return int(text)
-    return int_param(request.GET, "after", minimum=0, default=0) or 0
+    return int_param(request.GET, "after", minimum=0, default=0)
 
 
 def _open_events(session_id: str, request: HttpRequest) -> EventFilter:
@@ -203,12 +203,11 @@ async def event_list(request: HttpRequest, session_id: str) -> HttpResponseBase:
         maximum=cap,
         default=min(app_settings.QUERY_EVENT_DEFAULT_LIMIT, cap),
     )
-    wait_ms = int_param(request.GET, "wait_timeout_ms", minimum=0, default=0) or 0
+    wait_ms = int_param(request.GET, "wait_timeout_ms", minimum=0, default=0)
     wait_ms = min(wait_ms, app_settings.API_LONG_POLL_MAX_MS)
     event_filter = await run_in_worker(_open_events, session_id, request)
     store = event_store()
     alias = router.db_for_write(models.Event)
-    assert limit is not None
     deadline = time.monotonic() + wait_ms / 1000
     window: EventWindow = await run_in_worker(
         read_window, store, session_id, event_filter, after=after, limit=limit
