@@ -38,10 +38,15 @@ class AsgiServer:
         settings_module: The server's settings (None: the test run's). The
             example project's settings read the database from ``DATABASE_URL``,
             which is set to the test database.
+        conn_max_age: The server database's ``CONN_MAX_AGE`` (None: as configured).
     """
 
     def __init__(
-        self, *, agent_sessions: dict[str, Any], settings_module: str | None = None
+        self,
+        *,
+        agent_sessions: dict[str, Any],
+        settings_module: str | None = None,
+        conn_max_age: int | None = None,
     ) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -56,6 +61,8 @@ class AsgiServer:
             "ASM_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
             "ASM_TEST_AGENT_SESSIONS": json.dumps(agent_sessions),
         }
+        if conn_max_age is not None:
+            self.env["ASM_TEST_CONN_MAX_AGE"] = str(conn_max_age)
         if settings_module:
             self.env["DJANGO_SETTINGS_MODULE"] = settings_module
             self.env["DATABASE_URL"] = database_url()
@@ -132,11 +139,12 @@ def wait_until(predicate: Any, *, timeout: float, interval: float = 0.05) -> Any
 
 
 def server_db_connections() -> int:
-    """Connections to the test database other than this test process's own (PostgreSQL)."""
+    """Connections the ASGI server process holds to the test database (PostgreSQL)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "WHERE datname = current_database() AND application_name = %s",
+            ["asm_test_asgi_server"],
         )
         return int(cursor.fetchone()[0])
 

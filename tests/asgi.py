@@ -6,6 +6,7 @@ The test starts ``uvicorn tests.asgi:application`` with:
 - ``ASM_TEST_DB_NAME``: the test database the parent created (a name on
   PostgreSQL, a file on SQLite);
 - ``ASM_TEST_AGENT_SESSIONS``: JSON merged into ``settings.AGENT_SESSIONS``;
+- ``ASM_TEST_CONN_MAX_AGE``: optional ``CONN_MAX_AGE`` of the database (seconds).
 
 Besides Django it answers ``GET /__test__/stats`` with what the tests check
 from outside: open SSE streams and live threads of this server process.
@@ -22,8 +23,16 @@ from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
+#: The ``application_name`` of the server's PostgreSQL connections.
+SERVER_APP = "asm_test_asgi_server"
+
 if os.environ.get("ASM_TEST_DB_NAME"):
     settings.DATABASES["default"]["NAME"] = os.environ["ASM_TEST_DB_NAME"]
+if "postgresql" in settings.DATABASES["default"]["ENGINE"]:
+    # So that tests count this server's connections, and nobody else's.
+    settings.DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = SERVER_APP
+if os.environ.get("ASM_TEST_CONN_MAX_AGE"):
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ["ASM_TEST_CONN_MAX_AGE"])
 settings.AGENT_SESSIONS = {
     **getattr(settings, "AGENT_SESSIONS", {}),
     **json.loads(os.environ.get("ASM_TEST_AGENT_SESSIONS", "{}")),

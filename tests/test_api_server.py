@@ -180,10 +180,10 @@ def _open_idle_streams(server: AsgiServer, session_id: str, count: int) -> dict[
             await asyncio.sleep(1.0)  # idle: nothing to send, only keepalives
             observed["idle_stats"] = await asyncio.to_thread(server.stats)
             observed["idle_connections"] = await asyncio.to_thread(_peak_connections, 1.0)
-            await asyncio.to_thread(
-                DjangoSessionStore().append_event, Event.new("message_sent", session_id)
-            )
+            peak = asyncio.create_task(asyncio.to_thread(_peak_connections, 1.0))
+            await asyncio.to_thread(_append_closing, session_id)
             await asyncio.wait_for(asyncio.gather(*tasks), timeout=20)
+            observed["fanout_connections"] = await peak
             observed["received"] = got
 
     asyncio.run(scenario())
@@ -192,6 +192,15 @@ def _open_idle_streams(server: AsgiServer, session_id: str, count: int) -> dict[
         or server.stats()
     )
     return observed
+
+
+def _append_closing(session_id: str) -> None:
+    from django.db import connection
+
+    try:
+        DjangoSessionStore().append_event(Event.new("message_sent", session_id))
+    finally:
+        connection.close()
 
 
 def _peak_connections(seconds: float) -> int:
@@ -223,12 +232,17 @@ def test_idle_streams_hold_no_thread_each_and_end_when_their_clients_leave(
 
 
 @pytest.mark.postgres_only
-def test_fifty_idle_streams_do_not_hold_fifty_database_connections(
-    idle_server: AsgiServer,
-) -> None:
-    server = idle_server
-    session = Session.new("idle")
-    DjangoSessionStore().save_session(session)
-    observed = _open_idle_streams(server, session.id, 50)
-    assert observed["idle_connections"] <= 3, observed
-    assert wait_until(lambda: server_db_connections() <= 2, timeout=10)
+@pytest.mark.parametrize("conn_max_age", [0, 60])
+def test_fifty_idle_streams_do_not_hold_fifty_database_connections(conn_max_age: int) -> None:
+    server = AsgiServer(agent_sessions=PERMISSION, conn_max_age=conn_max_age)
+    server.start()
+    try:
+        session = Session.new("idle")
+        DjangoSessionStore().save_session(session)
+        observed = _open_idle_streams(server, session.id, 50)
+        # The listener's LISTEN and check connections, plus the stream reader's when persistent.
+        assert observed["idle_connections"] <= 3, observed
+        assert observed["fanout_connections"] <= 3, observed
+    finally:
+        server.stop()
+    assert wait_until(lambda: server_db_connections() == 0, timeout=10)

@@ -26,14 +26,16 @@ import functools
 import json
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from agent_sessions.aio import run_in_worker
+from agent_sessions.aio import _with_fresh_connections
 from agent_sessions.api.reading import EventFilter, EventWindow, read_window
 from agent_sessions.api.waiting import (
     release_request_thread,
@@ -50,9 +52,13 @@ __all__ = [
     "event_frame",
     "open_streams",
     "read_batch",
+    "run_in_reader",
     "stream_async",
     "stream_sync",
 ]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 #: The keys of a frame's ``data`` object, in this order.
 SSE_EVENT_FIELDS = (
@@ -165,6 +171,33 @@ def read_batch(
     return Batch(window, b"".join(event_frame(event) for event in window.events))
 
 
+#: The thread that runs every stream read of the process (created on first use).
+_reader: ThreadPoolExecutor | None = None
+_reader_lock = threading.Lock()
+
+
+async def run_in_reader(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run one short read of the event endpoints on the process's reader thread.
+
+    The streams' reads, their opening checks (access, session known) and the
+    long-poll's reads all run here. Why one dedicated thread: its Django
+    connection follows ``CONN_MAX_AGE`` like any other (closed after each
+    read by default), but with persistent connections it is the *only* one
+    that streams keep open, so a process serving thousands of streams holds
+    at most this one plus the listener's, and a warm read costs a couple of
+    milliseconds instead of a new connection. Reads are short, and streams
+    at the same position share one (:func:`_shared_batch`), so one thread
+    keeps up with hundreds of appends per second.
+    """
+    global _reader
+    if _reader is None:
+        with _reader_lock:
+            if _reader is None:
+                _reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asm-stream-read")
+    worker = sync_to_async(_with_fresh_connections, thread_sensitive=False, executor=_reader)
+    return await worker(func, *args, **kwargs)
+
+
 #: Reads in flight under ASGI, by (loop, alias, session, filter, position).
 _inflight: dict[tuple[Any, ...], asyncio.Future[Batch]] = {}
 
@@ -195,7 +228,7 @@ async def _shared_batch(state: StreamState) -> Batch:
     future = _inflight.get(key)
     if future is None:
         future = asyncio.ensure_future(
-            run_in_worker(
+            run_in_reader(
                 read_batch, state.store, state.session_id, state.event_filter, state.position
             )
         )

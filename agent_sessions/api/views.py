@@ -45,7 +45,7 @@ from agent_sessions.api.reading import (
     session_detail,
     session_page,
 )
-from agent_sessions.api.sse import StreamState, stream_async, stream_sync
+from agent_sessions.api.sse import StreamState, run_in_reader, stream_async, stream_sync
 from agent_sessions.api.text_search import text_search_page
 from agent_sessions.api.waiting import release_request_thread, wait_for_append_async
 from agent_sessions.conf import app_settings
@@ -104,7 +104,19 @@ def api_view(view: View) -> View:
     The check runs before anything is read, so a refused request learns
     nothing, not even whether the session exists.
     """
+    return _guarded(view, run_in_worker)
 
+
+def event_view(view: View) -> View:
+    """:func:`api_view` for the event endpoints: the check runs on the stream reader thread.
+
+    A stream or long-poll then touches the database only from that thread
+    (see :func:`agent_sessions.api.sse.run_in_reader`).
+    """
+    return _guarded(view, run_in_reader)
+
+
+def _guarded(view: View, worker: Callable[..., Coroutine[Any, Any, Any]]) -> View:
     @functools.wraps(view)
     async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method != "GET":
@@ -115,7 +127,7 @@ def api_view(view: View) -> View:
             return response
         session_id = kwargs.get("session_id")
         try:
-            if not await run_in_worker(has_access, request, session_id):
+            if not await worker(has_access, request, session_id):
                 return error_response(
                     403, "permission_denied", "You do not have access to this resource."
                 )
@@ -186,7 +198,7 @@ def _open_events(session_id: str, request: HttpRequest) -> EventFilter:
     return parse_event_filter(request.GET)
 
 
-@api_view
+@event_view
 async def event_list(request: HttpRequest, session_id: str) -> HttpResponseBase:
     """``GET sessions/<id>/events``: ``{"events": [...], "last_sequence": int}``.
 
@@ -205,18 +217,18 @@ async def event_list(request: HttpRequest, session_id: str) -> HttpResponseBase:
     )
     wait_ms = int_param(request.GET, "wait_timeout_ms", minimum=0, default=0)
     wait_ms = min(wait_ms, app_settings.API_LONG_POLL_MAX_MS)
-    event_filter = await run_in_worker(_open_events, session_id, request)
+    event_filter = await run_in_reader(_open_events, session_id, request)
     store = event_store()
     alias = router.db_for_write(models.Event)
     deadline = time.monotonic() + wait_ms / 1000
-    window: EventWindow = await run_in_worker(
+    window: EventWindow = await run_in_reader(
         read_window, store, session_id, event_filter, after=after, limit=limit
     )
     if not window.events and wait_ms:
         release_request_thread()
     while not window.events and (remaining := deadline - time.monotonic()) > 0:
         await wait_for_append_async(alias, session_id, after=window.position, timeout=remaining)
-        window = await run_in_worker(
+        window = await run_in_reader(
             read_window, store, session_id, event_filter, after=window.position, limit=limit
         )
     return _json(
@@ -227,7 +239,7 @@ async def event_list(request: HttpRequest, session_id: str) -> HttpResponseBase:
     )
 
 
-@api_view
+@event_view
 async def event_stream(request: HttpRequest, session_id: str) -> HttpResponseBase:
     """``GET sessions/<id>/events/stream``: the session's events as Server-Sent Events.
 
@@ -235,7 +247,7 @@ async def event_stream(request: HttpRequest, session_id: str) -> HttpResponseBas
     or ``?after=N``; ``run_id`` and ``type`` filter. See :mod:`agent_sessions.api.sse`.
     """
     after = _event_cursor(request, header=True)
-    event_filter = await run_in_worker(_open_events, session_id, request)
+    event_filter = await run_in_reader(_open_events, session_id, request)
     state = StreamState(
         store=event_store(),
         alias=router.db_for_write(models.Event),
