@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from typing import Any
@@ -672,3 +673,32 @@ def test_malformed_timeline_paging_shows_the_newest_events(admin_client: Client,
 
     assert response.status_code == 200
     assert [i["event"].sequence_number for i in response.context["asm_timeline"]] == [3, 2, 1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_export_streams_asynchronously_under_asgi(admin_user: Any):
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+    from django.test import AsyncClient
+
+    session = SessionFactory()
+    events_of(session, 3)
+
+    async def scenario() -> tuple[bool, bytes]:
+        client = AsyncClient()
+        await client.aforce_login(admin_user)
+        response = await client.post(
+            changelist("session"),
+            {"action": "export_sessions_json", "_selected_action": [session.id], "index": 0},
+        )
+        body = b"".join([part async for part in response.streaming_content])
+        # The view ran in asgiref's sync thread: close its connection, or the
+        # test database cannot be dropped.
+        await sync_to_async(connections.close_all)()
+        return response.is_async, body
+
+    is_async, body = asyncio.run(scenario())
+
+    assert is_async
+    kinds = [json.loads(line)["kind"] for line in body.decode().splitlines()]
+    assert kinds == ["session", "event", "event", "event"]
