@@ -549,3 +549,36 @@ def test_runs_priced_by_the_pricing_table_show_their_cost(admin_client: Client):
     assert "0.012500" in body
     assert session_page.context["asm_runs"][0]["cost"] == "0.012500"
     assert session_page.context["asm_cost"]["total_cost_usd"] == pytest.approx(0.0125)
+
+
+def test_a_session_written_by_the_langchain_adapter_reads_as_a_conversation(
+    admin_client: Client,
+):
+    from agent_sessions.integrations.langchain import DjangoChatMessageHistory
+
+    history = DjangoChatMessageHistory("lc-session", provider="codex")
+    history.add_messages(
+        [
+            HumanMessage("Add 2 and 3"),
+            AIMessage("", tool_calls=[{"name": "add", "args": {"a": 2, "b": 3}, "id": "t1"}]),
+            ToolMessage("5", tool_call_id="t1"),
+            AIMessage(
+                "It is 5.",
+                usage_metadata={"input_tokens": 70, "output_tokens": 30, "total_tokens": 100},
+                response_metadata={"model_name": "gpt-4o"},
+            ),
+        ]
+    )
+
+    response = admin_client.get(conversation(history.session_id))
+
+    assert [kind for kind, _, _ in blocks(response)] == [
+        "message",
+        "tool_call",
+        "tool_result",
+        "message",
+    ]
+    assert entries(response)[1].blocks[0].pair["sequence_number"] == 3
+    runs = response.context["runs"]
+    assert [run["token_usage"]["total_tokens"] for run in runs] == [100]
+    assert runs[0]["cost"] is not None
