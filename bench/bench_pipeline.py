@@ -57,7 +57,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default="asm_bench_pipeline", help="database name")
     parser.add_argument("--single", type=int, default=600, help="single appends per variant")
-    parser.add_argument("--batches", type=int, default=4, help="batches per variant and round")
+    parser.add_argument("--batches", type=int, default=8, help="batches per variant and round")
     parser.add_argument("--batch-size", type=int, default=1000, help="events per batch")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the best one counts")
     parser.add_argument(
@@ -219,8 +219,10 @@ def bench_batches(store: Any, raw: Any, args: argparse.Namespace) -> dict[str, f
     for _ in range(args.repeat):
         spent = dict.fromkeys(best, 0.0)
         sessions = {name: fresh_session() for name in best}
+        names = list(best)
         for batch in range(args.batches):
-            for name in best:
+            # A different order each batch: no variant always follows the raw COPY.
+            for name in names[batch % len(names) :] + names[: batch % len(names)]:
                 events = make_events(sessions[name], args.batch_size)
                 if name == "raw psycopg":
                     began = time.perf_counter()
