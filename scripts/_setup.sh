@@ -113,6 +113,10 @@ ensure_pgbouncer() {
 REPLICA_STATE="${ASM_TEST_STATE_DIR:-$ROOT/.test-state}/replica.env"
 REPLICA_HBA_LINE="host replication all 127.0.0.1/32 trust  # django-agent-sessions scripts/replica.sh (test standby)"
 
+# libpq reads the password of a primary that asks for one from PGPASSWORD
+# (pg_basebackup -R then writes it into the standby's primary_conninfo).
+if [ -n "${ASM_PG_PASSWORD:-}" ]; then export PGPASSWORD="$ASM_PG_PASSWORD"; fi
+
 primary_sql() {
     psql -h "${ASM_PG_HOST:-127.0.0.1}" -p "${ASM_PG_PORT:-5432}" -U "${ASM_PG_USER:-postgres}" \
         -d postgres -v ON_ERROR_STOP=1 -Atqc "$1"
