@@ -7,7 +7,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../scripts/_setup.sh"
 cd "$ROOT"
-ensure_venv "test,openai-agents,langchain,adk,otel,bench"
+ensure_venv "test,openai-agents,langchain,adk,langgraph,otel,bench"
 ensure_postgres
 
 mkdir -p bench/results
