@@ -21,6 +21,8 @@ if [ -n "${ASM_BENCH_SMOKE:-}" ]; then
         "bench_integrations"
         "bench_pipeline --single 200 --batches 1 --repeat 1"
         "bench_stream --streams 100 --sessions 10 --idle-seconds 2"
+        "bench_search --events 20000 --repeat 5 --rounds 1"
+        "bench_search --events 20000 --repeat 5 --rounds 1 --sqlite"
     )
 else
     runs=(
@@ -32,6 +34,8 @@ else
         "bench_integrations --items 2000 --read-items 10000"
         "bench_pipeline --single 1000 --batches 5 --repeat 3"
         "bench_stream --streams 1000 --sessions 100"
+        "bench_search --events 1000000 --repeat 20"
+        "bench_search --events 1000000 --repeat 20 --sqlite"
     )
 fi
 for run in "${runs[@]}"; do
