@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import close_old_connections
 
 from agent_sessions.aio import _with_fresh_connections
@@ -171,29 +172,39 @@ def read_batch(
     return Batch(window, b"".join(event_frame(event) for event in window.events))
 
 
-#: The thread that runs every stream read of the process (created on first use).
+#: The reader threads of the process (created on first use; see :func:`run_in_reader`).
 _reader: ThreadPoolExecutor | None = None
 _reader_lock = threading.Lock()
+#: Reader threads when connections are closed after each read (``CONN_MAX_AGE = 0``).
+TRANSIENT_READER_THREADS = 4
+
+
+def _reader_threads() -> int:
+    persistent = any(db.get("CONN_MAX_AGE", 0) != 0 for db in settings.DATABASES.values())
+    return 1 if persistent else TRANSIENT_READER_THREADS
 
 
 async def run_in_reader(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run one short read of the event endpoints on the process's reader thread.
+    """Run one short read of the event endpoints on the process's reader thread(s).
 
     The streams' reads, their opening checks (access, session known) and the
-    long-poll's reads all run here. Why one dedicated thread: its Django
-    connection follows ``CONN_MAX_AGE`` like any other (closed after each
-    read by default), but with persistent connections it is the *only* one
-    that streams keep open, so a process serving thousands of streams holds
-    at most this one plus the listener's, and a warm read costs a couple of
-    milliseconds instead of a new connection. Reads are short, and streams
-    at the same position share one (:func:`_shared_batch`), so one thread
-    keeps up with hundreds of appends per second.
+    long-poll's reads all run here; connections follow ``CONN_MAX_AGE``
+    like any others. With persistent connections there is **one** reader
+    thread, so its connection is the only one that streams keep open: a
+    process serving thousands of streams holds at most it plus the
+    listener's, and a warm read costs a couple of milliseconds. With
+    ``CONN_MAX_AGE = 0`` every read opens a connection anyway, which is
+    slower, so :data:`TRANSIENT_READER_THREADS` threads read side by side
+    (their connections last one read each). Streams at the same position
+    share a read (:func:`_shared_batch`).
     """
     global _reader
     if _reader is None:
         with _reader_lock:
             if _reader is None:
-                _reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asm-stream-read")
+                _reader = ThreadPoolExecutor(
+                    max_workers=_reader_threads(), thread_name_prefix="asm-stream-read"
+                )
     worker = sync_to_async(_with_fresh_connections, thread_sensitive=False, executor=_reader)
     return await worker(func, *args, **kwargs)
 
