@@ -216,6 +216,7 @@ _POSTGRES_REMOVE = [
     "DROP TRIGGER IF EXISTS asm_events_search_insert ON asm_events",
     "DROP TRIGGER IF EXISTS asm_events_search_update ON asm_events",
     "DROP TRIGGER IF EXISTS asm_events_search_delete ON asm_events",
+    "DROP TRIGGER IF EXISTS asm_events_search_truncate ON asm_events",
     "DROP FUNCTION IF EXISTS asm_events_search_sync()",
     "DROP TABLE IF EXISTS asm_events_search",
     "DROP FUNCTION IF EXISTS asm_events_search_document(jsonb)",
@@ -243,6 +244,11 @@ _POSTGRES_INSTALL = [
 BEGIN
     -- Statement-level with transition tables: one index write per statement,
     -- however many rows a batch append or a pruning DELETE touches.
+    IF TG_OP = 'TRUNCATE' THEN
+        -- Django's flush and hand-run TRUNCATEs fire no row triggers.
+        TRUNCATE asm_events_search;
+        RETURN NULL;
+    END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         DELETE FROM asm_events_search s USING old_rows o WHERE s.event_id = o.id;
     END IF;
@@ -264,6 +270,8 @@ END $$""",
     FOR EACH STATEMENT EXECUTE FUNCTION asm_events_search_sync()""",
     """CREATE TRIGGER asm_events_search_delete AFTER DELETE ON asm_events
     REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION asm_events_search_sync()""",
+    """CREATE TRIGGER asm_events_search_truncate AFTER TRUNCATE ON asm_events
     FOR EACH STATEMENT EXECUTE FUNCTION asm_events_search_sync()""",
     # The backfill runs after the triggers exist: a concurrent writer's rows
     # wait for this transaction instead of slipping between backfill and trigger.

@@ -278,6 +278,17 @@ def test_deleted_events_leave_the_index(query_api: DjangoQueryAPI) -> None:
     assert _indexed_ids() == set()
 
 
+def test_emptying_the_table_empties_the_index(query_api: DjangoQueryAPI) -> None:
+    said("gone with the table")
+    with connection.cursor() as cursor:
+        # TRUNCATE (Django's flush on PostgreSQL) fires no row triggers.
+        cursor.execute(
+            "TRUNCATE asm_events" if connection.vendor == "postgresql" else "DELETE FROM asm_events"
+        )
+    assert _indexed_ids() == set()
+    assert query_api.search_text("gone").hits == []
+
+
 def test_updated_event_data_is_reindexed(query_api: DjangoQueryAPI) -> None:
     event = said("before")
     with connection.cursor() as cursor:
