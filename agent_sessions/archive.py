@@ -46,6 +46,7 @@ an identical live row as already restored.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -392,12 +393,16 @@ class ArchiveEntry:
         record: The raw record (``to_dict()`` form; artifacts: columns).
         counter: A session's sequence counter row, when archived with it.
         line: The line number in its file.
+        confirmed: False for a record after the durable part its file's
+            manifest names: its batch never finished, so its rows were not
+            deleted by it.
     """
 
     kind: RecordKind
     record: dict[str, Any]
     counter: dict[str, Any] | None
     line: int
+    confirmed: bool = True
 
 
 @dataclass(slots=True)
@@ -471,6 +476,8 @@ def read_archive_entries(
             elif start < covered < offset:
                 raise _read_error(path, "its durable part does not end where its manifest says")
             if entry is not None:
+                if manifest and start >= covered:
+                    entry = dataclasses.replace(entry, confirmed=False)
                 yield entry
     if manifest and offset < covered:
         raise _read_error(path, f"it has {offset} bytes, its manifest says {covered} are durable")

@@ -82,6 +82,8 @@ class RestoreReport:
         records_read: Records read from the files.
         skipped_lines: Torn lines skipped (a write cut short by a crash).
         unverified_files: Files without a manifest (written by an older version).
+        unconfirmed_skipped: Records after the durable part a manifest names
+            (their batch failed before deleting anything): not restored.
         conflicts: ``"<table> <id>: <why>"`` for live rows that differ (at
             most :data:`MAX_CONFLICTS_LISTED`); empty when the restore ran.
         duration_ms: Wall-clock duration.
@@ -98,6 +100,7 @@ class RestoreReport:
     records_read: int = 0
     skipped_lines: int = 0
     unverified_files: list[str] = field(default_factory=list)
+    unconfirmed_skipped: int = 0
     conflicts: list[str] = field(default_factory=list)
     conflict_count: int = 0
     duration_ms: int = 0
@@ -178,6 +181,9 @@ def _batches(
         scan = ArchiveScan(Path(path))
         verified = manifest_path(path).exists()
         for entry in read_archive_entries(path, scan):
+            if not entry.confirmed:
+                # Its batch never finished: its rows were not deleted.
+                continue
             batch.append((entry, verified))
             if len(batch) >= size:
                 yield batch
@@ -185,6 +191,7 @@ def _batches(
         if count:
             report.records_read += scan.records
             report.skipped_lines += scan.skipped_lines
+            report.unconfirmed_skipped += scan.unconfirmed
             if not scan.verified:
                 report.unverified_files.append(os.fspath(path))
     if batch:

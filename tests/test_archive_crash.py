@@ -362,3 +362,26 @@ def test_the_command_prints_a_report_and_exits_1_when_the_archive_fails(
 
 def test_archive_errors_are_storage_errors() -> None:
     assert issubclass(ArchiveError, StorageError)
+
+
+@pytest.mark.django_db
+def test_records_of_a_batch_that_never_finished_are_not_restored(tmp_path: Path) -> None:
+    from agent_sessions.maintenance import DjangoMaintenance as Maintenance
+    from tests.factories import EventFactory
+
+    disk = Disk()
+    archive = writer(tmp_path, disk)
+    archive.write("event", events(1, "a"))
+    archive.sync()
+    archive.write("event", events(1, "b"))  # whole lines, then fsync and truncate fail
+    disk.fail_sync = disk.fail_truncate = True
+    with pytest.raises(ArchiveError):
+        archive.sync()
+    # The failed batch's row was never deleted, and has changed since.
+    EventFactory(id="evt_b0", session_id="ses_1", sequence_number=2, type="message_streamed")
+
+    report = Maintenance().restore(archive.paths)
+
+    assert report.unconfirmed_skipped == 1
+    assert report.conflicts == []
+    assert m.Event.objects.get(id="evt_b0").type == "message_streamed"
