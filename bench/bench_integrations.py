@@ -378,7 +378,10 @@ def bench_adk(args: argparse.Namespace, url: str, dsn: str) -> list[list[Any]]:
     def raw_read_events() -> None:
         from google.adk.events.event import Event
 
-        got = [Event.model_validate(d) for d in raw_read(dsn, big, "adk_event")]
+        from agent_sessions.integrations.adk import asm_session_id
+
+        stored_as = asm_session_id("bench", "u", big)
+        got = [Event.model_validate(d) for d in raw_read(dsn, stored_as, "adk_event")]
         assert len(got) == args.read_items
 
     read = {
@@ -431,7 +434,7 @@ def run_thread(saver: Any, thread_id: str, count: int) -> float:
     return time.perf_counter() - start
 
 
-def bench_langgraph(args: argparse.Namespace, dsn: str) -> list[list[Any]]:
+def bench_langgraph(args: argparse.Namespace, url: str, dsn: str) -> list[list[Any]]:
     from langgraph.checkpoint.postgres import PostgresSaver
 
     from agent_sessions.integrations.langgraph import DjangoCheckpointSaver
@@ -497,7 +500,13 @@ def main() -> None:
     connections.settings["default"]["CONN_MAX_AGE"] = 600
     url, dsn = sqlalchemy_url(args.db), raw_dsn()
     durability = durability_check(url)
-    rows = bench_openai(args, url, dsn) + bench_adk(args, url, dsn) + bench_langgraph(args, dsn)
+    rows: list[list[Any]] = []
+    for section in (bench_openai, bench_adk, bench_langgraph):
+        found = section(args, url, dsn)
+        # Each framework's rows as soon as they are measured (a long run keeps them
+        # even if a later section fails).
+        print(found, flush=True)
+        rows += found
     print_table(
         f"agent-framework adapters on PostgreSQL ({args.db}); seconds (best of "
         f"{args.repeat} rounds for appends, {args.read_repeat} for reads), lower is better",
