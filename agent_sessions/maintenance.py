@@ -53,7 +53,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from agent_sessions import models as m
 from agent_sessions import signals
-from agent_sessions.aio import with_async_twins
+from agent_sessions.aio import MaintenanceAsyncMixin
 from agent_sessions.archive import ArchiveWriter
 from agent_sessions.cascade import ArchivedSessions, delete_sessions
 from agent_sessions.core import Event
@@ -102,8 +102,7 @@ class _Run:
     lock: MaintenanceLock | None = None
 
 
-@with_async_twins
-class DjangoMaintenance(EventPruning):
+class DjangoMaintenance(EventPruning, MaintenanceAsyncMixin):
     """The :class:`~agent_sessions.ports.Maintenance` port on a Django database.
 
     Args:

@@ -53,7 +53,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.sql.compiler import SQLCompiler
 
 from agent_sessions import models
-from agent_sessions.aio import with_async_twins
+from agent_sessions.aio import QueryAsyncMixin
 from agent_sessions.conf import app_settings
 from agent_sessions.core import EventType, RunStatus, SessionStatus
 from agent_sessions.cursors import decode_cursor, encode_cursor
@@ -352,8 +352,7 @@ def _position(cursor: object, kind: str, order_name: str, order: KeysetOrder) ->
 # --------------------------------------------------------------------------- the API
 
 
-@with_async_twins
-class DjangoQueryAPI:
+class DjangoQueryAPI(QueryAsyncMixin):
     """The :class:`~agent_sessions.ports.QueryAPI` on a Django database (read-only).
 
     Args:

@@ -34,7 +34,7 @@ from django.db.models import Count, Sum
 
 from agent_sessions import core, signals
 from agent_sessions import models as m
-from agent_sessions.aio import run_in_worker, with_async_twins
+from agent_sessions.aio import ArtifactRegistryAsyncMixin, SessionStoreAsyncMixin, run_in_worker
 from agent_sessions.cascade import delete_sessions
 from agent_sessions.db import (
     SQLITE_LOCK_RETRY_SECONDS,
@@ -432,8 +432,7 @@ def _text(value: object) -> str | None:
 # --------------------------------------------------------------------------- the store
 
 
-@with_async_twins
-class DjangoSessionStore:
+class DjangoSessionStore(SessionStoreAsyncMixin):
     """The :class:`~agent_sessions.ports.SessionStore` on a Django database.
 
     Args:
@@ -1009,8 +1008,7 @@ _ARTIFACT_FIELDS = (
 )
 
 
-@with_async_twins
-class DjangoArtifactRegistry:
+class DjangoArtifactRegistry(ArtifactRegistryAsyncMixin):
     """The :class:`~agent_sessions.ports.ArtifactRegistry` on a Django database.
 
     Artifacts are returned as dicts of their ``asm_artifacts`` columns.
