@@ -2,10 +2,13 @@
 
 One implementation serves :meth:`DjangoSessionStore.delete_session
 <agent_sessions.store.DjangoSessionStore.delete_session>`,
-:func:`~agent_sessions.store.delete_sessions_cascade` and the hard delete of
+:func:`delete_sessions_cascade` and the hard delete of
 :class:`~agent_sessions.maintenance.DjangoMaintenance`: the callers own the
-transaction (and its batching); this module only knows which rows go, and in
-which order.
+transaction (and its batching); :func:`delete_sessions` only knows which rows
+go, and in which order. :func:`delete_sessions_cascade` is the one caller
+kept here: one write transaction per session through
+:func:`agent_sessions.db.run_write` (also importable from
+:mod:`agent_sessions.store`).
 
 When the rows are archived first, the cascade deletes exactly what the
 archive holds (:class:`ArchivedSessions`): the sessions, runs and artifacts
@@ -16,7 +19,7 @@ read survives, for the next run, instead of being deleted unarchived.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +27,11 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 
 from agent_sessions import models as m
+from agent_sessions.db import db_for_write, run_write
 from agent_sessions.errors import StorageError
+from agent_sessions.validation import check_id
 
-__all__ = ["ArchivedSessions", "SessionSelection", "delete_sessions"]
+__all__ = ["ArchivedSessions", "SessionSelection", "delete_sessions", "delete_sessions_cascade"]
 
 #: Which sessions go: their ids, or a queryset of sessions selected again by
 #: every statement (so no id list travels to the database).
@@ -178,3 +183,35 @@ def _membership(
     if len(selection) == 1:
         return "= %s", list(selection)
     return f"IN ({_marks(selection)})", list(selection)
+
+
+def delete_sessions_cascade(session_ids: Iterable[str], *, using: str | None = None) -> int:
+    """Delete sessions with their runs, events, sequence counters and artifacts.
+
+    Each session's cascade is one transaction of its own, so a failure leaves
+    every session either wholly present or wholly gone, and no transaction
+    grows with the number of sessions. Ids without a session row still have
+    their runs, events, counter and artifacts deleted.
+
+    Args:
+        session_ids: The sessions to delete.
+        using: Database alias; None follows the routers.
+
+    Returns:
+        How many session rows were deleted.
+
+    Raises:
+        ValidationError: an id is not a valid id.
+        StorageError: the database failed (sessions handled before stay deleted).
+        MigrationRequiredError: the tables are missing.
+    """
+    alias = db_for_write(using, m.Session)
+    deleted = 0
+    for session_id in session_ids:
+        session_id = check_id(session_id, "session_id")
+
+        def cascade(connection: BaseDatabaseWrapper, session_id: str = session_id) -> int:
+            return delete_sessions(connection, [session_id])
+
+        deleted += run_write(alias, "delete_session", cascade)
+    return deleted

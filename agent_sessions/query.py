@@ -54,6 +54,7 @@ from django.db.models.sql.compiler import SQLCompiler
 
 from agent_sessions import models
 from agent_sessions.aio import QueryAsyncMixin
+from agent_sessions.artifacts import DjangoArtifactRegistry
 from agent_sessions.conf import app_settings
 from agent_sessions.core import EventType, RunStatus, SessionStatus
 from agent_sessions.cursors import decode_cursor, encode_cursor
@@ -1012,8 +1013,6 @@ class DjangoQueryAPI(QueryAsyncMixin):
                 "events": _keyset_domain(events, _EXPORT_EVENTS),
             }
         if include_artifacts:
-            from agent_sessions.store import DjangoArtifactRegistry
-
             export["artifacts"] = DjangoArtifactRegistry(
                 self.using, consistent=self.consistent
             ).list_by_session(session_id)

@@ -1,4 +1,4 @@
-"""The SessionStore and ArtifactRegistry on the Django ORM's database connections.
+"""The SessionStore on the Django ORM's database connections.
 
 :class:`DjangoSessionStore` keeps sessions, runs and each session's ordered
 event log in the ``asm_*`` tables, with gap-free per-session sequence numbers
@@ -16,6 +16,10 @@ through Django's connection (one statement per single append on PostgreSQL,
 ``COPY`` for batches), and reads build :class:`~agent_sessions.core.Event`
 objects straight from the cursor rows. The vendor-specific SQL lives in
 :mod:`agent_sessions.sequences`.
+
+``DjangoArtifactRegistry`` (:mod:`agent_sessions.artifacts`) and
+``delete_sessions_cascade`` (:mod:`agent_sessions.cascade`) are re-exported
+here, where they have always been importable.
 """
 
 from __future__ import annotations
@@ -27,15 +31,15 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
-from django.db.models import Count, Sum
 
 from agent_sessions import core, signals
 from agent_sessions import models as m
-from agent_sessions.aio import ArtifactRegistryAsyncMixin, SessionStoreAsyncMixin, run_in_worker
-from agent_sessions.cascade import delete_sessions
+from agent_sessions.aio import SessionStoreAsyncMixin, run_in_worker
+from agent_sessions.artifacts import DjangoArtifactRegistry
+from agent_sessions.cascade import delete_sessions_cascade
 from agent_sessions.db import (
     SQLITE_LOCK_RETRY_SECONDS,
     RetryTransaction,
@@ -62,14 +66,12 @@ from agent_sessions.sequences import (
 )
 from agent_sessions.telemetry import Attributes, long_poll_timer, run_attributes, traced
 from agent_sessions.validation import (
-    BIGINT_MAX,
     check_choice,
     check_datetime,
     check_id,
     check_int,
     check_json,
     check_varchar,
-    new_artifact_id,
     utcnow,
 )
 
@@ -322,38 +324,6 @@ def _append_one_postgres(connection: BaseDatabaseWrapper, event: core.Event) -> 
     event.sequence_number = number
     signals.events_stored(connection.alias, [(event, outcome)])
     return event
-
-
-def delete_sessions_cascade(session_ids: Iterable[str], *, using: str | None = None) -> int:
-    """Delete sessions with their runs, events, sequence counters and artifacts.
-
-    Each session's cascade is one transaction of its own, so a failure leaves
-    every session either wholly present or wholly gone, and no transaction
-    grows with the number of sessions. Ids without a session row still have
-    their runs, events, counter and artifacts deleted.
-
-    Args:
-        session_ids: The sessions to delete.
-        using: Database alias; None follows the routers.
-
-    Returns:
-        How many session rows were deleted.
-
-    Raises:
-        ValidationError: an id is not a valid id.
-        StorageError: the database failed (sessions handled before stay deleted).
-        MigrationRequiredError: the tables are missing.
-    """
-    alias = db_for_write(using, m.Session)
-    deleted = 0
-    for session_id in session_ids:
-        session_id = check_id(session_id, "session_id")
-
-        def cascade(connection: BaseDatabaseWrapper, session_id: str = session_id) -> int:
-            return delete_sessions(connection, [session_id])
-
-        deleted += run_write(alias, "delete_session", cascade)
-    return deleted
 
 
 # --------------------------------------------------------------------------- span attributes
@@ -987,183 +957,3 @@ def _page(queryset: Any, *, limit: int | None, offset: int | None) -> Any:
     if limit is None:
         return queryset[start:] if start else queryset
     return queryset[start : start + check_int(limit, "limit", minimum=0)]
-
-
-# --------------------------------------------------------------------------- artifacts
-
-
-_ARTIFACT_FIELDS = (
-    "id",
-    "session_id",
-    "run_id",
-    "key",
-    "content_type",
-    "byte_size",
-    "checksum_sha256",
-    "storage_backend",
-    "storage_ref",
-    "metadata",
-    "created_at",
-    "deleted_at",
-)
-
-
-class DjangoArtifactRegistry(ArtifactRegistryAsyncMixin):
-    """The :class:`~agent_sessions.ports.ArtifactRegistry` on a Django database.
-
-    Artifacts are returned as dicts of their ``asm_artifacts`` columns.
-    Soft-deleted artifacts are invisible to every read, but their key stays
-    taken (registering it again is a ValidationError), as in ASM.
-
-    Args:
-        using: Database alias to use; None follows the database routers.
-        consistent: With the routers, read from the write database too (see
-            :class:`DjangoSessionStore`).
-    """
-
-    def __init__(self, using: str | None = None, *, consistent: bool = False) -> None:
-        self.using = check_alias(using)
-        self.consistent = consistent
-
-    def register(
-        self,
-        *,
-        key: str,
-        byte_size: int,
-        checksum_sha256: str,
-        storage_backend: str,
-        storage_ref: str,
-        session_id: str | None = None,
-        run_id: str | None = None,
-        content_type: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        id: str | None = None,
-    ) -> dict[str, Any]:
-        """Record an artifact and return it as a dict.
-
-        Args:
-            key: Unique key (e.g. a storage path).
-            byte_size: Size in bytes (≥ 0).
-            checksum_sha256: The content's SHA-256 (hex).
-            storage_backend: Where the content lives (``s3``, ``local``…).
-            storage_ref: The backend's reference to it.
-            session_id: The session it belongs to, if any.
-            run_id: The run it belongs to, if any.
-            content_type: MIME type.
-            metadata: JSON object.
-            id: The artifact id; generated (``art_…``) when None.
-
-        Returns:
-            The stored artifact's columns.
-
-        Raises:
-            ValidationError: the key (or id) is already registered, or a value is invalid.
-        """
-        row = m.Artifact(
-            id=check_id(id, "id") if id is not None else new_artifact_id(),
-            session_id=check_id(session_id, "session_id", required=False),
-            run_id=check_id(run_id, "run_id", required=False),
-            key=check_id(key, "key"),
-            content_type=check_varchar(content_type, "content_type"),
-            byte_size=check_int(byte_size, "byte_size", minimum=0, maximum=BIGINT_MAX),
-            checksum_sha256=check_varchar(checksum_sha256, "checksum_sha256", required=True),
-            storage_backend=check_varchar(storage_backend, "storage_backend", required=True),
-            storage_ref=check_varchar(storage_ref, "storage_ref", required=True),
-            metadata=check_json(
-                {} if metadata is None else metadata, "metadata", require_object=True
-            ),
-            created_at=utcnow(),
-            deleted_at=None,
-        )
-        alias = db_for_write(self.using, m.Artifact)
-
-        def work(connection: BaseDatabaseWrapper) -> None:
-            artifacts = m.Artifact.objects.using(alias)
-            # A key stays taken while its row exists, soft-deleted or not (ASM's
-            # unique index): registering never deletes anything.
-            taken = artifacts.filter(key=row.key).exists()
-            if taken or artifacts.filter(id=row.id).exists():
-                field = "key" if taken else "id"
-                raise ValidationError(
-                    "validation_error",
-                    f"an artifact with this {field} is already registered: {getattr(row, field)!r}",
-                    {"key": row.key, "id": row.id},
-                    field=field,
-                )
-            try:
-                with transaction.atomic(using=alias):
-                    row.save(using=alias, force_insert=True)
-            except IntegrityError as exc:
-                # A concurrent registration of the same key won the race.
-                raise ValidationError(
-                    "validation_error",
-                    f"an artifact with this key is already registered: {row.key!r}",
-                    {"key": row.key, "id": row.id, "cause": str(exc)},
-                    field="key",
-                ) from exc
-
-        # Not retried on a lost connection: a registration that did commit
-        # would then be refused as a duplicate key.
-        run_write(alias, "register_artifact", work, retry_safe=False)
-        return {name: getattr(row, name) for name in _ARTIFACT_FIELDS}
-
-    def get_by_key(self, key: str) -> dict[str, Any] | None:
-        """Return the artifact with this key, or None (also when soft-deleted)."""
-        key = check_id(key, "key")
-        live = self._live()
-        artifact: dict[str, Any] | None = run_read(
-            live.db,
-            "get_artifact",
-            lambda _c: live.filter(key=key).values(*_ARTIFACT_FIELDS).first(),
-        )
-        return artifact
-
-    def list_by_session(self, session_id: str) -> list[dict[str, Any]]:
-        """Return the session's artifacts, oldest first (then by id)."""
-        session_id = check_id(session_id, "session_id")
-        live = self._live()
-        return run_read(
-            live.db,
-            "list_artifacts",
-            lambda _c: list(
-                live.filter(session_id=session_id)
-                .order_by("created_at", "id")
-                .values(*_ARTIFACT_FIELDS)
-            ),
-        )
-
-    def session_stats(self, session_id: str) -> dict[str, int]:
-        """Return ``{"artifact_count": n, "total_bytes": n}`` over the session's live artifacts."""
-        session_id = check_id(session_id, "session_id")
-        live = self._live()
-        totals = run_read(
-            live.db,
-            "artifact_stats",
-            lambda _c: live.filter(session_id=session_id).aggregate(
-                artifact_count=Count("id"), total_bytes=Sum("byte_size")
-            ),
-        )
-        return {
-            "artifact_count": int(totals["artifact_count"] or 0),
-            "total_bytes": int(totals["total_bytes"] or 0),
-        }
-
-    def delete(self, key: str) -> None:
-        """Soft-delete the artifact with this key; a missing or deleted key is not an error."""
-        key = check_id(key, "key")
-        alias = db_for_write(self.using, m.Artifact)
-        now = utcnow()
-        run_write(
-            alias,
-            "delete_artifact",
-            lambda _c: (
-                m.Artifact.objects.using(alias)
-                .filter(key=key, deleted_at__isnull=True)
-                .update(deleted_at=now)
-            ),
-        )
-
-    def _live(self) -> Any:
-        return m.Artifact.objects.using(
-            db_for_read(self.using, m.Artifact, consistent=self.consistent)
-        ).filter(deleted_at__isnull=True)
