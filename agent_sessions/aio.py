@@ -17,8 +17,10 @@ calls on the same pool thread until it expires or breaks.
 The twins are declared, one per method, on mixin classes the concrete
 classes inherit (``class DjangoSessionStore(SessionStoreAsyncMixin)``), the
 way Django's ``SessionBase`` declares ``aload``/``asave``: the type checker
-sees them, and, for mypy, each mixin derives from its :mod:`~agent_sessions.ports`
-Protocol, so a concrete class that drifts from its contract fails ``mypy``::
+sees them. Each mixin derives from its :mod:`~agent_sessions.ports` Protocol,
+so a concrete class that drifts from its contract fails ``mypy``, and a
+method whose docstring is the contract's inherits it (``inspect.getdoc``,
+``help()``) instead of repeating it::
 
     await store.aappend_event(event)
     async for event in store.stream_events(session_id):
@@ -37,26 +39,13 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from agent_sessions import core
+from agent_sessions import core, ports
 from agent_sessions.core import Event
 from agent_sessions.locks import MaintenanceLock
 from agent_sessions.restore import RestoreReport
 from agent_sessions.results import EventPage, MaintenanceReport, RunPage, SessionPage, TextPage
 from agent_sessions.retention import RetentionPolicy
 from agent_sessions.validation import check_int
-
-if TYPE_CHECKING:
-    from agent_sessions import ports
-
-    # mypy sees each mixin as an explicit subclass of its Protocol, so every
-    # concrete class is checked against the contract; at run time the bases
-    # are plain ``object`` (no Protocol machinery in the MRO).
-    _BaseSessionStore = ports.SessionStore
-    _BaseArtifactRegistry = ports.ArtifactRegistry
-    _BaseQueryAPI = ports.QueryAPI
-    _BaseMaintenance = ports.Maintenance
-else:
-    _BaseSessionStore = _BaseArtifactRegistry = _BaseQueryAPI = _BaseMaintenance = object
 
 __all__ = [
     "ArtifactRegistryAsyncMixin",
@@ -218,7 +207,7 @@ async def stream_events(
             last_seen = event.sequence_number
 
 
-class SessionStoreAsyncMixin(_BaseSessionStore):
+class SessionStoreAsyncMixin(ports.SessionStore):
     """Coroutine twins of the session store's methods (see :func:`run_in_worker`)."""
 
     async def aappend_event(self, event: core.Event) -> core.Event:
@@ -296,7 +285,7 @@ class SessionStoreAsyncMixin(_BaseSessionStore):
     stream_events = stream_events
 
 
-class ArtifactRegistryAsyncMixin(_BaseArtifactRegistry):
+class ArtifactRegistryAsyncMixin(ports.ArtifactRegistry):
     """Coroutine twins of the artifact registry's methods (see :func:`run_in_worker`)."""
 
     async def adelete(self, key: str) -> None:
@@ -345,7 +334,7 @@ class ArtifactRegistryAsyncMixin(_BaseArtifactRegistry):
         return await run_in_worker(self.session_stats, session_id)
 
 
-class QueryAsyncMixin(_BaseQueryAPI):
+class QueryAsyncMixin(ports.QueryAPI):
     """Coroutine twins of the query API's methods (see :func:`run_in_worker`)."""
 
     async def acount_events(
@@ -536,7 +525,7 @@ class QueryAsyncMixin(_BaseQueryAPI):
         )
 
 
-class MaintenanceAsyncMixin(_BaseMaintenance):
+class MaintenanceAsyncMixin(ports.Maintenance):
     """Coroutine twins of the maintenance service's methods (see :func:`run_in_worker`)."""
 
     async def aclean_orphaned_artifacts(

@@ -50,7 +50,9 @@ _ARTIFACT_FIELDS = (
 class DjangoArtifactRegistry(ArtifactRegistryAsyncMixin):
     """The :class:`~agent_sessions.ports.ArtifactRegistry` on a Django database.
 
-    Artifacts are returned as dicts of their ``asm_artifacts`` columns.
+    Artifacts are returned as dicts of their ``asm_artifacts`` columns. A
+    method without a docstring here is documented once, on the Protocol
+    (``inspect.getdoc`` and ``help()`` find it there).
     Soft-deleted artifacts are invisible to every read, but their key stays
     taken (registering it again is a ValidationError), as in ASM.
 
@@ -147,7 +149,6 @@ class DjangoArtifactRegistry(ArtifactRegistryAsyncMixin):
         return {name: getattr(row, name) for name in _ARTIFACT_FIELDS}
 
     def get_by_key(self, key: str) -> dict[str, Any] | None:
-        """Return the artifact with this key, or None (also when soft-deleted)."""
         key = check_id(key, "key")
         live = self._live()
         artifact: dict[str, Any] | None = run_read(
@@ -158,7 +159,6 @@ class DjangoArtifactRegistry(ArtifactRegistryAsyncMixin):
         return artifact
 
     def list_by_session(self, session_id: str) -> list[dict[str, Any]]:
-        """Return the session's artifacts, oldest first (then by id)."""
         session_id = check_id(session_id, "session_id")
         live = self._live()
         return run_read(
@@ -172,7 +172,6 @@ class DjangoArtifactRegistry(ArtifactRegistryAsyncMixin):
         )
 
     def session_stats(self, session_id: str) -> dict[str, int]:
-        """Return ``{"artifact_count": n, "total_bytes": n}`` over the session's live artifacts."""
         session_id = check_id(session_id, "session_id")
         live = self._live()
         totals = run_read(
@@ -188,7 +187,6 @@ class DjangoArtifactRegistry(ArtifactRegistryAsyncMixin):
         }
 
     def delete(self, key: str) -> None:
-        """Soft-delete the artifact with this key; a missing or deleted key is not an error."""
         key = check_id(key, "key")
         alias = db_for_write(self.using, m.Artifact)
         now = utcnow()

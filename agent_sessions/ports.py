@@ -258,11 +258,11 @@ class ArtifactRegistry(Protocol):
         ...
 
     def list_by_session(self, session_id: str) -> list[dict[str, Any]]:
-        """Return the session's artifacts, oldest first."""
+        """Return the session's artifacts, oldest first (then by id)."""
         ...
 
     def session_stats(self, session_id: str) -> dict[str, int]:
-        """Return ``{"artifact_count": n, "total_bytes": n}`` for the session."""
+        """Return ``{"artifact_count": n, "total_bytes": n}`` over the session's live artifacts."""
         ...
 
     def delete(self, key: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_sessions import ports
 from agent_sessions.maintenance import DjangoMaintenance
 from agent_sessions.query import DjangoQueryAPI
 from agent_sessions.store import DjangoArtifactRegistry, DjangoSessionStore
@@ -54,3 +55,29 @@ def test_mypy_accepts_awaiting_the_twins() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("cls", "protocol"),
+    [
+        (DjangoSessionStore, ports.SessionStore),
+        (DjangoArtifactRegistry, ports.ArtifactRegistry),
+        (DjangoQueryAPI, ports.QueryAPI),
+        (DjangoMaintenance, ports.Maintenance),
+    ],
+    ids=lambda c: getattr(c, "__name__", ""),
+)
+def test_services_subclass_their_protocol_and_inherit_its_docstrings(
+    cls: type, protocol: type
+) -> None:
+    assert issubclass(cls, protocol)
+    assert isinstance(cls.__new__(cls), protocol)
+    for name in dir(protocol):
+        if not name.startswith("_"):
+            assert inspect.getdoc(getattr(cls, name)), name
+
+
+def test_a_method_documented_once_inherits_the_protocols_docstring() -> None:
+    method = DjangoArtifactRegistry.get_by_key
+    assert method.__doc__ is None
+    assert inspect.getdoc(method) == inspect.getdoc(ports.ArtifactRegistry.get_by_key)
