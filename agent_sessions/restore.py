@@ -39,8 +39,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from django.db import connections, transaction
-
 from agent_sessions import models as m
 from agent_sessions.archive import (
     ArchiveEntry,
@@ -50,9 +48,8 @@ from agent_sessions.archive import (
     read_archive_entries,
 )
 from agent_sessions.core import Event, Run, Session
-from agent_sessions.db import translate_errors
+from agent_sessions.db import translate_errors, write_block
 from agent_sessions.errors import RestoreConflictError, ValidationError
-from agent_sessions.sequences import take_sqlite_write_lock
 from agent_sessions.validation import parse_datetime
 
 __all__ = ["RestoreReport", "restore_archives"]
@@ -217,20 +214,16 @@ class _Restorer:
             if not write and not verified:
                 build_record(entry)  # raises ValidationError for an invalid record
             by_kind[entry.kind].append(entry)
-        with translate_errors("restore"):
-            if not write:
+        if not write:
+            with translate_errors("restore"):
                 self._plan(by_kind)
-                return
-            connection = connections[self.alias]
-            with transaction.atomic(using=self.alias):
-                if connection.vendor == "sqlite":
-                    with connection.cursor() as cursor:
-                        take_sqlite_write_lock(cursor)
-                missing = self._plan(by_kind)
-                self._insert(
-                    {kind: [build_record(e) for e in entries] for kind, entries in missing.items()}
-                )
-                self._counters(by_kind["session"], by_kind["event"])
+            return
+        with write_block(self.alias, "restore"):
+            missing = self._plan(by_kind)
+            self._insert(
+                {kind: [build_record(e) for e in entries] for kind, entries in missing.items()}
+            )
+            self._counters(by_kind["session"], by_kind["event"])
 
     # ------------------------------------------------------------------ planning
 

@@ -13,9 +13,11 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from agent_sessions.conf import app_settings
+from agent_sessions.db import write_block
+from agent_sessions.errors import AgentSessionsError
 from agent_sessions.search import check_config_name, install_search_index
 
 
@@ -36,9 +38,9 @@ class Command(BaseCommand):
             raise CommandError(f"Unknown database alias {alias!r}.")
         try:
             config = check_config_name(app_settings.TEXT_SEARCH_CONFIG)
-            with transaction.atomic(using=alias):
-                built = install_search_index(connections[alias], config)
-        except (ValueError, DatabaseError) as exc:
+            with write_block(alias, "asm_search_index") as connection:
+                built = install_search_index(connection, config)
+        except (ValueError, AgentSessionsError) as exc:
             raise CommandError(f"The search index was not rebuilt: {exc}") from exc
         if not built:
             raise CommandError(
