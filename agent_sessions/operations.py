@@ -24,8 +24,14 @@ from agent_sessions import search
 from agent_sessions.conf import app_settings
 
 
-class AdoptOrCreateModel(migrations.CreateModel):
-    """``CreateModel`` that adopts an existing table of the same name instead of failing."""
+class _LeavesWhatExists(Operation):
+    """``database_forwards`` for the adopting operations: the stock operation runs only
+    when the database lacks what it would build.
+
+    The subclass names its model (:meth:`_model_name`) and says, from the
+    database as it is, whether the object exists already; adopting it (adding
+    what an older ASM version lacked) is part of that answer.
+    """
 
     def database_forwards(
         self,
@@ -34,16 +40,33 @@ class AdoptOrCreateModel(migrations.CreateModel):
         from_state: ProjectState,
         to_state: ProjectState,
     ) -> None:
-        model = _model_to_migrate(self, app_label, self.name, schema_editor, to_state)
-        if model is None:
+        model = _model_to_migrate(self, app_label, self._model_name(), schema_editor, to_state)
+        if model is None or self._adopted(model, schema_editor):
             return
+        super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def _model_name(self) -> str:
+        raise NotImplementedError
+
+    def _adopted(self, model: Any, schema_editor: BaseDatabaseSchemaEditor) -> bool:
+        """Whether the database already has what this operation builds (adopting it if so)."""
+        raise NotImplementedError
+
+
+class AdoptOrCreateModel(_LeavesWhatExists, migrations.CreateModel):
+    """``CreateModel`` that adopts an existing table of the same name instead of failing."""
+
+    def _model_name(self) -> str:
+        return self.name
+
+    def _adopted(self, model: Any, schema_editor: BaseDatabaseSchemaEditor) -> bool:
         connection = schema_editor.connection
         with connection.cursor() as cursor:
             existing = set(connection.introspection.table_names(cursor))
         if model._meta.db_table not in existing:
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-            return
+            return False
         self._adopt(model, schema_editor)
+        return True
 
     def _adopt(self, model: Any, schema_editor: BaseDatabaseSchemaEditor) -> None:
         connection = schema_editor.connection
@@ -75,25 +98,18 @@ class AdoptOrCreateModel(migrations.CreateModel):
         return f"Create model {self.name} (or adopt its existing table)"
 
 
-class AddIndexIfMissing(migrations.AddIndex):
+class AddIndexIfMissing(_LeavesWhatExists, migrations.AddIndex):
     """``AddIndex`` that leaves an index of the same name alone when the table already has it.
 
     Adopted tables may carry indexes from an earlier adoption (``migrate zero
     --fake`` then ``migrate``) or from a DBA who created them by hand.
     """
 
-    def database_forwards(
-        self,
-        app_label: str,
-        schema_editor: BaseDatabaseSchemaEditor,
-        from_state: ProjectState,
-        to_state: ProjectState,
-    ) -> None:
-        model = _model_to_migrate(self, app_label, self.model_name, schema_editor, to_state)
-        if model is None:
-            return
-        if self.index.name not in _constraint_names(schema_editor, model._meta.db_table):
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
+    def _model_name(self) -> str:
+        return self.model_name
+
+    def _adopted(self, model: Any, schema_editor: BaseDatabaseSchemaEditor) -> bool:
+        return self.index.name in _constraint_names(schema_editor, model._meta.db_table)
 
     def describe(self) -> str:
         return f"{super().describe()} (unless it exists)"
