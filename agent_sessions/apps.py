@@ -4,7 +4,8 @@ from django.apps import AppConfig
 
 
 class AgentSessionsConfig(AppConfig):
-    """App config: registers the system checks, and drops cached settings when they change."""
+    """App config: registers the system checks, names the event signals' sender, and drops
+    cached settings when they change."""
 
     name = "agent_sessions"
     verbose_name = "Agent sessions"
@@ -17,7 +18,12 @@ class AgentSessionsConfig(AppConfig):
             checks,  # noqa: F401  (registers the checks)
             pipeline,
             redaction,
+            signals,
         )
+        from agent_sessions.store import DjangoSessionStore
+
+        # The signals module sits below the store it names as sender.
+        signals.set_event_sender(DjangoSessionStore)
 
         # The pipeline's settings and the compiled REDACTION patterns are
         # cached per settings value.

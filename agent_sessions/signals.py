@@ -29,7 +29,9 @@ The signals and their arguments (besides ``sender`` and ``signal``):
 The event signals' sender is :class:`~agent_sessions.store.DjangoSessionStore`
 (also for events written by the framework adapters, which use the same
 table); ``maintenance_completed``'s is
-:class:`~agent_sessions.maintenance.DjangoMaintenance`.
+:class:`~agent_sessions.maintenance.DjangoMaintenance`. This module sits
+below the store, so it does not import it: the app's ``ready()`` names the
+sender (:func:`set_event_sender`).
 
 Guarantees:
 
@@ -86,10 +88,14 @@ def wanted() -> bool:
     )
 
 
-def _store_class() -> type:
-    from agent_sessions.store import DjangoSessionStore
+#: The event signals' sender; the app's ``ready()`` sets DjangoSessionStore.
+_event_sender: type | None = None
 
-    return DjangoSessionStore
+
+def set_event_sender(sender: type) -> None:
+    """Name the class the event signals are sent from (``AgentSessionsConfig.ready``)."""
+    global _event_sender
+    _event_sender = sender
 
 
 def events_stored(alias: str, stored: StoredEvents) -> None:
@@ -118,14 +124,14 @@ async def aevents_stored(stored: StoredEvents) -> None:
     """
     if not wanted():
         return
-    sender = _store_class()
+    sender = _event_sender
     for event, outcome in stored:
         for signal, arguments in _stored_signals(event, outcome):
             await signal.asend_robust(sender, **arguments)
 
 
 def _send_stored(items: list[tuple[core.Event, PipelineOutcome | None]]) -> None:
-    sender = _store_class()
+    sender = _event_sender
     for event, outcome in items:
         for signal, arguments in _stored_signals(event, outcome):
             signal.send_robust(sender, **arguments)
@@ -159,7 +165,7 @@ def write_rejected(error: BaseException, session_id: str | None) -> None:
     """Send ``event_rejected`` for an error about to be raised to the writer's caller."""
     if event_rejected.receivers:
         event_rejected.send_robust(
-            _store_class(),
+            _event_sender,
             error=error,
             session_id=session_id if isinstance(session_id, str) else None,
         )
