@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from django.db import ProgrammingError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
@@ -29,6 +30,8 @@ from agent_sessions import core
 from agent_sessions.pipeline import PipelineOutcome, process_event
 
 __all__ = [
+    "APPEND_EVENT_FUNCTION",
+    "CALL_APPEND_EVENT",
     "EVENT_COLUMNS",
     "INSERT_EVENT_FROM_COUNTER",
     "NOTIFY_CHANNEL",
@@ -36,6 +39,7 @@ __all__ = [
     "STORED_EVENTS_POSTGRES",
     "WATCH_KEYS_PER_BATCH",
     "WATCH_LOCK_CLASS",
+    "AppendFunctionMissing",
     "append_one_postgres",
     "copy_events_postgres",
     "dump_json",
@@ -209,17 +213,33 @@ def event_params(event: core.Event) -> dict[str, Any]:
     return encode_event(event)[0]
 
 
+#: The PL/pgSQL twin of :data:`APPEND_ONE_POSTGRES`, created by migration 0006.
+APPEND_EVENT_FUNCTION = "asm_append_event"
+_APPEND_EVENT_SIGNATURE = (
+    f"{APPEND_EVENT_FUNCTION}(varchar, varchar, timestamp, varchar, varchar, jsonb, jsonb,"
+    " integer, varchar, varchar, timestamp)"
+)
+CALL_APPEND_EVENT = f"""SELECT {APPEND_EVENT_FUNCTION}(
+    %(id)s, %(type)s, %(timestamp)s, %(session_id)s, %(run_id)s, %(data)s::jsonb,
+    %(metadata)s::jsonb, %(schema_version)s, %(provider)s, %(correlation_id)s, %(now)s)"""
+
+
+class AppendFunctionMissing(Exception):
+    """The append function went away after it was found (a migration was reversed); retry."""
+
+
 def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any]) -> int | None:
     """Append one event on PostgreSQL in a single statement.
 
-    The statement is a CTE, so planning it is a good part of its cost. When
-    the project lets psycopg prepare statements
-    (``DATABASES[...]["OPTIONS"]["prepare_threshold"]``, off by default in
-    Django because of transaction-pooling proxies), it runs on a
-    server-binding cursor and is prepared like any other repeated query;
-    otherwise on a client-binding cursor, as Django's own queries. Either
-    way it bypasses Django's cursor wrapper, so it does not appear in
-    ``connection.queries``.
+    Django's default connection settings send every statement unprepared
+    (``prepare_threshold`` off, as transaction-pooling proxies need), and the
+    append's CTE costs as much to plan as to run. So the statement is a call
+    of ``asm_append_event(...)`` (migration 0006), a PL/pgSQL function whose
+    inner statements are planned once per server connection — which survives
+    PgBouncer's transaction pooling, unlike a client-side prepared statement.
+    Where the function is missing (migration 0006 not applied) the CTE runs
+    instead. Either way the statement bypasses Django's cursor wrapper, so it
+    does not appear in ``connection.queries``.
 
     Args:
         connection: The Django connection (in autocommit, or inside the
@@ -231,13 +251,41 @@ def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any])
     Returns:
         The new event's sequence number, or None when an event with this id
         is already stored (nothing was written).
+
+    Raises:
+        AppendFunctionMissing: the function was dropped since it was looked
+            up; the caller runs the append again (then with the CTE).
     """
     cursor = _append_cursor(connection)
+    use_function = _has_append_function(connection, cursor)
     # Errors are wrapped as Django wraps execute()'s (IntegrityError, …).
-    with connection.wrap_database_errors:
-        cursor.execute(APPEND_ONE_POSTGRES, params)
-        row = cursor.fetchone()
-    return None if row is None else int(row[0])
+    try:
+        with connection.wrap_database_errors:
+            cursor.execute(CALL_APPEND_EVENT if use_function else APPEND_ONE_POSTGRES, params)
+            row = cursor.fetchone()
+    except ProgrammingError as exc:
+        if use_function and getattr(exc.__cause__, "sqlstate", None) == _UNDEFINED_FUNCTION:
+            del connection._agent_sessions_append_function  # type: ignore[attr-defined]
+            raise AppendFunctionMissing from exc
+        raise
+    if row is None or row[0] is None:
+        return None
+    return int(row[0])
+
+
+_UNDEFINED_FUNCTION = "42883"
+
+
+def _has_append_function(connection: BaseDatabaseWrapper, cursor: Any) -> bool:
+    """Whether migration 0006's function exists; looked up once per Django connection object."""
+    known = getattr(connection, "_agent_sessions_append_function", None)
+    if known is None:
+        with connection.wrap_database_errors:
+            cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [_APPEND_EVENT_SIGNATURE])
+            row = cursor.fetchone()
+        known = bool(row and row[0])
+        connection._agent_sessions_append_function = known  # type: ignore[attr-defined]
+    return bool(known)
 
 
 def _append_cursor(connection: BaseDatabaseWrapper) -> Any:

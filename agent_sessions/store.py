@@ -56,6 +56,7 @@ from agent_sessions.pipeline import PipelineOutcome
 from agent_sessions.sequences import (
     EVENT_COLUMNS,
     STORED_EVENTS_POSTGRES,
+    AppendFunctionMissing,
     append_one_postgres,
     catch_up_counters,
     copy_events_postgres,
@@ -94,6 +95,10 @@ _loads = json.loads
 
 class _EventIdRace(RetryTransaction):
     """Another transaction stored the same new event id first; retry to read its row."""
+
+
+class _AppendFunctionGone(RetryTransaction):
+    """The append function was dropped (migration 0006 reversed); run the append again."""
 
 
 class _CounterBehind(RetryTransaction):
@@ -308,6 +313,8 @@ def _append_one_postgres(connection: BaseDatabaseWrapper, event: core.Event) -> 
     params["now"] = datetime.now(UTC).replace(tzinfo=None)
     try:
         number = append_one_postgres(connection, params)
+    except AppendFunctionMissing as exc:
+        raise _AppendFunctionGone from exc
     except IntegrityError as exc:
         if _is_event_id_conflict(exc):
             raise _EventIdRace from exc

@@ -1,0 +1,141 @@
+"""The PostgreSQL single append through ``asm_append_event`` (migration 0006).
+
+With Django's default connection settings nothing is prepared, so the single
+append calls a PL/pgSQL function whose statements are planned once per server
+connection. Where the function is missing, or goes away while the process
+runs, the one-statement CTE takes over with the same guarantees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+
+from agent_sessions import models as m
+from agent_sessions.core import Event
+from agent_sessions.store import DjangoSessionStore
+
+pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
+
+SIGNATURE = (
+    "asm_append_event(varchar, varchar, timestamp, varchar, varchar, jsonb, jsonb, integer,"
+    " varchar, varchar, timestamp)"
+)
+
+
+def _function_exists() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [SIGNATURE])
+        return bool(cursor.fetchone()[0])
+
+
+def _calls_in_this_transaction() -> int:
+    """How often the function ran in the current transaction (needs track_functions)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions"
+            " WHERE funcname = 'asm_append_event'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+@pytest.fixture
+def dropped_function() -> Iterator[None]:
+    """Drop the function for the test and put it back after (as migration 0006 made it)."""
+    from importlib import import_module
+
+    migration = import_module("agent_sessions.migrations.0006_append_event_function")
+    with connection.cursor() as cursor:
+        cursor.execute(migration.DROP)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(migration.CREATE)
+
+
+def _numbers(session_id: str) -> list[int]:
+    return list(
+        m.Event.objects.filter(session_id=session_id)
+        .order_by("sequence_number")
+        .values_list("sequence_number", flat=True)
+    )
+
+
+def test_the_migration_creates_the_function() -> None:
+    assert _function_exists()
+
+
+def test_single_appends_run_through_the_function() -> None:
+    from django.db import transaction
+
+    store = DjangoSessionStore()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL track_functions = 'pl'")
+        for _ in range(3):
+            store.append_event(Event.new("message_sent", "ses_fn"))
+        assert _calls_in_this_transaction() == 3
+    assert _numbers("ses_fn") == [1, 2, 3]
+
+
+def test_a_repeated_id_through_the_function_is_stored_once() -> None:
+    store = DjangoSessionStore()
+    event = Event.new("message_sent", "ses_fn_dup", data={"n": 1})
+    first = store.append_event(event)
+    again = store.append_event(event)
+    assert (first.sequence_number, again.sequence_number) == (1, 1)
+    assert again.data == {"n": 1}
+    assert store.append_event(Event.new("message_sent", "ses_fn_dup")).sequence_number == 2
+
+
+@pytest.mark.usefixtures("dropped_function")
+def test_without_the_function_the_statement_appends_gap_free() -> None:
+    assert not _function_exists()
+    connection.close()  # a new connection looks the function up again
+    store = DjangoSessionStore()
+    event = Event.new("message_sent", "ses_no_fn")
+    store.append_event(event)
+    store.append_event(event)
+    store.append_event(Event.new("message_sent", "ses_no_fn"))
+    assert _numbers("ses_no_fn") == [1, 2]
+
+
+def test_a_function_dropped_while_running_falls_back_without_losing_the_event() -> None:
+    from importlib import import_module
+
+    migration = import_module("agent_sessions.migrations.0006_append_event_function")
+    store = DjangoSessionStore()
+    store.append_event(Event.new("message_sent", "ses_fn_gone"))  # found and remembered
+    with connection.cursor() as cursor:
+        cursor.execute(migration.DROP)
+    try:
+        stored = store.append_event(Event.new("message_sent", "ses_fn_gone"))
+        assert stored.sequence_number == 2
+        assert _numbers("ses_fn_gone") == [1, 2]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(migration.CREATE)
+
+
+def test_a_function_dropped_inside_the_callers_transaction_falls_back() -> None:
+    from importlib import import_module
+
+    from django.db import transaction
+
+    migration = import_module("agent_sessions.migrations.0006_append_event_function")
+    store = DjangoSessionStore()
+    store.append_event(Event.new("message_sent", "ses_fn_atomic"))
+    with connection.cursor() as cursor:
+        cursor.execute(migration.DROP)
+    try:
+        with transaction.atomic():
+            m.Session.objects.filter(id="nothing").update(status="x")
+            stored = store.append_event(Event.new("message_sent", "ses_fn_atomic"))
+        assert stored.sequence_number == 2
+        assert _numbers("ses_fn_atomic") == [1, 2]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(migration.CREATE)
