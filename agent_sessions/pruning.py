@@ -35,7 +35,7 @@ from agent_sessions.db import translate_errors
 from agent_sessions.retention import RetentionPolicy
 
 if TYPE_CHECKING:
-    from agent_sessions.maintenance import _Run
+    from agent_sessions.maintenance_run import MaintenanceRun as _Run
 
 __all__ = ["PROTECTED_EVENT_TYPES", "EventPruning", "excess", "over_cap_sql", "pack_by_excess"]
 
