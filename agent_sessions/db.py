@@ -44,8 +44,8 @@ from agent_sessions.errors import (
     StorageError,
     ValidationError,
 )
+from agent_sessions.eventlog.sql import take_sqlite_write_lock
 from agent_sessions.routing import reads_pinned
-from agent_sessions.sequences import take_sqlite_write_lock
 from agent_sessions.validation import check_varchar
 
 _T = TypeVar("_T")

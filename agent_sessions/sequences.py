@@ -1,36 +1,35 @@
-"""Vendor-specific SQL of the event log: sequence reservation, inserts, notifications.
+"""The event log's vendor SQL and codec under their earlier module name.
 
-The store (:mod:`agent_sessions.store`) decides *what* to write; this module
-is the one place that knows *how* PostgreSQL and SQLite spell it:
-
-- the per-session counter is one atomic upsert on ``asm_session_sequences``
-  (``INSERT … ON CONFLICT (session_id) DO UPDATE SET last_sequence =
-  last_sequence + n RETURNING last_sequence``), run in the same transaction as
-  the event insert, so a rolled-back append never consumes a number;
-- on PostgreSQL a single append is *one* statement (lookup, counter upsert,
-  insert and ``pg_notify`` in a CTE) and a batch is loaded with ``COPY``;
-- ``pg_notify`` is sent inside the appending transaction and delivered on
-  commit, which is what the process-wide listener of waiting readers
-  (:mod:`agent_sessions.listener`) waits for;
-- SQLite takes its write lock up front (:func:`take_sqlite_write_lock`) so
-  concurrent writers queue on the busy timeout instead of failing.
+They now live in :mod:`agent_sessions.eventlog` (:mod:`~agent_sessions.eventlog.sql`
+and :mod:`~agent_sessions.eventlog.codec`); the names stay importable from here.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
-from typing import Any
-
-from django.db import ProgrammingError
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.utils import CursorWrapper
-
-from agent_sessions import core
-from agent_sessions.pipeline import PipelineOutcome, process_event
+from agent_sessions.eventlog.codec import EVENT_COLUMNS, dump_json, encode_event, event_params
+from agent_sessions.eventlog.sql import (
+    APPEND_EVENT_FUNCTION,
+    APPEND_ONE_POSTGRES,
+    CALL_APPEND_EVENT,
+    INSERT_EVENT_FROM_COUNTER,
+    NOTIFY_CHANNEL,
+    NOTIFY_IF_WATCHED,
+    STORED_EVENTS_POSTGRES,
+    WATCH_KEYS_PER_BATCH,
+    WATCH_LOCK_CLASS,
+    AppendFunctionMissing,
+    append_one_postgres,
+    catch_up_counters,
+    copy_events_postgres,
+    insert_events_sqlite,
+    notify_sessions,
+    reserve_blocks,
+    take_sqlite_write_lock,
+)
 
 __all__ = [
     "APPEND_EVENT_FUNCTION",
+    "APPEND_ONE_POSTGRES",
     "CALL_APPEND_EVENT",
     "EVENT_COLUMNS",
     "INSERT_EVENT_FROM_COUNTER",
@@ -41,6 +40,7 @@ __all__ = [
     "WATCH_LOCK_CLASS",
     "AppendFunctionMissing",
     "append_one_postgres",
+    "catch_up_counters",
     "copy_events_postgres",
     "dump_json",
     "encode_event",
@@ -50,372 +50,3 @@ __all__ = [
     "reserve_blocks",
     "take_sqlite_write_lock",
 ]
-
-#: The columns of ``asm_events`` in table order; rows are read and written in this order.
-EVENT_COLUMNS = (
-    "id",
-    "type",
-    "timestamp",
-    "session_id",
-    "run_id",
-    "sequence_number",
-    "data",
-    "metadata",
-    "schema_version",
-    "provider",
-    "correlation_id",
-)
-_QUOTED_COLUMNS = ", ".join(f'"{name}"' for name in EVENT_COLUMNS)
-
-#: JSON text as ASM stores it: compact, UTF-8 as is, no NaN or infinity.
-dump_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-
-#: The body of an ``inserted`` CTE: stores the event given as named
-#: parameters (:func:`event_params`) under the number that a preceding
-#: ``counter`` CTE returned.
-INSERT_EVENT_FROM_COUNTER = f"""INSERT INTO asm_events ({_QUOTED_COLUMNS})
-    SELECT %(id)s, %(type)s, %(timestamp)s, %(session_id)s, %(run_id)s, counter.last_sequence,
-           %(data)s::jsonb, %(metadata)s::jsonb, %(schema_version)s, %(provider)s,
-           %(correlation_id)s
-    FROM counter"""
-
-#: The LISTEN/NOTIFY channel; the payload is the session id of the appended events.
-NOTIFY_CHANNEL = "agent_sessions_events"
-
-#: First half of the two-part advisory lock key by which a waiting reader
-#: says "I am watching session S"; the second half is ``hashtext(S)``. Other
-#: writers to asm_events (the framework adapters) follow the same protocol.
-#: The two-integer key space is separate from the bigint one other advisory
-#: locks use.
-WATCH_LOCK_CLASS = 0x61736D77  # "asmw"
-#: A writer holds the watch keys it takes until it commits. Above this many
-#: sessions in one batch it notifies them all instead of taking a key per
-#: session, so that a huge batch cannot exhaust PostgreSQL's lock table
-#: (sized by max_locks_per_transaction, 64 by default).
-WATCH_KEYS_PER_BATCH = 32
-_WATCH_KEY = f"{WATCH_LOCK_CLASS}, hashtext({{sid}})"
-
-# Why the watch lock: a transaction that ran NOTIFY takes a cluster-wide lock
-# for its commit, so commits of notifying transactions are serialised (no
-# group commit). Appends therefore notify only when a reader is watching
-# their session. The process's listener (agent_sessions.listener) holds a
-# shared lock on the key of every session somebody waits for, on its direct
-# connection; a writer's exclusive try-lock fails exactly then, and it
-# notifies. If the writer's try-lock wins instead, it holds the key until its
-# commit; the listener retries the shared lock and checks the session once
-# it holds it, so that commit is seen too. Writers take the key with a
-# transaction-scoped try-lock, which is safe behind a transaction pooler.
-# Hash collisions only cause needless notifications.
-NOTIFY_IF_WATCHED = (
-    f"pg_notify('{NOTIFY_CHANNEL}', {{sid}}) "
-    f"FROM {{source}} WHERE NOT pg_try_advisory_xact_lock({_WATCH_KEY})"
-)
-
-# One statement for a single append on PostgreSQL. ``counter`` bumps the
-# session's counter only when no event is stored under this id yet
-# (idempotent append: a duplicate consumes no number and the statement returns
-# no row), ``inserted`` stores the event with the number it returned, and the
-# final SELECT notifies watchers (CASE fixes the evaluation order: try the
-# lock first). Should a concurrent transaction insert the same new id first,
-# the insert fails with a unique violation and the whole statement, counter
-# bump included, is rolled back; the caller retries and then finds the stored
-# event. Kept small on purpose: without prepared statements, planning is a
-# good part of its cost.
-APPEND_ONE_POSTGRES = f"""
-WITH counter AS (
-    INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
-    SELECT %(session_id)s, 1, %(now)s
-    WHERE NOT EXISTS (SELECT FROM asm_events WHERE id = %(id)s)
-    ON CONFLICT (session_id) DO UPDATE
-        SET last_sequence = seq.last_sequence + EXCLUDED.last_sequence,
-            updated_at = EXCLUDED.updated_at
-    RETURNING last_sequence
-), inserted AS (
-    {INSERT_EVENT_FROM_COUNTER}
-    RETURNING sequence_number
-)
-SELECT sequence_number,
-       CASE WHEN pg_try_advisory_xact_lock({_WATCH_KEY.format(sid="%(session_id)s")})
-            THEN false
-            ELSE pg_notify('{NOTIFY_CHANNEL}', %(session_id)s) IS NULL
-       END
-FROM inserted
-"""
-
-#: Stored events among a batch's ids, PostgreSQL. The LATERAL ``LIMIT 1``
-#: keeps the planner from folding the probe into a join, so each id is one
-#: primary-key lookup whatever the table's size or statistics (a plain
-#: ``id = ANY(...)`` turns into a sequential scan on mid-sized tables).
-STORED_EVENTS_POSTGRES = f"""
-SELECT {", ".join(f'e."{name}"' for name in EVENT_COLUMNS)}
-FROM unnest(%s::varchar[]) AS wanted(id)
-CROSS JOIN LATERAL (
-    SELECT {_QUOTED_COLUMNS} FROM asm_events WHERE id = wanted.id LIMIT 1
-) AS e
-"""
-
-_RESERVE_POSTGRES = """
-INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
-SELECT session_id, count, %s FROM unnest(%s::varchar[], %s::integer[]) AS t(session_id, count)
-ON CONFLICT (session_id) DO UPDATE
-    SET last_sequence = seq.last_sequence + EXCLUDED.last_sequence,
-        updated_at = EXCLUDED.updated_at
-RETURNING session_id, last_sequence
-"""
-
-_RESERVE_SQLITE = """
-INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
-VALUES {values}
-ON CONFLICT (session_id) DO UPDATE
-    SET last_sequence = seq.last_sequence + excluded.last_sequence,
-        updated_at = excluded.updated_at
-RETURNING session_id, last_sequence
-"""
-
-_INSERT_SQLITE = (
-    f"INSERT INTO asm_events ({_QUOTED_COLUMNS}) VALUES ({', '.join(['%s'] * len(EVENT_COLUMNS))})"
-)
-
-
-def encode_event(event: core.Event) -> tuple[dict[str, Any], PipelineOutcome | None]:
-    """The columns of a validated event as the named parameters of
-    :data:`INSERT_EVENT_FROM_COUNTER` (its timestamp is already UTC), after the
-    event pipeline.
-
-    The one place where an event becomes what is written: every writer
-    (the store, the framework adapters' statements) builds its parameters
-    here, so the pipeline (:func:`agent_sessions.pipeline.process_event`:
-    redaction, shape warnings) cannot be skipped. It changes ``event`` in
-    place, so pass the writer's own validated copy; that copy then carries
-    what was stored.
-
-    Returns:
-        The parameters, and what the pipeline changed (None: nothing), for
-        the writer's signals.
-    """
-    outcome = process_event(event)
-    return {
-        "id": event.id,
-        "type": event.type.value,
-        "timestamp": event.timestamp.replace(tzinfo=None),
-        "session_id": event.session_id,
-        "run_id": event.run_id,
-        "data": dump_json(event.data),
-        "metadata": dump_json(event.metadata),
-        "schema_version": event.schema_version,
-        "provider": event.provider,
-        "correlation_id": event.correlation_id,
-    }, outcome
-
-
-def event_params(event: core.Event) -> dict[str, Any]:
-    """:func:`encode_event` without the pipeline's outcome (for writers that send no signals)."""
-    return encode_event(event)[0]
-
-
-#: The PL/pgSQL twin of :data:`APPEND_ONE_POSTGRES`, created by migration 0006.
-APPEND_EVENT_FUNCTION = "asm_append_event"
-_APPEND_EVENT_SIGNATURE = (
-    f"{APPEND_EVENT_FUNCTION}(varchar, varchar, timestamp, varchar, varchar, jsonb, jsonb,"
-    " integer, varchar, varchar, timestamp)"
-)
-CALL_APPEND_EVENT = f"""SELECT {APPEND_EVENT_FUNCTION}(
-    %(id)s, %(type)s, %(timestamp)s, %(session_id)s, %(run_id)s, %(data)s::jsonb,
-    %(metadata)s::jsonb, %(schema_version)s, %(provider)s, %(correlation_id)s, %(now)s)"""
-
-
-class AppendFunctionMissing(Exception):
-    """The append function went away after it was found (a migration was reversed); retry."""
-
-
-def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any]) -> int | None:
-    """Append one event on PostgreSQL in a single statement.
-
-    Django's default connection settings send every statement unprepared
-    (``prepare_threshold`` off, as transaction-pooling proxies need), and the
-    append's CTE costs as much to plan as to run. So the statement is a call
-    of ``asm_append_event(...)`` (migration 0006), a PL/pgSQL function whose
-    inner statements are planned once per server connection — which survives
-    PgBouncer's transaction pooling, unlike a client-side prepared statement.
-    Where the function is missing (migration 0006 not applied) the CTE runs
-    instead. Either way the statement bypasses Django's cursor wrapper, so it
-    does not appear in ``connection.queries``.
-
-    Args:
-        connection: The Django connection (in autocommit, or inside the
-            append's transaction).
-        params: The event's column values by name, ready for the database
-            (JSON as text, naive UTC timestamp; no ``sequence_number``), and
-            ``now``, the counter's ``updated_at``.
-
-    Returns:
-        The new event's sequence number, or None when an event with this id
-        is already stored (nothing was written).
-
-    Raises:
-        AppendFunctionMissing: the function was dropped since it was looked
-            up; the caller runs the append again (then with the CTE).
-    """
-    cursor = _append_cursor(connection)
-    use_function = _has_append_function(connection, cursor)
-    # Errors are wrapped as Django wraps execute()'s (IntegrityError, …).
-    try:
-        with connection.wrap_database_errors:
-            cursor.execute(CALL_APPEND_EVENT if use_function else APPEND_ONE_POSTGRES, params)
-            row = cursor.fetchone()
-    except ProgrammingError as exc:
-        if use_function and getattr(exc.__cause__, "sqlstate", None) == _UNDEFINED_FUNCTION:
-            del connection._agent_sessions_append_function  # type: ignore[attr-defined]
-            raise AppendFunctionMissing from exc
-        raise
-    if row is None or row[0] is None:
-        return None
-    return int(row[0])
-
-
-_UNDEFINED_FUNCTION = "42883"
-
-
-def _has_append_function(connection: BaseDatabaseWrapper, cursor: Any) -> bool:
-    """Whether migration 0006's function exists; looked up once per Django connection object."""
-    known = getattr(connection, "_agent_sessions_append_function", None)
-    if known is None:
-        with connection.wrap_database_errors:
-            cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [_APPEND_EVENT_SIGNATURE])
-            row = cursor.fetchone()
-        known = bool(row and row[0])
-        connection._agent_sessions_append_function = known  # type: ignore[attr-defined]
-    return bool(known)
-
-
-def _append_cursor(connection: BaseDatabaseWrapper) -> Any:
-    """The driver cursor for single appends, kept on the Django connection and reused.
-
-    The driver's own cursor, not Django's wrapper, and reused rather than
-    created per append: on this hottest statement both cost a noticeable
-    share of the time. It belongs to the current driver connection and is
-    replaced when Django reconnects.
-    """
-    import psycopg
-
-    connection.ensure_connection()
-    driver_connection = connection.connection
-    cached = getattr(connection, "_agent_sessions_append_cursor", None)
-    if cached is not None and cached[0] is driver_connection and not cached[1].closed:
-        return cached[1]
-    cursor_class = (
-        psycopg.ClientCursor
-        if getattr(driver_connection, "prepare_threshold", None) is None
-        else psycopg.Cursor
-    )
-    cursor = cursor_class(driver_connection)
-    connection._agent_sessions_append_cursor = (driver_connection, cursor)  # type: ignore[attr-defined]
-    return cursor
-
-
-def reserve_blocks(
-    connection: BaseDatabaseWrapper,
-    cursor: CursorWrapper,
-    counts: dict[str, int],
-    now: Any,
-) -> dict[str, int]:
-    """Bump several sessions' counters in one statement and return each new last number.
-
-    The block of session ``s`` is ``last - counts[s] + 1 .. last``. Sessions
-    are locked in sorted order so that concurrent batches never deadlock.
-
-    Args:
-        connection: The Django connection (for its vendor).
-        cursor: A cursor inside the append's transaction.
-        counts: Session id → how many numbers to reserve (each ≥ 1).
-        now: The counters' ``updated_at``, already prepared for the database.
-
-    Returns:
-        Session id → the last number of its reserved block.
-    """
-    session_ids = sorted(counts)
-    if connection.vendor == "postgresql":
-        cursor.execute(_RESERVE_POSTGRES, [now, session_ids, [counts[sid] for sid in session_ids]])
-    else:
-        values = ", ".join(["(%s, %s, %s)"] * len(session_ids))
-        params: list[Any] = []
-        for sid in session_ids:
-            params += [sid, counts[sid], now]
-        cursor.execute(_RESERVE_SQLITE.format(values=values), params)
-    return {sid: last for sid, last in cursor.fetchall()}
-
-
-def copy_events_postgres(
-    connection: BaseDatabaseWrapper, cursor: CursorWrapper, rows: Iterable[Sequence[Any]]
-) -> None:
-    """Load event rows (in :data:`EVENT_COLUMNS` order) with ``COPY … FROM STDIN``."""
-    # ``copy()`` is psycopg's own method: wrap its errors as Django does for execute().
-    with (
-        connection.wrap_database_errors,
-        cursor.copy(f"COPY asm_events ({_QUOTED_COLUMNS}) FROM STDIN") as copy,
-    ):
-        for row in rows:
-            copy.write_row(row)
-
-
-def insert_events_sqlite(cursor: CursorWrapper, rows: Sequence[Sequence[Any]]) -> None:
-    """Insert event rows (in :data:`EVENT_COLUMNS` order) on SQLite."""
-    cursor.executemany(_INSERT_SQLITE, rows)
-
-
-def notify_sessions(
-    connection: BaseDatabaseWrapper, cursor: CursorWrapper, session_ids: Iterable[str]
-) -> None:
-    """Tell long-polling readers that these sessions have new events (PostgreSQL only).
-
-    Sent inside the appending transaction: PostgreSQL delivers it on commit
-    and drops it on rollback. Only sessions that a reader is watching are
-    notified (see :data:`WATCH_LOCK_CLASS`), unless the batch spans more than
-    :data:`WATCH_KEYS_PER_BATCH` sessions. A no-op on other databases, whose
-    readers poll.
-    """
-    if connection.vendor != "postgresql":
-        return
-    unique = sorted(set(session_ids))
-    source = "unnest(%s::text[]) AS t(sid)"
-    if len(unique) > WATCH_KEYS_PER_BATCH:
-        sql = f"SELECT pg_notify('{NOTIFY_CHANNEL}', sid) FROM {source}"
-    else:
-        sql = f"SELECT {NOTIFY_IF_WATCHED.format(sid='sid', source=source)}"
-    cursor.execute(sql, [unique])
-
-
-_CATCH_UP = """
-INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
-SELECT session_id, MAX(sequence_number), NULL FROM asm_events
-WHERE session_id IN ({ids}) GROUP BY session_id
-ON CONFLICT (session_id) DO UPDATE
-    SET last_sequence = {greatest}(seq.last_sequence, excluded.last_sequence)
-"""
-
-
-def catch_up_counters(
-    connection: BaseDatabaseWrapper, cursor: CursorWrapper, session_ids: Sequence[str]
-) -> None:
-    """Raise (or create) these sessions' counters to their highest stored sequence number.
-
-    For a counter that is missing while events exist (ASM's orphan clean-up
-    deletes such counters) or below them: the next append then continues at
-    ``max(sequence_number) + 1`` instead of failing on the unique index.
-    A counter never goes down.
-    """
-    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
-    ids = ", ".join(["%s"] * len(session_ids))
-    cursor.execute(_CATCH_UP.format(ids=ids, greatest=greatest), list(session_ids))
-
-
-def take_sqlite_write_lock(cursor: CursorWrapper) -> None:
-    """Take SQLite's write lock now, at the start of the transaction.
-
-    A transaction that reads first and writes later cannot wait for the lock
-    (SQLite fails it at once with "database is locked"); one that writes first
-    waits on the busy timeout like everybody else. The statement changes
-    nothing but still starts the write. Harmless when the transaction was
-    opened with ``BEGIN IMMEDIATE`` (Django's ``transaction_mode``).
-    """
-    cursor.execute("UPDATE asm_session_sequences SET last_sequence = last_sequence WHERE 1 = 0")

@@ -14,8 +14,8 @@ elsewhere. Both follow the database routers unless given a ``using`` alias::
 Appends are lean: events are validated once, then written with raw SQL
 through Django's connection (one statement per single append on PostgreSQL,
 ``COPY`` for batches), and reads build :class:`~agent_sessions.core.Event`
-objects straight from the cursor rows. The vendor-specific SQL lives in
-:mod:`agent_sessions.sequences`.
+objects straight from the cursor rows. How events get into ``asm_events``
+and back lives in :mod:`agent_sessions.eventlog`.
 
 ``DjangoArtifactRegistry`` (:mod:`agent_sessions.artifacts`) and
 ``delete_sessions_cascade`` (:mod:`agent_sessions.cascade`) are re-exported
@@ -25,15 +25,13 @@ here, where they have always been importable.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
-from django.db import IntegrityError, connections
+from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.utils import CursorWrapper
 
 from agent_sessions import core, signals
 from agent_sessions import models as m
@@ -42,7 +40,6 @@ from agent_sessions.artifacts import DjangoArtifactRegistry
 from agent_sessions.cascade import delete_sessions_cascade
 from agent_sessions.db import (
     SQLITE_LOCK_RETRY_SECONDS,
-    RetryTransaction,
     check_alias,
     db_for_read,
     db_for_write,
@@ -50,31 +47,12 @@ from agent_sessions.db import (
     run_write,
 )
 from agent_sessions.errors import AgentSessionsError, NotFoundError, ValidationError
-from agent_sessions.fields import to_utc_naive
+from agent_sessions.eventlog.append import append_prepared
+from agent_sessions.eventlog.codec import checked_events, prepared_event
+from agent_sessions.eventlog.read import events_query, poll_events, query_events, wait_mark
 from agent_sessions.listener import get_listener
-from agent_sessions.pipeline import PipelineOutcome
-from agent_sessions.sequences import (
-    EVENT_COLUMNS,
-    STORED_EVENTS_POSTGRES,
-    AppendFunctionMissing,
-    append_one_postgres,
-    catch_up_counters,
-    copy_events_postgres,
-    encode_event,
-    insert_events_sqlite,
-    notify_sessions,
-    reserve_blocks,
-)
 from agent_sessions.telemetry import Attributes, long_poll_timer, run_attributes, traced
-from agent_sessions.validation import (
-    check_choice,
-    check_datetime,
-    check_id,
-    check_int,
-    check_json,
-    check_varchar,
-    utcnow,
-)
+from agent_sessions.validation import check_choice, check_id, check_int, check_json, check_varchar
 
 __all__ = [
     "SQLITE_LOCK_RETRY_SECONDS",
@@ -84,253 +62,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-
-
-_EVENT_SELECT = "SELECT {} FROM asm_events".format(", ".join(f'"{c}"' for c in EVENT_COLUMNS))
-_EVENT_TYPES = {t.value: t for t in core.EventType}
-_EVENT_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(core.Event))
-_FETCH_CHUNK = 2000
-_loads = json.loads
-
-
-class _EventIdRace(RetryTransaction):
-    """Another transaction stored the same new event id first; retry to read its row."""
-
-
-class _AppendFunctionGone(RetryTransaction):
-    """The append function was dropped (migration 0006 reversed); run the append again."""
-
-
-class _CounterBehind(RetryTransaction):
-    """A sequence number handed out is taken: the sessions' counters are missing or behind.
-
-    ASM's orphan clean-up deletes counters of sessions without a row even
-    when events exist; the counter is caught up with the stored events and
-    the append runs again, continuing at ``max(sequence_number) + 1``
-    (CONTRACT §11).
-    """
-
-    def __init__(self, session_ids: Iterable[str]) -> None:
-        super().__init__("sequence number taken")
-        self.session_ids = sorted(set(session_ids))
-
-    def before_retry(self, connection: BaseDatabaseWrapper) -> None:
-        with connection.cursor() as cursor:
-            catch_up_counters(connection, cursor, self.session_ids)
-
-
-# --------------------------------------------------------------------------- plumbing
-
-
-def _is_sequence_conflict(exc: IntegrityError) -> bool:
-    cause = exc.__cause__
-    diag = getattr(cause, "diag", None)
-    if diag is not None:
-        name = getattr(diag, "constraint_name", None)
-        return bool(name == "asm_events_session_id_sequence_number_index")
-    return "asm_events.session_id, asm_events.sequence_number" in str(exc)
-
-
-def _is_event_id_conflict(exc: IntegrityError) -> bool:
-    cause = exc.__cause__
-    diag = getattr(cause, "diag", None)
-    if diag is not None:
-        return getattr(diag, "constraint_name", None) == "asm_events_pkey"
-    return "asm_events.id" in str(exc)
-
-
-def _db_time(connection: BaseDatabaseWrapper, value: datetime) -> Any:
-    """An aware datetime as a ``timestamp`` parameter: naive UTC, text on SQLite."""
-    naive = to_utc_naive(value)
-    if connection.vendor == "postgresql":
-        return naive
-    # The fixed-width text UTCDateTimeField writes, so comparisons stay chronological.
-    return naive.isoformat(" ", timespec="microseconds")
-
-
-def _aware(value: Any) -> datetime:
-    if type(value) is str:
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
-
-
-def _json_object(value: Any) -> Any:
-    if value is None:
-        return {}
-    return _loads(value) if type(value) is str else value
-
-
-def _event_from_row(row: Sequence[Any]) -> core.Event:
-    """Build an Event from a stored row without validating it again (it was validated on write).
-
-    Rows written by other applications get the same read conversions as the
-    ORM's: NULL JSON maps read as ``{}``, timestamps come back aware UTC.
-    """
-    event = _blank_event()
-    (
-        event.id,
-        type_,
-        timestamp,
-        event.session_id,
-        event.run_id,
-        event.sequence_number,
-        data,
-        metadata,
-        event.schema_version,
-        event.provider,
-        event.correlation_id,
-    ) = row
-    # A type this version does not know (written by a newer ASM) is passed
-    # through as its string rather than making the whole log unreadable.
-    event.type = _EVENT_TYPES.get(type_, type_)
-    event.timestamp = _aware(timestamp)
-    event.data = _json_object(data)
-    event.metadata = _json_object(metadata)
-    return event
-
-
-def _blank_event() -> core.Event:
-    # Skips __init__ and with it validation: the row was validated when written.
-    return object.__new__(core.Event)
-
-
-def _prepared_event(event: core.Event) -> core.Event:
-    """A validated copy of ``event`` without its caller-supplied sequence number."""
-    if not isinstance(event, core.Event):
-        raise ValidationError(
-            "validation_error", f"expected an Event, not {type(event).__name__}", field="event"
-        )
-    # A shallow copy, then validate() on it: it replaces every field by a checked,
-    # normalised value (JSON deep-copied), so the caller's object stays untouched.
-    # Cheaper than dataclasses.replace(), which re-reads the field list each call.
-    copy = _blank_event()
-    for name in _EVENT_FIELD_NAMES:
-        setattr(copy, name, getattr(event, name))
-    copy.sequence_number = None
-    copy.validate()
-    return copy
-
-
-def _check_events(events: Sequence[core.Event]) -> list[core.Event]:
-    if isinstance(events, str | bytes) or not isinstance(events, Sequence | tuple | list):
-        raise ValidationError(
-            "validation_error", "events must be a sequence of Event objects", field="events"
-        )
-    return [_prepared_event(event) for event in events]
-
-
-def _event_row(
-    connection: BaseDatabaseWrapper, event: core.Event, number: int
-) -> tuple[list[Any], PipelineOutcome | None]:
-    """The event's row in :data:`EVENT_COLUMNS` order, built by the event codec (pipeline run)."""
-    params, outcome = encode_event(event)
-    params["sequence_number"] = number
-    if connection.vendor != "postgresql":
-        params["timestamp"] = _db_time(connection, event.timestamp)
-    return [params[name] for name in EVENT_COLUMNS], outcome
-
-
-def _fetch_events(cursor: CursorWrapper, sql: str, params: Sequence[Any]) -> list[core.Event]:
-    cursor.execute(sql, params)
-    events: list[core.Event] = []
-    # Chunks keep only one slice of raw rows alive next to the Event objects.
-    while rows := cursor.fetchmany(_FETCH_CHUNK):
-        events.extend(map(_event_from_row, rows))
-    return events
-
-
-def _stored_events_by_id(
-    connection: BaseDatabaseWrapper, cursor: CursorWrapper, ids: list[str]
-) -> dict[str, core.Event]:
-    queries: list[tuple[str, list[Any]]]
-    if connection.vendor == "postgresql":
-        # One array parameter: far cheaper to send and plan than a long IN list.
-        queries = [(STORED_EVENTS_POSTGRES, [ids])]
-    else:
-        # Bounded IN lists keep SQLite under its bound-parameter limit.
-        chunks = [ids[start : start + 500] for start in range(0, len(ids), 500)]
-        queries = [
-            (f"{_EVENT_SELECT} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk)
-            for chunk in chunks
-        ]
-    found: dict[str, core.Event] = {}
-    for sql, params in queries:
-        for event in _fetch_events(cursor, sql, params):
-            found[event.id] = event
-    return found
-
-
-def _append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) -> list[core.Event]:
-    """Store validated events inside the current transaction; results in input order."""
-    if not events:
-        return []
-    if connection.vendor == "postgresql" and len(events) == 1:
-        return [_append_one_postgres(connection, events[0])]
-    with connection.cursor() as cursor:
-        unique_ids = list(dict.fromkeys(event.id for event in events))
-        stored = _stored_events_by_id(connection, cursor, unique_ids)
-        new_events: list[core.Event] = []
-        seen: set[str] = set(stored)
-        for event in events:
-            if event.id not in seen:
-                seen.add(event.id)
-                new_events.append(event)
-        if new_events:
-            counts: dict[str, int] = {}
-            for event in new_events:
-                counts[event.session_id] = counts.get(event.session_id, 0) + 1
-            now = _db_time(connection, utcnow())
-            last = reserve_blocks(connection, cursor, counts, now)
-            next_number = {sid: last[sid] - count + 1 for sid, count in counts.items()}
-            rows = []
-            outcomes: list[PipelineOutcome | None] = []
-            for event in new_events:
-                event.sequence_number = next_number[event.session_id]
-                next_number[event.session_id] += 1
-                row, outcome = _event_row(connection, event, event.sequence_number)
-                rows.append(row)
-                outcomes.append(outcome)
-                stored[event.id] = event
-            try:
-                if connection.vendor == "postgresql":
-                    copy_events_postgres(connection, cursor, rows)
-                else:
-                    insert_events_sqlite(cursor, rows)
-            except IntegrityError as exc:
-                if _is_event_id_conflict(exc):
-                    raise _EventIdRace from exc
-                if _is_sequence_conflict(exc):
-                    raise _CounterBehind(counts) from exc
-                raise
-            notify_sessions(connection, cursor, counts)
-            signals.events_stored(connection.alias, zip(new_events, outcomes, strict=True))
-    return [stored[event.id] for event in events]
-
-
-def _append_one_postgres(connection: BaseDatabaseWrapper, event: core.Event) -> core.Event:
-    # The hot path: parameters built directly (validated timestamps are already UTC).
-    params, outcome = encode_event(event)
-    params["now"] = datetime.now(UTC).replace(tzinfo=None)
-    try:
-        number = append_one_postgres(connection, params)
-    except AppendFunctionMissing as exc:
-        raise _AppendFunctionGone from exc
-    except IntegrityError as exc:
-        if _is_event_id_conflict(exc):
-            raise _EventIdRace from exc
-        if _is_sequence_conflict(exc):
-            raise _CounterBehind([event.session_id]) from exc
-        raise
-    if number is None:
-        # Already stored: return that event, unchanged.
-        with connection.cursor() as cursor:
-            stored = _stored_events_by_id(connection, cursor, [event.id]).get(event.id)
-        if stored is None:
-            raise _EventIdRace("the stored event was deleted meanwhile")
-        return stored
-    event.sequence_number = number
-    signals.events_stored(connection.alias, [(event, outcome)])
-    return event
 
 
 # --------------------------------------------------------------------------- span attributes
@@ -424,6 +155,14 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
             :func:`agent_sessions.routing.read_from_primary`; reads inside an
             ``atomic()`` block on the write database always stay on it.
 
+    The methods' contract is documented once, on the Protocol. What this
+    implementation adds: :meth:`get_active_run` and long-polls read from the
+    write database (a run saved or an event appended just before is seen even
+    when routers send reads to a replica); a long-poll waits on the process's
+    shared :mod:`~agent_sessions.listener`, on PostgreSQL woken by NOTIFY as
+    soon as the append commits and on any database by a check every
+    ``WAIT_POLL_INTERVAL_SECONDS`` (for writers that send no NOTIFY).
+
     Every public method raises only ``agent_sessions`` errors: invalid input
     → :class:`~agent_sessions.errors.ValidationError` before anything is
     written; database failure → :class:`~agent_sessions.errors.StorageError`
@@ -445,23 +184,12 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
 
     @traced("save_session", _session_described)
     def save_session(self, session: core.Session) -> None:
-        """Insert the session, or replace every column but ``id`` of the stored one.
-
-        Raises:
-            ValidationError: the session holds an invalid value.
-            StorageError: the database failed.
-        """
         session = _checked(session, core.Session, "session")
         alias = db_for_write(self.using, m.Session)
         run_write(alias, "save_session", lambda _c: _upsert(alias, m.Session.from_domain(session)))
 
     @traced("get_session", _by_session_id)
     def get_session(self, session_id: str) -> core.Session:
-        """Return the stored session, soft-deleted or not.
-
-        Raises:
-            NotFoundError: ``session_not_found`` when no row has this id.
-        """
         session_id = check_id(session_id, "session_id")
         alias = self._read_alias(m.Session)
         row = run_read(
@@ -486,17 +214,6 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
         limit: int | None = None,
         offset: int | None = None,
     ) -> list[core.Session]:
-        """Return sessions (soft-deleted included), newest ``created_at`` first, then by id.
-
-        Args:
-            status: Only sessions with this status.
-            agent_id: Only sessions of this agent.
-            limit: At most this many (≥ 0).
-            offset: Skip this many first (≥ 0).
-
-        Raises:
-            ValidationError: ``invalid_status`` for an unknown status, or a bad limit/offset.
-        """
         queryset = m.Session.objects.using(self._read_alias(m.Session))
         if status is not None:
             queryset = queryset.filter(
@@ -511,34 +228,18 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
 
     @traced("delete_session", _by_session_id)
     def delete_session(self, session_id: str) -> None:
-        """Delete the session with its runs, events, sequence counter and artifacts.
-
-        One transaction; deleting a missing session is not an error. See
-        :func:`delete_sessions_cascade` for many at once.
-        """
         delete_sessions_cascade([session_id], using=db_for_write(self.using, m.Session))
 
     # ----------------------------------------------------------------- runs
 
     @traced("save_run", _run_described)
     def save_run(self, run: core.Run) -> None:
-        """Insert the run, or replace every column but ``id`` of the stored one.
-
-        Raises:
-            ValidationError: the run holds an invalid value.
-            StorageError: the database failed.
-        """
         run = _checked(run, core.Run, "run")
         alias = db_for_write(self.using, m.Run)
         run_write(alias, "save_run", lambda _c: _upsert(alias, m.Run.from_domain(run)))
 
     @traced("get_run", _by_run_id)
     def get_run(self, run_id: str) -> core.Run:
-        """Return the stored run.
-
-        Raises:
-            NotFoundError: ``run_not_found`` when no row has this id.
-        """
         run_id = check_id(run_id, "run_id")
         alias = self._read_alias(m.Run)
         row = run_read(
@@ -552,11 +253,6 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
     def list_runs(
         self, session_id: str, *, status: str | None = None, limit: int | None = None
     ) -> list[core.Run]:
-        """Return the session's runs, oldest ``started_at`` first (then by id).
-
-        Raises:
-            ValidationError: ``invalid_status`` for an unknown status, or a bad limit.
-        """
         session_id = check_id(session_id, "session_id")
         queryset = m.Run.objects.using(self._read_alias(m.Run)).filter(session_id=session_id)
         if status is not None:
@@ -570,11 +266,6 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
 
     @traced("get_active_run", _by_session_id)
     def get_active_run(self, session_id: str) -> core.Run | None:
-        """Return the session's ``running`` run (the latest started if several), or None.
-
-        Reads from the write database, so a run saved just before is seen even
-        when routers send reads to a replica.
-        """
         session_id = check_id(session_id, "session_id")
         alias = db_for_write(self.using, m.Run)
         row = run_read(
@@ -592,29 +283,17 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
     # ----------------------------------------------------------------- events
 
     def append_event(self, event: core.Event) -> core.Event:
-        """Store the event with the next sequence number (as :meth:`append_event_with_sequence`)."""
         return self.append_event_with_sequence(event)
 
     @traced("append_event", _event_described, append=True)
     def append_event_with_sequence(self, event: core.Event) -> core.Event:
-        """Store the event with the session's next sequence number and return the stored event.
-
-        The caller's object is not modified; a caller-supplied
-        ``sequence_number`` is ignored. Appending an id that is already stored
-        returns the stored event unchanged and consumes no number; so does a
-        rejected append.
-
-        Raises:
-            ValidationError: the event holds an invalid value (nothing written).
-            StorageError: the database failed (nothing written, no number used).
-        """
         try:
-            prepared = [_prepared_event(event)]
+            prepared = [prepared_event(event)]
             alias = self._write_alias()
             return run_write(
                 alias,
                 "append_event",
-                lambda c: _append_prepared(c, prepared)[0],
+                lambda c: append_prepared(c, prepared)[0],
                 # On PostgreSQL a single append is one statement (see sequences.py).
                 single_statement=connections[alias].vendor == "postgresql",
             )
@@ -624,22 +303,12 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
 
     @traced("append_events", _events_described, append=True)
     def append_events(self, events: Sequence[core.Event]) -> list[core.Event]:
-        """Store several events in one transaction and return the stored events in input order.
-
-        Numbers are contiguous per session within the batch. Events already
-        stored, and repeats of an id within the batch, return the stored event
-        and consume no number. Any invalid event → nothing is written.
-
-        Raises:
-            ValidationError: an event holds an invalid value (nothing written).
-            StorageError: the database failed (nothing written, no number used).
-        """
         try:
-            prepared = _check_events(events)
+            prepared = checked_events(events)
             if not prepared:
                 return []
             return run_write(
-                self._write_alias(), "append_events", lambda c: _append_prepared(c, prepared)
+                self._write_alias(), "append_events", lambda c: append_prepared(c, prepared)
             )
         except AgentSessionsError as exc:
             signals.write_rejected(exc, _common_session_id(events))
@@ -654,16 +323,6 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
         events: Sequence[core.Event],
         provider_metadata: dict[str, Any] | None = None,
     ) -> None:
-        """Save the session and the run and append the events, all in one transaction.
-
-        ``provider_metadata``, when given, is merged into the run's
-        ``provider_metadata`` (its keys win) and saved with the run.
-        Everything is validated before anything is written.
-
-        Raises:
-            ValidationError: any part is invalid (nothing written).
-            StorageError: the database failed (nothing written).
-        """
         try:
             self._flush(session, run, events, provider_metadata)
         except AgentSessionsError as exc:
@@ -682,13 +341,13 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
         if provider_metadata is not None:
             extra = check_json(provider_metadata, "provider_metadata", require_object=True)
             run = dataclasses.replace(run, provider_metadata={**run.provider_metadata, **extra})
-        prepared = _check_events(events)
+        prepared = checked_events(events)
         alias = self._write_alias()
 
         def work(connection: BaseDatabaseWrapper) -> None:
             _upsert(alias, m.Session.from_domain(session))
             _upsert(alias, m.Run.from_domain(run))
-            _append_prepared(connection, prepared)
+            append_prepared(connection, prepared)
 
         run_write(alias, "flush", work)
 
@@ -705,31 +364,7 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
         limit: int | None = None,
         wait_timeout_ms: int | None = None,
     ) -> list[core.Event]:
-        """Return the session's events in ascending sequence order.
-
-        Args:
-            session_id: The session whose log to read.
-            run_id: Only events of this run.
-            type: One event type or a sequence of types (any of).
-            since: Only events with ``timestamp > since`` (aware datetime).
-            after: Only events with ``sequence_number > after``.
-            before: Only events with ``sequence_number < before``.
-            limit: At most this many, counted after ordering (≥ 0).
-            wait_timeout_ms: Long-poll: when nothing matches, wait up to this
-                many milliseconds for a matching event to be committed. The
-                wait is on the process's shared
-                :mod:`~agent_sessions.listener`: on PostgreSQL woken by
-                NOTIFY as soon as the append commits, and on any database
-                by a check every ``WAIT_POLL_INTERVAL_SECONDS`` (events of
-                writers that send no NOTIFY).
-
-        Returns:
-            The matching events, possibly ``[]``.
-
-        Raises:
-            ValidationError: an unknown event type or an invalid argument.
-        """
-        sql, params = self._events_query(
+        sql, params = events_query(
             session_id,
             run_id=run_id,
             type=type,
@@ -740,20 +375,20 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
         )
         timeout = check_int(wait_timeout_ms, "wait_timeout_ms", minimum=0, required=False)
         if not timeout:
-            return self._query_events(self._read_alias(), sql, params)
+            return query_events(self._read_alias(), sql, params)
         # Appends land on the write database; reading there avoids replica lag.
         alias = self._write_alias()
         deadline = time.monotonic() + timeout / 1000
         listener = get_listener(alias)
-        only_after = _wait_mark(after, run_id, type, since, before, limit)
+        only_after = wait_mark(after, run_id, type, since, before, limit)
         with long_poll_timer() as waited:
             while True:
-                events, mark = self._poll_events(alias, sql, params, only_after)
+                events, mark = poll_events(alias, sql, params, only_after)
                 if not events:
                     remaining = deadline - time.monotonic()
                     if remaining > 0 and listener.wait(params[0], after=mark, timeout=remaining):
                         continue
-                    events = self._query_events(alias, sql, params)
+                    events = query_events(alias, sql, params)
                 waited(bool(events))
                 return events
 
@@ -787,29 +422,26 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
         timeout = check_int(wait_timeout_ms, "wait_timeout_ms", minimum=0, required=False)
         if not timeout:
             return await run_in_worker(self.get_events, session_id, **query)
-        sql, params = self._events_query(session_id, **query)
+        sql, params = events_query(session_id, **query)
         alias = self._write_alias()
         deadline = time.monotonic() + timeout / 1000
         listener = get_listener(alias)
-        only_after = _wait_mark(after, run_id, type, since, before, limit)
+        only_after = wait_mark(after, run_id, type, since, before, limit)
         with long_poll_timer() as waited:
             while True:
-                events, mark = await run_in_worker(
-                    self._poll_events, alias, sql, params, only_after
-                )
+                events, mark = await run_in_worker(poll_events, alias, sql, params, only_after)
                 if not events:
                     remaining = deadline - time.monotonic()
                     if remaining > 0 and await listener.wait_async(
                         params[0], after=mark, timeout=remaining
                     ):
                         continue
-                    events = await run_in_worker(self._query_events, alias, sql, params)
+                    events = await run_in_worker(query_events, alias, sql, params)
                 waited(bool(events))
                 return events
 
     @traced("get_latest_sequence", _by_session_id)
     def get_latest_sequence(self, session_id: str) -> int:
-        """Return the session's counter: the last number handed out, 0 when none."""
         session_id = check_id(session_id, "session_id")
         alias = db_for_write(self.using, m.SessionSequence)
 
@@ -823,111 +455,6 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
 
         row = run_read(alias, "get_latest_sequence", read)
         return int(row[0]) if row and row[0] is not None else 0
-
-    # ----------------------------------------------------------------- event reads
-
-    def _events_query(
-        self,
-        session_id: str,
-        *,
-        run_id: str | None,
-        type: str | Sequence[str] | None,
-        since: datetime | None,
-        after: int | None,
-        before: int | None,
-        limit: int | None,
-    ) -> tuple[str, list[Any]]:
-        clauses = ["session_id = %s"]
-        params: list[Any] = [check_id(session_id, "session_id")]
-        if run_id is not None:
-            clauses.append("run_id = %s")
-            params.append(check_id(run_id, "run_id"))
-        if type is not None:
-            # Anything but a list of types is one (possibly invalid) type.
-            types = list(type) if isinstance(type, (list, tuple, set, frozenset)) else [type]
-            if not types:
-                raise ValidationError(
-                    "validation_error", "type must name at least one event type", field="type"
-                )
-            values = [
-                check_choice(t, core.EventType, "type", code="invalid_event_type").value
-                for t in types
-            ]
-            clauses.append(f"type IN ({', '.join(['%s'] * len(values))})")
-            params.extend(values)
-        if since is not None:
-            clauses.append('"timestamp" > %s')
-            params.append(_TimeParam(check_datetime(since, "since")))
-        if after is not None:
-            clauses.append("sequence_number > %s")
-            params.append(check_int(after, "after", minimum=None))
-        if before is not None:
-            clauses.append("sequence_number < %s")
-            params.append(check_int(before, "before", minimum=None))
-        sql = f"{_EVENT_SELECT} WHERE {' AND '.join(clauses)} ORDER BY sequence_number"
-        if limit is not None:
-            sql += " LIMIT %s"
-            params.append(check_int(limit, "limit", minimum=0))
-        return sql, params
-
-    def _query_events(self, alias: str, sql: str, params: list[Any]) -> list[core.Event]:
-        def read(connection: BaseDatabaseWrapper) -> list[core.Event]:
-            values = [p.for_db(connection) if isinstance(p, _TimeParam) else p for p in params]
-            with connection.cursor() as cursor:
-                return _fetch_events(cursor, sql, values)
-
-        return run_read(alias, "get_events", read)
-
-    def _poll_events(
-        self, alias: str, sql: str, params: list[Any], only_after: int | None
-    ) -> tuple[list[core.Event], int]:
-        """One long-poll step: the matching events, and the number to wait beyond.
-
-        ``only_after`` is the query's ``after`` (0 for None) when that is its
-        only filter, and None otherwise: then the session's highest stored
-        number is read, so that the wait is for events not seen yet rather
-        than for ones the filters left out.
-        """
-        events = self._query_events(alias, sql, params)
-        if events or only_after is not None:
-            return events, only_after or 0
-
-        def read(connection: BaseDatabaseWrapper) -> Any:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT max(sequence_number) FROM asm_events WHERE session_id = %s",
-                    [params[0]],
-                )
-                return cursor.fetchone()
-
-        row = run_read(alias, "get_events", read)
-        return events, int(row[0]) if row and row[0] is not None else 0
-
-
-def _wait_mark(
-    after: int | None,
-    run_id: str | None,
-    type: object,
-    since: datetime | None,
-    before: int | None,
-    limit: int | None,
-) -> int | None:
-    """What a long-poll waits beyond at first: ``after`` when it is the only filter, else None."""
-    if run_id is None and type is None and since is None and before is None and limit != 0:
-        return after or 0
-    return None
-
-
-class _TimeParam:
-    """A datetime parameter whose database form depends on the connection's vendor."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: datetime) -> None:
-        self.value = value
-
-    def for_db(self, connection: BaseDatabaseWrapper) -> Any:
-        return _db_time(connection, self.value)
 
 
 def _common_session_id(events: object) -> str | None:

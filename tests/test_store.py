@@ -528,7 +528,7 @@ def test_flush_is_undone_when_a_later_part_fails_in_the_database(
         raise DatabaseError("the database refused the events")
 
     # The events are written last, after the session and the run.
-    monkeypatch.setattr("agent_sessions.store._append_prepared", refuse)
+    monkeypatch.setattr("agent_sessions.store.append_prepared", refuse)
     with pytest.raises(StorageError) as info:
         store.flush(session=session, run=run, events=[message(session.id)])
     assert "cause" in info.value.details

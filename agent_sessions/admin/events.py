@@ -32,7 +32,7 @@ from agent_sessions.admin.search import matched_columns, search_events
 from agent_sessions.admin.text_search import text_search_context
 from agent_sessions.conf import app_settings
 from agent_sessions.errors import ValidationError
-from agent_sessions.sequences import EVENT_COLUMNS
+from agent_sessions.eventlog.codec import EVENT_COLUMNS
 from agent_sessions.validation import check_id, check_varchar
 
 
