@@ -43,7 +43,15 @@ from agent_sessions import core, ports
 from agent_sessions.core import Event
 from agent_sessions.locks import MaintenanceLock
 from agent_sessions.restore import RestoreReport
-from agent_sessions.results import EventPage, MaintenanceReport, RunPage, SessionPage, TextPage
+from agent_sessions.results import (
+    CostSummary,
+    EventPage,
+    MaintenanceReport,
+    RunPage,
+    SessionPage,
+    TextPage,
+    UsageSummary,
+)
 from agent_sessions.retention import RetentionPolicy
 from agent_sessions.validation import check_int
 
@@ -377,7 +385,7 @@ class QueryAsyncMixin(ports.QueryAPI):
         since: datetime | None = None,
         until: datetime | None = None,
         pricing_table: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> CostSummary:
         """Async twin of :meth:`get_cost_summary`: same arguments, result and errors."""
         return await run_in_worker(
             self.get_cost_summary,
@@ -400,7 +408,7 @@ class QueryAsyncMixin(ports.QueryAPI):
         provider: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> dict[str, Any]:
+    ) -> UsageSummary:
         """Async twin of :meth:`get_usage_summary`: same arguments, result and errors."""
         return await run_in_worker(
             self.get_usage_summary,

@@ -34,12 +34,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from agent_sessions.core import Event, Run, Session
 from agent_sessions.results import (
+    CostSummary,
     EventPage,
     MaintenanceReport,
     RunPage,
     SessionPage,
     TextHit,
     TextPage,
+    UsageSummary,
 )
 from agent_sessions.retention import RetentionPolicy
 
@@ -277,10 +279,12 @@ class QueryAPI(Protocol):
     Limits default to 50 (sessions, runs) or 100 (events) and must be integers
     from 1 to the configured cap (1000); otherwise ``ValidationError``. Paging
     is keyset-based with opaque signed cursors, stable under concurrent
-    inserts; a page's ``cursor`` is None when there is no further page. A
-    malformed, tampered or mismatched cursor raises
+    inserts, ties broken by id; a page's ``cursor`` is None when there is no
+    further page. A malformed, tampered or mismatched cursor raises
     ``ValidationError("invalid_cursor")``. An unknown ``order_by`` raises
-    ``ValidationError``.
+    ``ValidationError``. Filters are AND-ed; one that takes a list matches any
+    of its values (a single value is accepted too); datetime bounds are
+    inclusive. Statistics and summaries are computed in the database.
     """
 
     def search_sessions(
@@ -298,31 +302,33 @@ class QueryAPI(Protocol):
         cursor: str | None = None,
         with_total: bool = True,
     ) -> SessionPage:
-        """Return a page of sessions.
+        """Return a page of sessions: ``SessionPage(sessions, cursor, total_count)``.
 
-        ``status`` and ``provider`` take one value or several (any of); a
-        session matches ``provider`` when any of its runs has it. ``tags``:
-        the session carries every listed tag. Created bounds are inclusive.
-        Soft-deleted sessions are excluded unless ``include_deleted``.
-        ``order_by`` is ``updated_at_desc``, ``created_at_desc`` or
-        ``created_at_asc``. ``total_count`` counts all matches (None when
-        ``with_total`` is False).
+        A session matches ``provider`` when any of its runs has it; ``tags``:
+        the session carries every listed tag. Soft-deleted sessions are
+        excluded unless ``include_deleted``. ``order_by`` is
+        ``updated_at_desc``, ``created_at_desc`` or ``created_at_asc``.
+        ``total_count`` counts all matches, ignoring limit and cursor (one
+        ``COUNT``); None when ``with_total`` is False.
 
         Raises:
-            ValidationError: unknown status or order_by, bad limit or cursor.
+            ValidationError: ``invalid_status``, ``invalid_cursor``, or
+                ``validation_error`` (limit, order_by, types of arguments).
         """
         ...
 
     def get_session_stats(self, session_id: str) -> dict[str, Any]:
         """Return counts and totals for one session (soft-deleted included).
 
-        Keys: ``event_count``, ``run_count``, ``token_totals`` (``input_tokens``,
-        ``output_tokens``, ``total_tokens``), ``providers_used`` (sorted distinct
-        run providers), ``first_event_at``/``last_event_at`` (None without
-        events), ``status_counts`` (run status → count).
+        The :class:`~agent_sessions.results.SessionStats` keys:
+        ``event_count``, ``run_count``, ``token_totals`` (``input_tokens``,
+        ``output_tokens``, ``total_tokens``), ``providers_used`` (sorted
+        distinct run providers), ``first_event_at``/``last_event_at`` (None
+        without events), ``status_counts`` (run status → count).
 
         Raises:
             NotFoundError: ``session_not_found``.
+            ValidationError: ``session_id`` is not a valid id.
         """
         ...
 
@@ -339,15 +345,16 @@ class QueryAPI(Protocol):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> RunPage:
-        """Return a page of runs.
+        """Return a page of runs: ``RunPage(runs, cursor)``.
 
         ``min_tokens`` (≥ 0) is compared inclusively with
-        ``token_usage["total_tokens"]`` (missing counts as 0). Started bounds
-        are inclusive. ``order_by`` is ``started_at_desc``, ``started_at_asc``
-        or ``token_usage_desc``.
+        ``token_usage["total_tokens"]`` (missing counts as 0). ``order_by`` is
+        ``started_at_desc``, ``started_at_asc`` or ``token_usage_desc`` (by
+        ``total_tokens``).
 
         Raises:
-            ValidationError: unknown status or order_by, bad limit or cursor.
+            ValidationError: ``invalid_status``, ``invalid_cursor``, or
+                ``validation_error`` (limit, order_by, min_tokens, types).
         """
         ...
 
@@ -358,12 +365,17 @@ class QueryAPI(Protocol):
         provider: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> dict[str, Any]:
-        """Return token totals computed in the database.
+    ) -> UsageSummary:
+        """Return token totals over the matching runs (``since``/``until`` bound ``started_at``).
 
         Keys: ``total_input_tokens``, ``total_output_tokens``, ``total_tokens``,
         ``run_count``, ``by_provider`` (provider, or ``"unknown"`` → the same
-        four figures). ``since``/``until`` bound ``started_at`` inclusively.
+        four figures). Token values are read from ``token_usage``; a missing
+        or non-numeric one counts as 0, and ``total_tokens`` sums the stored
+        ``total_tokens`` values.
+
+        Raises:
+            ValidationError: a bad argument.
         """
         ...
 
@@ -376,14 +388,22 @@ class QueryAPI(Protocol):
         since: datetime | None = None,
         until: datetime | None = None,
         pricing_table: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Return costs in USD.
+    ) -> CostSummary:
+        """Return costs in USD over the matching runs (``agent_id``: runs of its sessions).
 
-        Keys: ``total_cost_usd``, ``run_count``, ``by_provider``, ``by_model``,
-        ``unmapped_runs``. A run's cost is its stored ``cost_usd`` when set,
-        else computed from the pricing table (the configured or default one
-        unless ``pricing_table`` is given) by provider and
-        ``provider_metadata["model"]``.
+        Keys: ``total_cost_usd``, ``run_count``, ``by_provider`` (``cost_usd``,
+        ``run_count``), ``by_model`` (``cost_usd``, ``input_tokens``,
+        ``output_tokens``), ``unmapped_runs``. A run's cost is its stored
+        ``cost_usd`` when set (0.0 included), else computed from the pricing
+        table (``pricing_table``, else the configured or default one) by
+        provider and ``provider_metadata["model"]``: the exact model, else the
+        longest model prefix, else the provider's ``default``; cache tokens
+        default to the input rate. Runs with neither count in
+        ``unmapped_runs`` (cost 0). Missing providers and models are
+        ``"unknown"``.
+
+        Raises:
+            ValidationError: a bad argument or pricing table.
         """
         ...
 
@@ -401,14 +421,15 @@ class QueryAPI(Protocol):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> EventPage:
-        """Return a page of events.
+        """Return a page of events across sessions: ``EventPage(events, cursor)``.
 
-        List filters are any-of; ``since``/``until`` are inclusive on
-        ``timestamp``. ``order_by`` is ``sequence_asc`` (then session id, then
-        id), ``timestamp_asc`` or ``timestamp_desc``.
+        ``since``/``until`` bound ``timestamp``. ``order_by`` is
+        ``sequence_asc`` (then session id, then id), ``timestamp_asc`` or
+        ``timestamp_desc``.
 
         Raises:
-            ValidationError: unknown type or order_by, bad limit or cursor.
+            ValidationError: ``invalid_event_type``, ``invalid_cursor``, or
+                ``validation_error`` (limit, order_by, types of arguments).
         """
         ...
 
@@ -423,7 +444,11 @@ class QueryAPI(Protocol):
         until: datetime | None = None,
         correlation_id: str | None = None,
     ) -> int:
-        """Return how many events :meth:`search_events` would find with these filters."""
+        """Return how many events :meth:`search_events` would find with these filters.
+
+        Raises:
+            ValidationError: ``invalid_event_type`` or ``validation_error``.
+        """
         ...
 
     def search_text(
@@ -439,14 +464,16 @@ class QueryAPI(Protocol):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> TextPage:
-        """Return a page of events whose ``data`` string values match ``q``.
+        """Return a page of events whose ``data`` string values match ``q`` (docs/search.md).
 
-        ``q`` is plain user text: words (all must occur), ``"exact phrase"``,
-        ``-excluded``, ``OR`` between alternatives; 1 to 1,000 characters.
-        Keys are not searched. Hits (``event``, ``rank`` — higher is better,
-        ``snippet`` with matched terms between ``[[`` and ``]]``) come best
-        rank first, then newest, then by id. Events of soft-deleted sessions
-        are excluded unless ``include_deleted``. The cursor is bound to ``q``.
+        ``q`` is plain user text, 1 to 1,000 characters: words (all must
+        occur), ``"exact phrase"``, ``-excluded``, ``OR`` between
+        alternatives; nothing else is an operator, and punctuation alone finds
+        nothing. Keys are not searched; events of every writer are. Hits
+        (``event``, ``rank`` — higher is better, ``snippet`` with matched
+        terms between ``[[`` and ``]]``) come best rank first, then newest,
+        then by id. Events of soft-deleted sessions are excluded unless
+        ``include_deleted``. The cursor is bound to ``q``.
 
         Raises:
             ValidationError: bad ``q`` (empty, too long, NUL, only
@@ -457,13 +484,15 @@ class QueryAPI(Protocol):
         ...
 
     def export_session(self, session_id: str, *, include_artifacts: bool = False) -> dict[str, Any]:
-        """Return ``{"session": Session, "runs": [Run…], "events": [Event…]}``.
+        """Return ``{"session": Session, "runs": [Run…], "events": [Event…]}`` (soft-deleted too).
 
-        Runs oldest first, events by sequence; ``"artifacts"`` (a list of
-        dicts) is added only when ``include_artifacts`` is True.
+        Runs oldest first, events by sequence; ``"artifacts"`` (the session's
+        live artifacts as dicts of their columns, oldest first) is added only
+        when ``include_artifacts`` is True.
 
         Raises:
             NotFoundError: ``session_not_found``.
+            ValidationError: ``session_id`` is not a valid id.
         """
         ...
 

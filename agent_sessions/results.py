@@ -1,18 +1,35 @@
 """Result types returned by the QueryAPI and Maintenance ports.
 
-Plain dataclasses with no Django dependency; :mod:`agent_sessions.ports`
-re-exports them.
+Plain dataclasses, and ``TypedDict`` shapes for the statistics and
+summaries (the contract documents them as dicts: JSON-ready, compared and
+indexed like dicts, typed for the checker). No Django dependency;
+:mod:`agent_sessions.ports` re-exports them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, TypedDict
 
 from agent_sessions.core import Event, Run, Session
 
-__all__ = ["EventPage", "MaintenanceReport", "RunPage", "SessionPage", "TextHit", "TextPage"]
+__all__ = [
+    "CostSummary",
+    "EventPage",
+    "MaintenanceReport",
+    "ModelCost",
+    "ProviderCost",
+    "ProviderUsage",
+    "RunPage",
+    "SessionPage",
+    "SessionStats",
+    "TextHit",
+    "TextPage",
+    "TokenTotals",
+    "UsageSummary",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +138,81 @@ class MaintenanceReport:
         data = dataclasses.asdict(self)
         data["errors"] = list(self.errors)
         return data
+
+
+# ------------------------------------------------------------------- statistics and summaries
+
+
+class TokenTotals(TypedDict):
+    """Token counts summed over runs (``token_usage`` values; missing or non-numeric → 0)."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class SessionStats(TypedDict):
+    """:meth:`~agent_sessions.ports.QueryAPI.get_session_stats` of one session.
+
+    ``providers_used`` is sorted; the event times are None without events;
+    ``status_counts`` maps a run status to its number of runs.
+    """
+
+    event_count: int
+    run_count: int
+    token_totals: TokenTotals
+    providers_used: list[str]
+    first_event_at: datetime | None
+    last_event_at: datetime | None
+    status_counts: dict[str, int]
+
+
+class ProviderUsage(TypedDict):
+    """One provider's figures in a :class:`UsageSummary`."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    run_count: int
+
+
+class UsageSummary(TypedDict):
+    """:meth:`~agent_sessions.ports.QueryAPI.get_usage_summary`: token totals over runs.
+
+    ``by_provider`` is keyed by provider, ``"unknown"`` for runs without one.
+    """
+
+    total_input_tokens: int
+    total_output_tokens: int
+    total_tokens: int
+    run_count: int
+    by_provider: dict[str, ProviderUsage]
+
+
+class ProviderCost(TypedDict):
+    """One provider's figures in a :class:`CostSummary`."""
+
+    cost_usd: float
+    run_count: int
+
+
+class ModelCost(TypedDict):
+    """One model's figures in a :class:`CostSummary`."""
+
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int
+
+
+class CostSummary(TypedDict):
+    """:meth:`~agent_sessions.ports.QueryAPI.get_cost_summary`: costs in USD over runs.
+
+    ``by_provider`` and ``by_model`` are keyed ``"unknown"`` where runs have
+    none; ``unmapped_runs`` counts runs with neither a stored cost nor rates.
+    """
+
+    total_cost_usd: float
+    run_count: int
+    by_provider: dict[str, ProviderCost]
+    by_model: dict[str, ModelCost]
+    unmapped_runs: int

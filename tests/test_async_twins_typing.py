@@ -77,7 +77,19 @@ def test_services_subclass_their_protocol_and_inherit_its_docstrings(
             assert inspect.getdoc(getattr(cls, name)), name
 
 
-def test_a_method_documented_once_inherits_the_protocols_docstring() -> None:
-    method = DjangoArtifactRegistry.get_by_key
+@pytest.mark.parametrize(
+    ("cls", "protocol", "name"),
+    [(DjangoArtifactRegistry, ports.ArtifactRegistry, "get_by_key")]
+    + [
+        (DjangoQueryAPI, ports.QueryAPI, name)
+        for name in dir(ports.QueryAPI)
+        if not name.startswith("_")
+    ],
+    ids=lambda value: value if isinstance(value, str) else value.__name__,
+)
+def test_a_method_documented_once_inherits_the_protocols_docstring(
+    cls: type, protocol: type, name: str
+) -> None:
+    method = getattr(cls, name)
     assert method.__doc__ is None
-    assert inspect.getdoc(method) == inspect.getdoc(ports.ArtifactRegistry.get_by_key)
+    assert inspect.getdoc(method) == inspect.getdoc(getattr(protocol, name))

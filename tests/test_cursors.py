@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from django.core import signing
 
-from agent_sessions.cursors import decode_cursor, encode_cursor
 from agent_sessions.errors import ValidationError
+from agent_sessions.paging import decode_cursor, encode_cursor
 from agent_sessions.query import DjangoQueryAPI
 from tests.factories import EventFactory, SessionFactory
 
