@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.bench_stream                       # 1,000 streams, 100 sessions
     .venv/bin/python -m bench.bench_stream --streams 200 --sessions 20
+    .venv/bin/python -m bench.bench_stream --conn-max-age 0 --pgbouncer   # behind PgBouncer
 
 One uvicorn process serves ``tests.asgi:application`` on the benchmark
 database (``asm_bench_stream`` unless ``--db``). This process opens
@@ -18,6 +19,11 @@ database (``asm_bench_stream`` unless ``--db``). This process opens
    clients (target: median < 100 ms, p99 < 500 ms).
 3. **Clean-up**: the clients disconnect; how long until the server has no
    open stream, and the connections it holds afterwards.
+
+With ``--pgbouncer`` the server reaches the database through a PgBouncer in
+transaction mode (started on a free port, as the tests do) and its listener
+through a ``direct`` alias (``DIRECT_DATABASE``, docs/deploying.md);
+connections are then reported as direct + PgBouncer server connections.
 """
 
 from __future__ import annotations
@@ -46,11 +52,21 @@ def _rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def _server_connections() -> int:
-    """The server process's connections to the benchmark database."""
-    from tests.api_support import server_db_connections
+def _server_connections() -> tuple[int, int]:
+    """The server's connections to the benchmark database: (direct, through PgBouncer).
 
-    return server_db_connections()
+    Without ``--pgbouncer`` every connection is direct. With it, the second
+    number is PgBouncer's server connections that the server's clients used.
+    """
+    from tests.api_support import SERVER_APP, SERVER_DIRECT_APP, server_db_connections
+
+    pooled = server_db_connections(SERVER_APP)
+    direct = server_db_connections(SERVER_DIRECT_APP)
+    return (direct, pooled) if _PGBOUNCER else (pooled + direct, 0)
+
+
+#: Set by ``--pgbouncer``.
+_PGBOUNCER = False
 
 
 class StreamClient:
@@ -87,13 +103,23 @@ class StreamClient:
             self.writer.close()
 
 
-def _sample_connections(seconds: float) -> int:
-    peak = 0
+def _sample_connections(seconds: float) -> dict[str, int]:
+    """Peak connections over ``seconds``: total, and direct / through PgBouncer."""
+    peak = {"total": 0, "direct": 0, "pgbouncer": 0}
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        peak = max(peak, _server_connections())
+        direct, pooled = _server_connections()
+        peak["total"] = max(peak["total"], direct + pooled)
+        peak["direct"] = max(peak["direct"], direct)
+        peak["pgbouncer"] = max(peak["pgbouncer"], pooled)
         time.sleep(0.1)
     return peak
+
+
+def _connections(peak: dict[str, int]) -> str:
+    if not _PGBOUNCER:
+        return str(peak["total"])
+    return f"{peak['total']} ({peak['direct']} direct + {peak['pgbouncer']} PgBouncer)"
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -118,9 +144,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         store.save_session(session)
     connection.close()
 
+    bouncer = None
+    if args.pgbouncer:
+        from tests.pgbouncer import start_pgbouncer
+
+        bouncer = start_pgbouncer()
     server = AsgiServer(
         agent_sessions={"API_PERMISSION": "tests.api_support.allow_all", **args.settings},
         conn_max_age=args.conn_max_age,
+        pgbouncer_port=None if bouncer is None else bouncer.port,
     )
     server.start()
     results: dict[str, Any] = {"streams": args.streams, "sessions": args.sessions}
@@ -165,11 +197,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["threads_idle"] = stats["threads"]
             results["rss_per_stream_kib"] = (_rss_kib(pid) - rss_before) / args.streams
 
+            # Behind PgBouncer the writer appends through it too (its NOTIFY included).
+            writer_env = dict(os.environ)
+            if bouncer is not None:
+                writer_env["ASM_PG_PORT"] = str(bouncer.port)
             writer = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.bench_stream", "--write",
                 "--db", args.db, "--spacing-ms", str(args.spacing_ms),
                 *[s.id for s in sessions],
-                stdout=subprocess.PIPE, cwd=ROOT,
+                stdout=subprocess.PIPE, cwd=ROOT, env=writer_env,
             )  # fmt: skip
             peak_task = asyncio.create_task(asyncio.to_thread(_sample_connections, 3.0))
             out, _ = await writer.communicate()
@@ -198,6 +234,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         asyncio.run(scenario())
     finally:
         server.stop()
+        if bouncer is not None:
+            bouncer.stop()
         connection.close()
     return results
 
@@ -237,6 +275,12 @@ def main() -> None:
         help="the server's CONN_MAX_AGE (0: a new connection per read, Django's default)",
     )
     parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="serve through a PgBouncer in transaction mode (started on a free port), with "
+        "DIRECT_DATABASE pointing the listener at PostgreSQL itself",
+    )
+    parser.add_argument(
         "--setting",
         action="append",
         default=[],
@@ -255,15 +299,18 @@ def main() -> None:
     for item in args.setting:
         key, _, value = item.partition("=")
         args.settings[key] = json.loads(value)
+    global _PGBOUNCER
+    _PGBOUNCER = args.pgbouncer
     setup_django(args.db)
     results = run(args)
     latency = results["latency_ms"]
     print_table(
         f"SSE streams under uvicorn: {args.streams} streams over {args.sessions} sessions "
-        f"(PostgreSQL, loopback, CONN_MAX_AGE={args.conn_max_age})",
+        f"(PostgreSQL{' through PgBouncer (transaction mode)' if args.pgbouncer else ''}, "
+        f"loopback, CONN_MAX_AGE={args.conn_max_age})",
         ["measure", "result", "target"],
         [
-            ["DB connections held, idle (peak)", results["idle_connections"], "<= 3"],
+            ["DB connections held, idle (peak)", _connections(results["idle_connections"]), "<= 3"],
             [
                 "server threads: before / idle / fan-out",
                 f"{results['threads_before']} / {results['threads_idle']} / "
@@ -276,9 +323,13 @@ def main() -> None:
             ["latency commit -> client, median", f"{latency['median']:.1f} ms", "< 100 ms"],
             ["latency p99", f"{latency['p99']:.1f} ms", "< 500 ms"],
             ["latency max", f"{latency['max']:.1f} ms", ""],
-            ["DB connections during fan-out (peak)", results["fanout_connections"], ""],
+            [
+                "DB connections during fan-out (peak)",
+                _connections(results["fanout_connections"]),
+                "",
+            ],
             ["streams gone after clients left", _seconds(results["drain_seconds"]), ""],
-            ["DB connections after", results["connections_after"], ""],
+            ["DB connections after", _connections(results["connections_after"]), ""],
         ],
     )
     print(json.dumps(results))

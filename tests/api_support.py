@@ -23,6 +23,10 @@ import httpx
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The ``application_name`` of the server's PostgreSQL connections (set in ``tests/asgi.py``).
+SERVER_APP = "asm_test_asgi_server"
+#: The ``application_name`` of its direct connections when it runs behind PgBouncer.
+SERVER_DIRECT_APP = "asm_test_asgi_server direct"
 
 
 def allow_all(request: Any, session_id: str | None) -> bool:
@@ -39,6 +43,8 @@ class AsgiServer:
             example project's settings read the database from ``DATABASE_URL``,
             which is set to the test database.
         conn_max_age: The server database's ``CONN_MAX_AGE`` (None: as configured).
+        pgbouncer_port: Reach the database through the PgBouncer on this port,
+            with a direct alias for the listener (see ``tests/asgi.py``).
     """
 
     def __init__(
@@ -47,6 +53,7 @@ class AsgiServer:
         agent_sessions: dict[str, Any],
         settings_module: str | None = None,
         conn_max_age: int | None = None,
+        pgbouncer_port: int | None = None,
     ) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -63,6 +70,8 @@ class AsgiServer:
         }
         if conn_max_age is not None:
             self.env["ASM_TEST_CONN_MAX_AGE"] = str(conn_max_age)
+        if pgbouncer_port is not None:
+            self.env["ASM_TEST_PGBOUNCER_PORT"] = str(pgbouncer_port)
         if settings_module:
             self.env["DJANGO_SETTINGS_MODULE"] = settings_module
             self.env["DATABASE_URL"] = database_url()
@@ -138,13 +147,18 @@ def wait_until(predicate: Any, *, timeout: float, interval: float = 0.05) -> Any
     return value
 
 
-def server_db_connections() -> int:
-    """Connections the ASGI server process holds to the test database (PostgreSQL)."""
+def server_db_connections(application_name: str = SERVER_APP) -> int:
+    """Connections the ASGI server process holds to the test database (PostgreSQL).
+
+    Behind PgBouncer, these are the pooler's server connections that the
+    server's clients used (PgBouncer passes ``application_name`` on); the
+    server's direct connections have :data:`SERVER_DIRECT_APP`.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE datname = current_database() AND application_name = %s",
-            ["asm_test_asgi_server"],
+            [application_name],
         )
         return int(cursor.fetchone()[0])
 

@@ -6,7 +6,10 @@ The test starts ``uvicorn tests.asgi:application`` with:
 - ``ASM_TEST_DB_NAME``: the test database the parent created (a name on
   PostgreSQL, a file on SQLite);
 - ``ASM_TEST_AGENT_SESSIONS``: JSON merged into ``settings.AGENT_SESSIONS``;
-- ``ASM_TEST_CONN_MAX_AGE``: optional ``CONN_MAX_AGE`` of the database (seconds).
+- ``ASM_TEST_CONN_MAX_AGE``: optional ``CONN_MAX_AGE`` of the database (seconds);
+- ``ASM_TEST_PGBOUNCER_PORT``: optional; the database is then reached through
+  the PgBouncer on that port, and the listener uses a ``direct`` alias
+  (``DIRECT_DATABASE``), as docs/deploying.md describes.
 
 Besides Django it answers ``GET /__test__/stats`` with what the tests check
 from outside: open SSE streams and live threads of this server process.
@@ -23,8 +26,7 @@ from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
-#: The ``application_name`` of the server's PostgreSQL connections.
-SERVER_APP = "asm_test_asgi_server"
+from tests.api_support import SERVER_APP, SERVER_DIRECT_APP
 
 if os.environ.get("ASM_TEST_DB_NAME"):
     settings.DATABASES["default"]["NAME"] = os.environ["ASM_TEST_DB_NAME"]
@@ -37,6 +39,18 @@ settings.AGENT_SESSIONS = {
     **getattr(settings, "AGENT_SESSIONS", {}),
     **json.loads(os.environ.get("ASM_TEST_AGENT_SESSIONS", "{}")),
 }
+if os.environ.get("ASM_TEST_PGBOUNCER_PORT"):
+    # The deployment docs' PgBouncer set-up: "default" through the transaction
+    # pooler, and a "direct" alias to PostgreSQL itself for the listener.
+    direct = {**settings.DATABASES["default"]}
+    direct["OPTIONS"] = {**direct.get("OPTIONS", {}), "application_name": SERVER_DIRECT_APP}
+    settings.DATABASES["direct"] = direct
+    settings.DATABASES["default"] = {
+        **settings.DATABASES["default"],
+        "PORT": os.environ["ASM_TEST_PGBOUNCER_PORT"],
+        "DISABLE_SERVER_SIDE_CURSORS": True,
+    }
+    settings.AGENT_SESSIONS.setdefault("DIRECT_DATABASE", {"default": "direct"})
 
 django_application = ASGIStaticFilesHandler(get_asgi_application())
 

@@ -246,3 +246,96 @@ def test_fifty_idle_streams_do_not_hold_fifty_database_connections(conn_max_age:
     finally:
         server.stop()
     assert wait_until(lambda: server_db_connections() == 0, timeout=10)
+
+
+class _RawStream:
+    """One logged-in SSE client on a raw socket (cheap enough for hundreds in one test)."""
+
+    def __init__(self, port: int, path: str, cookie: str) -> None:
+        self.port, self.path, self.cookie = port, path, cookie
+        self.ids: list[str] = []
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> asyncio.StreamReader:
+        reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        request = (
+            f"GET {self.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+            f"Cookie: {self.cookie}\r\n\r\n"
+        )
+        self.writer.write(request.encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b" 200 " in head.split(b"\r\n", 1)[0], head
+        return reader
+
+    async def read_one_event(self, reader: asyncio.StreamReader) -> None:
+        parser = SSEParser()
+        while not self.ids:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return
+            # Chunked transfer framing lines parse as junk frames; only "id" matters.
+            self.ids += [f["id"] for f in parser.feed(chunk.decode()) if "id" in f]
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@pytest.mark.postgres_only
+def test_idle_streams_of_logged_in_users_read_nothing_and_share_two_connections() -> None:
+    """Issue #13's target with Django's default ``CONN_MAX_AGE = 0`` and real logins.
+
+    200 streams over 40 sessions, opened at once by a user with
+    ``view_event`` (the default access check: a session and a user lookup
+    each), with a heartbeat every 0.2 s. While they open, idle and receive
+    an event, the server holds at most 3 connections; once idle, only the
+    listener's: heartbeats cause no reads.
+    """
+    from django.contrib.auth.models import Permission, User
+    from django.test import Client
+
+    user = User.objects.create_user("watcher")
+    user.user_permissions.add(Permission.objects.get(codename="view_event"))
+    login = Client()
+    login.force_login(user)
+    cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in login.cookies.items())
+    store = DjangoSessionStore()
+    sessions = [Session.new("watched") for _ in range(40)]
+    for session in sessions:
+        store.save_session(session)
+    server = AsgiServer(agent_sessions={"STREAM_HEARTBEAT_SECONDS": 0.2}, conn_max_age=0)
+    server.start()
+    observed: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        streams = [
+            _RawStream(
+                server.port, f"/agent-sessions/sessions/{sessions[i % 40].id}/events/stream", cookie
+            )
+            for i in range(200)
+        ]
+        whole = asyncio.create_task(asyncio.to_thread(_peak_connections, 6.0))
+        readers = await asyncio.gather(*(s.open() for s in streams))
+        tasks = [
+            asyncio.create_task(s.read_one_event(r)) for s, r in zip(streams, readers, strict=True)
+        ]
+        assert await asyncio.to_thread(
+            wait_until, lambda: server.stats()["open_streams"] >= 200, timeout=30
+        ), server.stats()
+        await asyncio.sleep(1.0)  # five heartbeats: the catch-up reads are over
+        observed["idle"] = await asyncio.to_thread(_peak_connections, 1.5)
+        for session in sessions:
+            await asyncio.to_thread(_append_closing, session.id)
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+        observed["whole"] = await whole
+        observed["received"] = {tuple(s.ids) for s in streams}
+        for stream in streams:
+            stream.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert observed["received"] == {("1",)}, observed
+    assert observed["idle"] == 1, observed  # the listener's LISTEN connection alone
+    assert observed["whole"] <= 3, observed

@@ -13,30 +13,32 @@ once and in order. ``: keepalive`` comments keep proxies from closing an idle
 stream.
 
 Two drivers share :class:`StreamState`: :func:`stream_async` for ASGI (an
-idle stream holds no database connection and no thread; each read is one
-short access in a worker thread; waiting is done by the process's shared
-listener) and :func:`stream_sync` for WSGI (a worker thread per stream, as
-any long response under WSGI).
+idle stream holds no database connection and no thread; waiting is done by
+the process's shared listener, and each read is one short access on the
+process's one :class:`StreamReader` thread) and :func:`stream_sync` for WSGI
+(a worker thread per stream, as any long response under WSGI). A stream
+reads only to catch up and when the listener wakes it: an idle stream's
+heartbeats cost no query.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
+import os
+import queue
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db import close_old_connections
 
-from agent_sessions.aio import _with_fresh_connections
 from agent_sessions.api.reading import EventFilter, EventWindow, read_window
 from agent_sessions.api.waiting import (
     release_request_thread,
@@ -49,6 +51,7 @@ from agent_sessions.store import DjangoSessionStore
 __all__ = [
     "SSE_EVENT_FIELDS",
     "Batch",
+    "StreamReader",
     "StreamState",
     "event_frame",
     "open_streams",
@@ -172,41 +175,84 @@ def read_batch(
     return Batch(window, b"".join(event_frame(event) for event in window.events))
 
 
-#: The reader threads of the process (created on first use; see :func:`run_in_reader`).
-_reader: ThreadPoolExecutor | None = None
+#: A queued read: its future, the callable and its arguments.
+_Job = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+class StreamReader(Executor):
+    """The process's one thread for the event endpoints' reads; holds a connection only while busy.
+
+    Every read of the streams and long-polls (their opening checks too) is
+    queued here and run in order. Why one thread: the thread's connection is
+    then the only one that all the streams of a process ever use for reading
+    (the listener's is the other), whatever the number of streams and
+    whatever ``CONN_MAX_AGE`` says, so a process serving a thousand streams
+    holds at most two connections.
+
+    Connections follow ``CONN_MAX_AGE`` at the grain of a *run* of reads,
+    as they do at the grain of a request in Django: the thread keeps its
+    connection while more reads are queued behind the one it finished (a
+    fan-out that wakes many streams, a burst of clients opening) and
+    applies ``CONN_MAX_AGE`` once the queue is empty. With ``CONN_MAX_AGE =
+    0`` an idle reader therefore holds no connection, and a burst of
+    reads pays for one connection instead of one each. A read that fails
+    applies ``CONN_MAX_AGE`` at once, so a broken connection is not reused.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="asm-stream-read", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """Queue ``fn(*args, **kwargs)``; its result or exception comes back on the future."""
+        future: Future[T] = Future()
+        self._queue.put((future, fn, args, kwargs))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            future, fn, args, kwargs = self._queue.get()
+            failed = False
+            # A cancelled read (its client left before it ran) is skipped.
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    failed = True
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            if failed or self._queue.empty():
+                close_old_connections()
+
+
+#: This process's reader (created on first use; a forked child creates its own).
+_reader: tuple[int, StreamReader] | None = None
 _reader_lock = threading.Lock()
-#: Reader threads when connections are closed after each read (``CONN_MAX_AGE = 0``).
-TRANSIENT_READER_THREADS = 4
 
 
-def _reader_threads() -> int:
-    persistent = any(db.get("CONN_MAX_AGE", 0) != 0 for db in settings.DATABASES.values())
-    return 1 if persistent else TRANSIENT_READER_THREADS
+def _get_reader() -> StreamReader:
+    global _reader
+    pid = os.getpid()
+    with _reader_lock:
+        if _reader is None or _reader[0] != pid:
+            _reader = (pid, StreamReader())
+        return _reader[1]
 
 
 async def run_in_reader(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run one short read of the event endpoints on the process's reader thread(s).
+    """Run one short read of the event endpoints on the process's :class:`StreamReader`.
 
     The streams' reads, their opening checks (access, session known) and the
-    long-poll's reads all run here; connections follow ``CONN_MAX_AGE``
-    like any others. With persistent connections there is **one** reader
-    thread, so its connection is the only one that streams keep open: a
-    process serving thousands of streams holds at most it plus the
-    listener's, and a warm read costs a couple of milliseconds. With
-    ``CONN_MAX_AGE = 0`` every read opens a connection anyway, which is
-    slower, so :data:`TRANSIENT_READER_THREADS` threads read side by side
-    (their connections last one read each). Streams at the same position
-    share a read (:func:`_shared_batch`).
+    long-poll's reads all run there, one after another. Streams at the same
+    position share a read (:func:`_shared_batch`).
     """
-    global _reader
-    if _reader is None:
-        with _reader_lock:
-            if _reader is None:
-                _reader = ThreadPoolExecutor(
-                    max_workers=_reader_threads(), thread_name_prefix="asm-stream-read"
-                )
-    worker = sync_to_async(_with_fresh_connections, thread_sensitive=False, executor=_reader)
-    return await worker(func, *args, **kwargs)
+    # The caller's context variables go along, as sync_to_async would carry them.
+    context = contextvars.copy_context()
+    future = _get_reader().submit(context.run, func, *args, **kwargs)
+    # Cancelling the caller cancels a read that has not started yet.
+    return await asyncio.wrap_future(future)
 
 
 #: Reads in flight under ASGI, by (loop, alias, session, filter, position).
@@ -280,19 +326,24 @@ async def stream_async(state: StreamState) -> AsyncIterator[bytes]:
 async def _stream_async(state: StreamState) -> AsyncGenerator[bytes]:
     release_request_thread()
     yield state.opening()
+    woken = True  # catch up first
     while True:
-        batch = await _shared_batch(state)
-        if chunk := state.advance(batch):
-            yield chunk
-            if len(batch.window.events) >= STREAM_BATCH_SIZE:
-                continue
+        if woken:
+            batch = await _shared_batch(state)
+            if chunk := state.advance(batch):
+                yield chunk
+                if len(batch.window.events) >= STREAM_BATCH_SIZE:
+                    continue
         timeout = state.wait_seconds()
         if timeout is None:
             return
-        if timeout > 0:
-            await wait_for_append_async(
-                state.alias, state.session_id, after=state.position, timeout=timeout
-            )
+        # A wait that times out is not followed by a read: an idle stream
+        # reads nothing, however many heartbeats pass. Nothing is missed: the
+        # listener checks a session when a waiter registers, so a commit that
+        # raced the timeout wakes the next wait at once.
+        woken = timeout > 0 and await wait_for_append_async(
+            state.alias, state.session_id, after=state.position, timeout=timeout
+        )
         if keepalive := state.keepalive():
             yield keepalive
 
@@ -311,17 +362,19 @@ def stream_sync(state: StreamState) -> Iterator[bytes]:
 
 def _stream_sync(state: StreamState) -> Iterator[bytes]:
     yield state.opening()
+    woken = True
     while True:
-        batch = _read_closing(state)
-        if chunk := state.advance(batch):
-            yield chunk
-            if len(batch.window.events) >= STREAM_BATCH_SIZE:
-                continue
+        if woken:
+            batch = _read_closing(state)
+            if chunk := state.advance(batch):
+                yield chunk
+                if len(batch.window.events) >= STREAM_BATCH_SIZE:
+                    continue
         timeout = state.wait_seconds()
         if timeout is None:
             return
-        if timeout > 0:
-            wait_for_append(state.alias, state.session_id, after=state.position, timeout=timeout)
-            close_old_connections()
+        woken = timeout > 0 and wait_for_append(
+            state.alias, state.session_id, after=state.position, timeout=timeout
+        )
         if keepalive := state.keepalive():
             yield keepalive

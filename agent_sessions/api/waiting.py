@@ -27,6 +27,18 @@ def release_request_thread() -> None:
     need one again (``request_finished`` at the very end), asgiref starts a
     fresh one. A no-op outside such a context, or with an executor that the
     caller supplied (not Django's case), or if asgiref's internals change.
+
+    Why private attributes: asgiref (3.13) has no public way to end a
+    context's thread early. Its public ``ThreadSensitiveContext(executor=...)``
+    picks the executor for a block that the caller opens, but the thread to
+    release belongs to the context that Django's ``ASGIHandler`` opened
+    around the whole request, and asgiref shuts that thread down only when
+    the context exits, after the response — for a stream, when the client
+    leaves. ``SyncToAsync.thread_sensitive_context`` and
+    ``context_to_thread_executor`` are the class attributes asgiref itself
+    uses for that bookkeeping; the lookups are guarded, so a future asgiref
+    that renames them costs a thread per stream, not an error
+    (``tests/test_api_server.py`` counts the threads).
     """
     try:
         from asgiref.sync import SyncToAsync
