@@ -1,35 +1,26 @@
-"""The domain vocabulary: statuses, event types, and the Session, Run and Event records.
+"""The Session, Run and Event records: rows of ``asm_sessions``, ``asm_runs``, ``asm_events``.
 
-These are plain dataclasses whose fields are exactly the columns of the
-``asm_sessions``, ``asm_runs`` and ``asm_events`` tables, in column order.
-They validate and normalise themselves on construction (statuses and types
-become enum members, datetimes become aware UTC, JSON values are checked and
-copied) and again whenever :meth:`~Session.validate` is called, which the
-store does right before writing because attributes may have been changed
-in between.
-
-Build new records with the ``new()`` constructors, which fill in generated ids,
-timestamps and defaults::
-
-    session = Session.new("agent-1", tags=["demo"])
-    run = Run.new(session.id, provider="claude")
-    event = Event.new(EventType.RUN_STARTED, session.id, run_id=run.id)
-
-Records are mutable, but the ``with_*`` helpers return new objects and never
-change the one they are called on.
-
-This module has no Django dependency.
+Re-exported by :mod:`agent_sessions.core`, which documents them; no Django dependency.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
+from agent_sessions.core.stored import from_stored
+from agent_sessions.core.vocabulary import (
+    EVENT_ID_PREFIX,
+    RUN_ID_PREFIX,
+    SESSION_ID_PREFIX,
+    TERMINAL_RUN_STATUSES,
+    EventType,
+    RunStatus,
+    SessionStatus,
+)
 from agent_sessions.errors import ValidationError
 from agent_sessions.validation import (
     check_choice,
@@ -46,93 +37,7 @@ from agent_sessions.validation import (
     utcnow,
 )
 
-__all__ = [
-    "EVENT_ID_PREFIX",
-    "RUN_ID_PREFIX",
-    "SESSION_ID_PREFIX",
-    "TERMINAL_RUN_STATUSES",
-    "Event",
-    "EventType",
-    "Run",
-    "RunStatus",
-    "Session",
-    "SessionStatus",
-    "from_stored",
-]
-
-SESSION_ID_PREFIX = "ses_"
-RUN_ID_PREFIX = "run_"
-EVENT_ID_PREFIX = "evt_"
-
-
-class SessionStatus(enum.StrEnum):
-    """The lifecycle state of a session."""
-
-    PENDING = "pending"
-    ACTIVE = "active"
-    PAUSED = "paused"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class RunStatus(enum.StrEnum):
-    """The lifecycle state of a run; see :data:`TERMINAL_RUN_STATUSES`."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TIMEOUT = "timeout"
-
-
-#: Run statuses after which a run has ended (``ended_at`` is set on entering them).
-TERMINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset(
-    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMEOUT}
-)
-
-
-class EventType(enum.StrEnum):
-    """The 28 kinds of event, grouped as in AgentSessionManager."""
-
-    # session
-    SESSION_CREATED = "session_created"
-    SESSION_STARTED = "session_started"
-    SESSION_PAUSED = "session_paused"
-    SESSION_RESUMED = "session_resumed"
-    SESSION_COMPLETED = "session_completed"
-    SESSION_FAILED = "session_failed"
-    SESSION_CANCELLED = "session_cancelled"
-    # run
-    RUN_STARTED = "run_started"
-    RUN_COMPLETED = "run_completed"
-    RUN_FAILED = "run_failed"
-    RUN_CANCELLED = "run_cancelled"
-    RUN_TIMEOUT = "run_timeout"
-    # message
-    MESSAGE_SENT = "message_sent"
-    MESSAGE_RECEIVED = "message_received"
-    MESSAGE_STREAMED = "message_streamed"
-    # tool
-    TOOL_CALL_STARTED = "tool_call_started"
-    TOOL_CALL_COMPLETED = "tool_call_completed"
-    TOOL_CALL_FAILED = "tool_call_failed"
-    # error
-    ERROR_OCCURRED = "error_occurred"
-    ERROR_RECOVERED = "error_recovered"
-    # usage
-    TOKEN_USAGE_UPDATED = "token_usage_updated"
-    TURN_COMPLETED = "turn_completed"
-    # policy
-    POLICY_VIOLATION = "policy_violation"
-    # workspace
-    WORKSPACE_SNAPSHOT_TAKEN = "workspace_snapshot_taken"
-    WORKSPACE_DIFF_COMPUTED = "workspace_diff_computed"
-    # approval
-    TOOL_APPROVAL_REQUESTED = "tool_approval_requested"
-    TOOL_APPROVAL_GRANTED = "tool_approval_granted"
-    TOOL_APPROVAL_DENIED = "tool_approval_denied"
+__all__ = ["Event", "Run", "Session"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -672,52 +577,6 @@ class Event:
     def from_stored_dict(cls, data: Mapping[str, Any]) -> Event:
         """Like :meth:`from_dict`, for a row someone stored: see :func:`from_stored`."""
         return from_stored(cls.from_dict, data, "type", EventType)
-
-
-# --------------------------------------------------------------------------- stored rows
-
-_R = TypeVar("_R", Session, Run, Event)
-_RUN_OBJECT_FIELDS = ("input", "output", "error")
-
-
-def from_stored(
-    build: Callable[[Mapping[str, Any]], _R],
-    values: Mapping[str, Any],
-    vocabulary_field: str,
-    vocabulary: type[enum.StrEnum],
-) -> _R:
-    """Build a record from a stored row, keeping what a newer writer wrote.
-
-    The one lenient construction path every read uses (store, query, export,
-    admin, archive, adapters): a status or event type this version does not
-    know is kept as its plain string instead of failing the read, and so is
-    a run's ``input``/``output``/``error`` that is not a JSON object (rows
-    written before that rule). Everything else is validated as usual. A
-    record read this way cannot be written back unchanged: ``validate()``,
-    which every write runs, still refuses the unknown value.
-
-    Args:
-        build: Builds the record from values (``cls.from_dict`` or a constructor).
-        values: The row's values.
-        vocabulary_field: ``"status"`` or ``"type"``.
-        vocabulary: The enum of known values.
-    """
-    kept: dict[str, Any] = {}
-    values = dict(values)
-    raw = values.get(vocabulary_field)
-    if isinstance(raw, str) and raw and raw not in vocabulary._value2member_map_:
-        kept[vocabulary_field] = check_varchar(raw, vocabulary_field)
-        values[vocabulary_field] = next(iter(vocabulary))
-    if vocabulary is RunStatus:
-        for name in _RUN_OBJECT_FIELDS:
-            value = values.get(name)
-            if value is not None and not isinstance(value, dict):
-                kept[name] = check_json(value, name)
-                values[name] = None
-    record = build(values)
-    for name, value in kept.items():
-        setattr(record, name, value)
-    return record
 
 
 _SESSION_FIELDS = _field_names(Session)
