@@ -19,6 +19,7 @@ import pytest
 from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.report import CapabilityReport
 
@@ -208,3 +209,67 @@ def test_a_thread_deleted_by_another_saver_is_recreated_on_the_next_put(
     DjangoCheckpointSaver().delete_thread("thread_7")
     ask(agent, "thread_7", "2")
     assert m.Session.objects.get(id="thread_7").agent_id == "langgraph"
+
+
+def test_a_put_after_the_counter_was_deleted_is_numbered_after_the_stored_events() -> None:
+    # ASM's orphan clean-up may delete a session's counter while its events stay:
+    # the next put must neither fail nor reuse a stored number.
+    agent, _ = agent_with(DjangoCheckpointSaver(), answer("a"), answer("b"))
+    ask(agent, "thread_8", "1")
+    highest = m.Event.objects.filter(session_id="thread_8").order_by("-sequence_number")[0]
+    m.SessionSequence.objects.filter(session_id="thread_8").delete()
+    ask(agent, "thread_8", "2")
+    numbers = list(
+        m.Event.objects.filter(session_id="thread_8")
+        .order_by("sequence_number")
+        .values_list("sequence_number", flat=True)
+    )
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert len(numbers) > highest.sequence_number
+    latest = DjangoCheckpointSaver().get_tuple({"configurable": {"thread_id": "thread_8"}})
+    assert latest is not None
+    assert [msg.content for msg in latest.checkpoint["channel_values"]["messages"]] == [
+        "1",
+        "a",
+        "2",
+        "b",
+    ]
+
+
+def test_re_putting_a_checkpoint_id_with_other_values_replaces_it() -> None:
+    saver = DjangoCheckpointSaver()
+    config: Any = {"configurable": {"thread_id": "thread_9", "checkpoint_ns": ""}}
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"answer": 1}
+    checkpoint["channel_versions"] = {"answer": saver.get_next_version(None, None)}
+    metadata: Any = {"source": "loop", "step": 0}
+    stored = saver.put(config, checkpoint, metadata, {"answer": 1})
+    # The same id again, unchanged: nothing new is written.
+    saver.put(config, checkpoint, metadata, {})
+    assert m.Event.objects.filter(session_id="thread_9").count() == 1
+    checkpoint = {**checkpoint, "channel_values": {"answer": 2}}
+    saver.put(config, checkpoint, metadata, {"answer": 2})
+    got = saver.get_tuple(stored)
+    assert got is not None
+    assert got.checkpoint["channel_values"] == {"answer": 2}
+    assert m.Event.objects.filter(session_id="thread_9").count() == 1
+
+
+def test_messages_put_by_several_savers_are_stored_once_and_counted_once() -> None:
+    # Two processes (here: two savers) putting the same conversation: each message
+    # is one event, and its usage is added to the run once.
+    first, second = DjangoCheckpointSaver(), DjangoCheckpointSaver()
+    config: Any = {"configurable": {"thread_id": "thread_10", "checkpoint_ns": ""}}
+    messages = [HumanMessage("hi", id="m1"), answer("hello")]
+    messages[1].id = "m2"
+    for saver in (first, second):
+        checkpoint = empty_checkpoint()
+        checkpoint["channel_values"] = {"messages": messages}
+        checkpoint["channel_versions"] = {"messages": saver.get_next_version(None, None)}
+        saver.put(
+            config, checkpoint, {"source": "input", "step": -1, "run_id": "r1"}, {"messages": 1}
+        )
+    events = m.Event.objects.filter(session_id="thread_10", type__startswith="message_")
+    assert events.count() == 2
+    (run,) = m.Run.objects.filter(session_id="thread_10")
+    assert run.token_usage["total_tokens"] == 35

@@ -12,11 +12,13 @@ from google.adk.events.event import Event as AdkEvent
 from google.adk.events.event_actions import EventActions
 from google.genai import types
 from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.base import empty_checkpoint
 
 from agent_sessions import signals
 from agent_sessions.core import Event
 from agent_sessions.integrations.adk import DjangoSessionService
 from agent_sessions.integrations.langchain import DjangoChatMessageHistory
+from agent_sessions.integrations.langgraph import DjangoCheckpointSaver
 from agent_sessions.integrations.openai_agents import DjangoAgentsSession
 
 pytestmark = [
@@ -130,3 +132,27 @@ def test_adk_append_event(fast_path: bool, persisted: list[Event]) -> None:
     text = stored_text(asm_session_id)
     assert text.count("[REDACTED:github_pat]") == 2
     assert SECRET not in text
+
+
+def test_langgraph_checkpointer_put(persisted: list[Event]) -> None:
+    saver = DjangoCheckpointSaver()
+    config: Any = {"configurable": {"thread_id": "graph_redact", "checkpoint_ns": ""}}
+    messages: list[Any] = []
+    for n in range(2):
+        # One put per new message, as a graph's loop makes them (one statement on PostgreSQL).
+        messages = [*messages, HumanMessage(content=f"{n} {SECRET}", id=f"m{n}")]
+        checkpoint = empty_checkpoint()
+        checkpoint["channel_values"] = {"messages": messages}
+        checkpoint["channel_versions"] = {"messages": saver.get_next_version(None, None)}
+        config = saver.put(config, checkpoint, {"source": "loop", "step": n}, {"messages": 1})
+    text = stored_text("graph_redact")
+    # Each message event holds the text twice: data.content and the message itself.
+    assert text.count("[REDACTED:github_pat]") == 4
+    assert SECRET not in text
+    assert [(e.type, e.sequence_number) for e in persisted] == [
+        ("message_sent", 1),
+        ("workspace_snapshot_taken", 2),
+        ("message_sent", 3),
+        ("workspace_snapshot_taken", 4),
+    ]
+    assert persisted[2].data["content"] == "1 [REDACTED:github_pat]"

@@ -35,26 +35,25 @@ Retention applies as to any session: pruning by ``max_events_per_session``
 removes the oldest events first, checkpoints included (LangGraph then resumes
 from the latest one kept).
 
+This module decides what each call stores and returns; the event shapes are
+in :mod:`.langgraph_codec`, the reads and writes (one statement per ``put``
+and per ``get_tuple`` on PostgreSQL) in :mod:`.langgraph_storage`.
+
 Needs ``pip install django-agent-sessions[langgraph]``.
 """
 
 from __future__ import annotations
 
-import base64
-import builtins
-import functools
-import hashlib
 import random
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
 
 from agent_sessions.integrations import missing_extra
 
 # The framework first: without the extra, this is the error users see.
 try:
-    from langchain_core.messages import BaseMessage, message_to_dict
+    from langchain_core.messages import BaseMessage
     from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.base import (
         WRITES_IDX_MAP,
@@ -65,19 +64,41 @@ try:
         CheckpointTuple,
         get_checkpoint_id,
         get_checkpoint_metadata,
-        writes_sort_key,
     )
     from langgraph.checkpoint.serde.base import SerializerProtocol
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise missing_extra("langgraph", exc) from exc
 
-from django.db import connections
-from django.db.models import Q
-
 from agent_sessions import core
 from agent_sessions import models as m
 from agent_sessions.aio import run_in_worker
 from agent_sessions.db import db_for_read, db_for_write, translate_errors
+from agent_sessions.integrations.langgraph_codec import (
+    CHECKPOINT_TYPE,
+    KEY,
+    MESSAGES_CHANNEL,
+    SOURCE,
+    WRITE_TYPE,
+    checkpoint_event,
+    checkpoint_tuple,
+    copied_event_id,
+    message_event_id,
+    message_events,
+    run_id_of,
+    untyped,
+    write_events,
+)
+from agent_sessions.integrations.langgraph_storage import (
+    append_new,
+    checkpoint_page,
+    read_checkpoint,
+    release_connections,
+    releasing,
+    saver_events,
+    saver_records,
+    stored_checkpoint,
+    writes_of,
+)
 from agent_sessions.integrations.payload_log import ensure_session, touch_session, write_transaction
 from agent_sessions.integrations.runs import (
     RunRecord,
@@ -91,88 +112,10 @@ from agent_sessions.validation import check_id
 
 __all__ = ["DjangoCheckpointSaver"]
 
-#: ``data`` key of checkpoint and pending-write events; ``metadata["source"]`` of every event.
-KEY = SOURCE = "langgraph"
-CHECKPOINT_TYPE = core.EventType.WORKSPACE_SNAPSHOT_TAKEN
-WRITE_TYPE = core.EventType.WORKSPACE_DIFF_COMPUTED
-#: The channel whose messages become ordinary message events.
-MESSAGES_CHANNEL = "messages"
 #: Refresh ``asm_sessions.updated_at`` (what retention ages by) at most this often, in seconds.
 TOUCH_INTERVAL_SECONDS = 60.0
 #: Checkpoints read per query by :meth:`DjangoCheckpointSaver.list`.
 LIST_CHUNK_SIZE = 100
-
-_SENT_TYPES = frozenset({"human", "system", "developer"})
-_TOOL_TYPES = frozenset({"tool", "function"})
-_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
-
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-_S = TypeVar("_S")
-
-
-def _release_connections() -> None:
-    """Close this thread's Django connections as a request's end would (``CONN_MAX_AGE``).
-
-    LangGraph's synchronous ``invoke`` calls the saver from the threads of a
-    short-lived executor; Django would leave their connections open until the
-    garbage collector finds them. The main thread and open transactions are
-    left alone.
-    """
-    if threading.current_thread() is threading.main_thread():
-        return
-    for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
-            connection.close_if_unusable_or_obsolete()
-
-
-def _releasing(
-    method: Callable[Concatenate[_S, _P], _R],
-) -> Callable[Concatenate[_S, _P], _R]:
-    """Run the method, then :func:`_release_connections`."""
-
-    def wrapper(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            _release_connections()
-
-    functools.update_wrapper(wrapper, method)
-    return wrapper
-
-
-def _event_id(*parts: str) -> str:
-    """A deterministic event id: storing the same thing twice finds the stored event."""
-    return "evt_" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
-
-
-def _typed(serde: SerializerProtocol, value: Any) -> list[str]:
-    kind, payload = serde.dumps_typed(value)
-    return [kind, base64.b64encode(payload).decode("ascii")]
-
-
-def _untyped(serde: SerializerProtocol, stored: list[str]) -> Any:
-    return serde.loads_typed((stored[0], base64.b64decode(stored[1])))
-
-
-def _message_text(message: BaseMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    return "".join(
-        part if isinstance(part, str) else str(part.get("text", ""))
-        for part in content
-        if isinstance(part, str) or (isinstance(part, dict) and part.get("type") == "text")
-    )
-
-
-def _message_event_type(message: BaseMessage) -> core.EventType:
-    if message.type in _SENT_TYPES:
-        return core.EventType.MESSAGE_SENT
-    if message.type in _TOOL_TYPES:
-        return core.EventType.TOOL_CALL_COMPLETED
-    return core.EventType.MESSAGE_RECEIVED
 
 
 class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
@@ -239,112 +182,23 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
             self._touched.clear()
         self._touched[thread_id] = now
 
-    def _events(self, alias: str) -> Any:
-        return m.Event.objects.using(alias).filter(metadata__source=SOURCE)
-
-    def _tuple(
-        self, thread_id: str, data: dict[str, Any], writes: Iterable[dict[str, Any]]
-    ) -> CheckpointTuple:
-        """A CheckpointTuple from a checkpoint event's payload and its writes' payloads."""
-        ns, checkpoint_id, parent = data["ns"], data["checkpoint_id"], data["parent"]
-        ordered = sorted(
-            writes, key=lambda w: writes_sort_key(w["task_path"], w["task_id"], w["idx"])
-        )
-        return CheckpointTuple(
-            config={
-                "configurable": {
-                    "thread_id": thread_id,
-                    "checkpoint_ns": ns,
-                    "checkpoint_id": checkpoint_id,
-                }
-            },
-            checkpoint=_untyped(self.serde, data["checkpoint"]),
-            metadata=_untyped(self.serde, data["metadata"]),
-            parent_config=(
-                {
-                    "configurable": {
-                        "thread_id": thread_id,
-                        "checkpoint_ns": ns,
-                        "checkpoint_id": parent,
-                    }
-                }
-                if parent
-                else None
-            ),
-            pending_writes=[
-                (w["task_id"], w["channel"], _untyped(self.serde, w["value"])) for w in ordered
-            ],
-        )
-
-    def _writes_of(
-        self, alias: str, thread_ids_and_checkpoints: builtins.list[tuple[str, str, str]]
-    ) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
-        """The pending writes of each (thread, namespace, checkpoint id)."""
-        found: dict[tuple[str, str, str], list[dict[str, Any]]] = {
-            key: [] for key in thread_ids_and_checkpoints
-        }
-        if not found:
-            return found
-        # Two IN lists (usually one thread) plan far faster than an OR per pair;
-        # pairs that are not asked for are dropped below.
-        rows = self._events(alias).filter(
-            session_id__in={thread_id for thread_id, _ns, _id in found},
-            correlation_id__in={checkpoint_id for _thread, _ns, checkpoint_id in found},
-            type=WRITE_TYPE.value,
-        )
-        for session_id, data, metadata in rows.values_list("session_id", "data", "metadata"):
-            write = _payload(data, metadata)
-            key = (session_id, write["ns"], write["checkpoint_id"])
-            if key in found:
-                found[key].append(write)
-        return found
-
     # ------------------------------------------------------------------ reads
 
-    @_releasing
+    @releasing
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint of ``config`` (its ``checkpoint_id``, else the thread's latest
         in the namespace) with its pending writes, or None."""
         configurable = config["configurable"]
         thread_id = str(configurable["thread_id"])
-        ns = configurable.get("checkpoint_ns", "")
-        checkpoint_id = get_checkpoint_id(config)
-        alias = self._read_alias()
-        with translate_errors("get_tuple"):
-            if not checkpoint_id:
-                checkpoint_id = (
-                    self._events(alias)
-                    .filter(
-                        session_id=thread_id, type=CHECKPOINT_TYPE.value, data__langgraph__ns=ns
-                    )
-                    .order_by("-correlation_id")
-                    .values_list("correlation_id", flat=True)
-                    .first()
-                )
-                if checkpoint_id is None:
-                    return None
-            # The checkpoint and its pending writes share the correlation id: one query.
-            rows = (
-                self._events(alias)
-                .filter(
-                    session_id=thread_id,
-                    correlation_id=checkpoint_id,
-                    type__in=[CHECKPOINT_TYPE.value, WRITE_TYPE.value],
-                    data__langgraph__ns=ns,
-                )
-                .order_by("sequence_number")
-                .values_list("type", "data", "metadata")
-            )
-            payload = None
-            writes = []
-            for event_type, data, metadata in rows:
-                if event_type == CHECKPOINT_TYPE.value:
-                    payload = _payload(data, metadata)
-                else:
-                    writes.append(_payload(data, metadata))
-            if payload is None:
-                return None
-        return self._tuple(thread_id, payload, writes)
+        stored, writes = read_checkpoint(
+            self._read_alias(),
+            thread_id,
+            configurable.get("checkpoint_ns", ""),
+            get_checkpoint_id(config),
+        )
+        if stored is None:
+            return None
+        return checkpoint_tuple(self.serde, thread_id, stored, writes)
 
     def list(
         self,
@@ -366,59 +220,49 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
         if limit is not None and limit <= 0:
             return
         alias = self._read_alias()
-        checkpoints = self._events(alias).filter(type=CHECKPOINT_TYPE.value)
-        if config is not None:
-            configurable = config["configurable"]
-            checkpoints = checkpoints.filter(session_id=str(configurable["thread_id"]))
-            if configurable.get("checkpoint_ns") is not None:
-                checkpoints = checkpoints.filter(data__langgraph__ns=configurable["checkpoint_ns"])
-            if checkpoint_id := get_checkpoint_id(config):
-                checkpoints = checkpoints.filter(correlation_id=checkpoint_id)
-        if before is not None and (before_id := get_checkpoint_id(before)):
-            checkpoints = checkpoints.filter(correlation_id__lt=before_id)
-        ordered = checkpoints.order_by("-correlation_id", "session_id", "-sequence_number")
+        configurable = config["configurable"] if config is not None else {}
+        thread_id = configurable.get("thread_id")
         remaining = limit
         last: tuple[str, str] | None = None
         while True:
-            page = ordered
-            if last is not None:
-                page = page.filter(
-                    Q(correlation_id__lt=last[0])
-                    | Q(correlation_id=last[0], session_id__gt=last[1])
-                )
-            with translate_errors("list"):
-                rows = list(page.values_list("session_id", "data", "metadata")[:LIST_CHUNK_SIZE])
-                matching = []
-                for session_id, data, metadata in rows:
-                    payload = _payload(data, metadata)
-                    if filter:
-                        metadata = _untyped(self.serde, payload["metadata"])
-                        if any(metadata.get(k) != v for k, v in filter.items()):
-                            continue
-                    matching.append((session_id, payload))
-                    if remaining is not None and len(matching) >= remaining:
-                        break
-                writes = self._writes_of(
-                    alias, [(sid, p["ns"], p["checkpoint_id"]) for sid, p in matching]
-                )
-            _release_connections()
-            for session_id, payload in matching:
-                yield self._tuple(
+            page = checkpoint_page(
+                alias,
+                thread_id=None if thread_id is None else str(thread_id),
+                ns=configurable.get("checkpoint_ns"),
+                checkpoint_id=get_checkpoint_id(config) if config is not None else None,
+                before_id=get_checkpoint_id(before) if before is not None else None,
+                after=last,
+                size=LIST_CHUNK_SIZE,
+            )
+            matching = []
+            for session_id, stored in page:
+                if filter:
+                    metadata = untyped(self.serde, stored["metadata"])
+                    if any(metadata.get(k) != v for k, v in filter.items()):
+                        continue
+                matching.append((session_id, stored))
+                if remaining is not None and len(matching) >= remaining:
+                    break
+            writes = writes_of(alias, [(sid, p["ns"], p["checkpoint_id"]) for sid, p in matching])
+            release_connections()
+            for session_id, stored in matching:
+                yield checkpoint_tuple(
+                    self.serde,
                     session_id,
-                    payload,
-                    writes[(session_id, payload["ns"], payload["checkpoint_id"])],
+                    stored,
+                    writes[(session_id, stored["ns"], stored["checkpoint_id"])],
                 )
             if remaining is not None:
                 remaining -= len(matching)
                 if remaining <= 0:
                     return
-            if len(rows) < LIST_CHUNK_SIZE:
+            if len(page) < LIST_CHUNK_SIZE:
                 return
-            last = (rows[-1][1][KEY]["checkpoint_id"], rows[-1][0])
+            last = (page[-1][1]["checkpoint_id"], page[-1][0])
 
     # ------------------------------------------------------------------ writes
 
-    @_releasing
+    @releasing
     def put(
         self,
         config: RunnableConfig,
@@ -440,65 +284,36 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
         parent = configurable.get("checkpoint_id")
         stored_metadata = get_checkpoint_metadata(config, metadata)
         run_id = self._run_of(thread_id, ns, checkpoint["id"], parent, stored_metadata)
-        versions = checkpoint.get("channel_versions", {})
-        values = checkpoint.get("channel_values", {})
-        # Only channels that have a version have a value, as LangGraph's own savers load them.
-        saved = {**checkpoint, "channel_values": {k: v for k, v in values.items() if k in versions}}
-        checkpoint_event = core.Event.new(
-            CHECKPOINT_TYPE,
-            thread_id,
-            id=_event_id(thread_id, ns, checkpoint["id"]),
-            correlation_id=checkpoint["id"],
-            run_id=run_id,
-            data={
-                KEY: {
-                    "kind": "checkpoint",
-                    "ns": ns,
-                    "checkpoint_id": checkpoint["id"],
-                    "parent": parent,
-                    "source": stored_metadata.get("source"),
-                    "step": stored_metadata.get("step"),
-                }
-            },
-            metadata={
-                "source": SOURCE,
-                KEY: {
-                    "checkpoint": _typed(self.serde, saved),
-                    "metadata": _typed(self.serde, stored_metadata),
-                },
-            },
+        snapshot = checkpoint_event(
+            self.serde, thread_id, ns, checkpoint, parent, stored_metadata, run_id
         )
+        values = checkpoint.get("channel_values", {})
         messages = values.get(MESSAGES_CHANNEL) if MESSAGES_CHANNEL in new_versions else None
-        message_events = self._message_events(thread_id, messages)
+        new_messages = message_events(thread_id, messages, self._stored_messages)
+        # Which messages are new decides what usage counts.
+        with_usage = [e.id for e in new_messages if e.data["message"]["data"].get("usage_metadata")]
         alias = self._write_alias()
         self._keep_session_fresh(thread_id)
+        # The common case, a new checkpoint id, is one statement on PostgreSQL
+        # (one batch elsewhere) with the new messages.
+        expected = (snapshot.data, snapshot.metadata[KEY])
+        events = [*new_messages, snapshot]
+        new_ids = append_new(
+            alias, self._store, thread_id, events, watched=[*with_usage, snapshot.id]
+        )
+        if snapshot.id not in new_ids and stored_checkpoint(alias, snapshot.id) != expected:
+            # Re-putting a stored checkpoint id replaces it, as LangGraph's savers do.
+            def replace() -> None:
+                saver_events(alias).filter(id=snapshot.id).delete()
+                self._store.append_event(snapshot)
 
-        def work() -> builtins.list[core.Event]:
-            # Re-putting a checkpoint id replaces it (as LangGraph's savers do).
-            self._events(alias).filter(id=checkpoint_event.id).delete()
-            return self._store.append_events([*message_events, checkpoint_event])
-
-        # Which messages are new decides what usage counts; asked only when one reports usage.
-        with_usage = [
-            e.id for e in message_events if e.data["message"]["data"].get("usage_metadata")
-        ]
-        new_ids = self._new_ids(alias, with_usage) if with_usage else set()
-        # The common case, a new checkpoint id, is one append (one statement, or one
-        # batch with the new messages). Re-putting a stored checkpoint id replaces
-        # it, as LangGraph's savers do: that rare case deletes and appends again.
-        if message_events:
-            stored = self._store.append_events([*message_events, checkpoint_event])[-1]
-        else:
-            stored = self._store.append_event(checkpoint_event)
-        if (stored.data, stored.metadata.get(KEY)) != (
-            checkpoint_event.data,
-            checkpoint_event.metadata[KEY],
-        ):
-            write_transaction(alias, "put", work)
-        if message_events:
-            self._stored_messages.update(e.id for e in message_events)
-            if new_ids:
-                self._record_usage(thread_id, run_id, messages, message_events, new_ids)
+            write_transaction(alias, "put", replace)
+        if new_messages:
+            self._stored_messages.update(e.id for e in new_messages)
+            if len(self._stored_messages) > 100_000:
+                self._stored_messages.clear()
+            if with_usage and new_ids.intersection(with_usage):
+                self._record_usage(thread_id, run_id, messages, new_ids)
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -521,13 +336,13 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
         invocation starts with an ``input`` checkpoint, whose id names the
         run, and every later checkpoint inherits its parent's run.
         """
-        run_id = _run_id_of(metadata)
+        run_id = run_id_of(metadata)
         if run_id is None and metadata.get("source") != "input" and parent:
             run_id = self._runs.get(parent)
             if run_id is None:
                 with translate_errors("put"):
                     run_id = (
-                        self._events(self._read_alias())
+                        saver_records(self._read_alias())
                         .filter(
                             session_id=thread_id, type=CHECKPOINT_TYPE.value, correlation_id=parent
                         )
@@ -541,58 +356,15 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
         self._runs[checkpoint_id] = run_id
         return run_id
 
-    def _message_events(self, thread_id: str, messages: Any) -> builtins.list[core.Event]:
-        """Events for the messages of the ``messages`` channel not stored yet (by this process)."""
-        if not isinstance(messages, list):
-            return []
-        events = []
-        for position, message in enumerate(messages):
-            if not isinstance(message, BaseMessage):
-                continue
-            event_id = _event_id(thread_id, "message", message.id or f"#{position}")
-            if event_id in self._stored_messages:
-                continue
-            events.append(
-                core.Event.new(
-                    _message_event_type(message),
-                    thread_id,
-                    id=event_id,
-                    data={
-                        "content": _message_text(message),
-                        "role": _ROLES.get(message.type, message.type),
-                        "message": message_to_dict(message),
-                    },
-                    metadata={"source": SOURCE},
-                )
-            )
-        return events
-
-    def _new_ids(self, alias: str, ids: builtins.list[str]) -> set[str]:
-        with translate_errors("put"):
-            stored = set(
-                m.Event.objects.using(alias).filter(id__in=ids).values_list("id", flat=True)
-            )
-        return set(ids) - stored
-
-    def _record_usage(
-        self,
-        thread_id: str,
-        run_id: str,
-        messages: Any,
-        events: builtins.list[core.Event],
-        new_ids: set[str],
-    ) -> None:
+    def _record_usage(self, thread_id: str, run_id: str, messages: Any, new_ids: set[str]) -> None:
         """Add the usage of newly stored AI messages to the graph run's asm run."""
         if not record_runs_enabled():
             return
-        by_id = {e.id: e for e in events}
         new_messages = [
             message
             for position, message in enumerate(messages)
             if isinstance(message, BaseMessage)
-            and (event_id := _event_id(thread_id, "message", message.id or f"#{position}"))
-            in new_ids
-            and event_id in by_id
+            and message_event_id(thread_id, message, position) in new_ids
         ]
         found = message_usage(new_messages)
         if not found.turns:
@@ -612,7 +384,7 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
             using=self.using,
         )
 
-    @_releasing
+    @releasing
     def put_writes(
         self,
         config: RunnableConfig,
@@ -628,59 +400,43 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
         """
         configurable = config["configurable"]
         thread_id = check_id(str(configurable["thread_id"]), "thread_id")
-        ns = configurable.get("checkpoint_ns", "")
-        checkpoint_id = str(configurable["checkpoint_id"])
-        replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
-        events = [
-            core.Event.new(
-                WRITE_TYPE,
-                thread_id,
-                id=_event_id(thread_id, ns, checkpoint_id, task_id, str(index)),
-                correlation_id=checkpoint_id,
-                data={
-                    KEY: {
-                        "kind": "write",
-                        "ns": ns,
-                        "checkpoint_id": checkpoint_id,
-                        "task_id": task_id,
-                        "task_path": task_path,
-                        "idx": index,
-                        "channel": channel,
-                    }
-                },
-                metadata={"source": SOURCE, KEY: {"value": _typed(self.serde, value)}},
-            )
-            for channel, value, index in (
-                (channel, value, WRITES_IDX_MAP.get(channel, position))
-                for position, (channel, value) in enumerate(writes)
-            )
-        ]
+        events = write_events(
+            self.serde,
+            thread_id,
+            configurable.get("checkpoint_ns", ""),
+            str(configurable["checkpoint_id"]),
+            writes,
+            task_id,
+            task_path,
+        )
         if not events:
             return
         alias = self._write_alias()
         self._keep_session_fresh(thread_id)
+        if not all(channel in WRITES_IDX_MAP for channel, _ in writes):
+            append_new(alias, self._store, thread_id, events, watched=())
+            return
 
-        def work() -> None:
-            if replace:
-                self._events(alias).filter(id__in=[e.id for e in events]).delete()
+        def replace() -> None:
+            saver_events(alias).filter(id__in=[e.id for e in events]).delete()
             self._store.append_events(events)
 
-        write_transaction(alias, "put_writes", work)
+        write_transaction(alias, "put_writes", replace)
 
-    @_releasing
+    @releasing
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread: its asm session with all its events and runs."""
         self._store.delete_session(str(thread_id))
         self._touched.pop(str(thread_id), None)
 
-    @_releasing
+    @releasing
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy the thread's checkpoints, pending writes and messages to another thread."""
         source, target = str(source_thread_id), check_id(str(target_thread_id), "thread_id")
         alias = self._write_alias()
         with translate_errors("copy_thread"):
             rows = list(
-                self._events(alias)
+                saver_events(alias)
                 .filter(session_id=source)
                 .order_by("sequence_number")
                 .values_list("id", "type", "data", "metadata", "correlation_id", "run_id")
@@ -692,7 +448,7 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
             core.Event.new(
                 event_type,
                 target,
-                id=_copied_event_id(target, event_type, data, event_id),
+                id=copied_event_id(target, event_type, data, event_id),
                 data=data,
                 correlation_id=correlation_id,
                 run_id=run_id,
@@ -702,7 +458,7 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
         ]
         write_transaction(alias, "copy_thread", lambda: self._store.append_events(copies))
 
-    @_releasing
+    @releasing
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Drop checkpoints of the threads: all but the latest per namespace, or all.
 
@@ -721,7 +477,7 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
         for thread_id in thread_ids:
 
             def work(thread_id: str = str(thread_id)) -> None:
-                payloads = self._events(alias).filter(
+                payloads = saver_records(alias).filter(
                     session_id=thread_id, type__in=[CHECKPOINT_TYPE.value, WRITE_TYPE.value]
                 )
                 keep: set[str] = set()
@@ -736,7 +492,7 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
 
             write_transaction(alias, "prune", work)
 
-    @_releasing
+    @releasing
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their pending writes) that the given runs created."""
         if not run_ids:
@@ -744,12 +500,12 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
         alias = self._write_alias()
 
         def work() -> None:
-            checkpoints = self._events(alias).filter(
+            checkpoints = saver_records(alias).filter(
                 type=CHECKPOINT_TYPE.value, run_id__in=[str(r) for r in run_ids]
             )
             doomed = list(checkpoints.values_list("session_id", "correlation_id"))
             for thread_id, checkpoint_id in doomed:
-                self._events(alias).filter(
+                saver_records(alias).filter(
                     session_id=thread_id,
                     correlation_id=checkpoint_id,
                     type__in=[CHECKPOINT_TYPE.value, WRITE_TYPE.value],
@@ -824,27 +580,3 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """See :meth:`delete_for_runs`."""
         await run_in_worker(self.delete_for_runs, run_ids)
-
-
-def _payload(data: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's or write's stored fields: the readable ones (``data``) and the
-    serialised ones (``metadata``)."""
-    return {**data[KEY], **metadata.get(KEY, {})}
-
-
-def _copied_event_id(target: str, event_type: str, data: dict[str, Any], old_id: str) -> str:
-    """The id an event gets in the target thread of a copy: the one this saver would give it."""
-    payload = data.get(KEY)
-    if isinstance(payload, dict) and payload.get("kind") == "checkpoint":
-        return _event_id(target, payload["ns"], payload["checkpoint_id"])
-    if isinstance(payload, dict) and payload.get("kind") == "write":
-        return _event_id(
-            target, payload["ns"], payload["checkpoint_id"], payload["task_id"], str(payload["idx"])
-        )
-    message_id = ((data.get("message") or {}).get("data") or {}).get("id")
-    return _event_id(target, "message", message_id) if message_id else _event_id(target, old_id)
-
-
-def _run_id_of(metadata: CheckpointMetadata) -> str | None:
-    run_id = metadata.get("run_id") if isinstance(metadata, dict) else None
-    return str(run_id) if run_id else None
