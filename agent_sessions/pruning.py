@@ -32,6 +32,7 @@ from django.db.models import Count, Exists, Q, QuerySet
 from agent_sessions import models as m
 from agent_sessions.archive import ArchiveWriter
 from agent_sessions.db import translate_errors
+from agent_sessions.paging import KeysetOrder
 from agent_sessions.retention import RetentionPolicy
 
 if TYPE_CHECKING:
@@ -52,6 +53,11 @@ READ_CHUNK = 2000
 # at small batch sizes, and its memory (one small dict per session) stays bounded.
 _WINDOW_FACTOR = 10
 _MIN_WINDOW_EVENTS = 10_000
+
+# The order in which max_total_events prunes: oldest first, a total order.
+_OLDEST_FIRST = KeysetOrder(
+    ("timestamp", "sequence_number", "id"), ("datetime", "int", "text"), descending=False
+)
 
 
 class EventPruning:
@@ -192,7 +198,9 @@ class EventPruning:
         for phase in phases:
             if excess <= pruned:
                 break
-            pruned += self._prune_oldest(run, phase, excess - pruned, policy)
+            pruned += self._prune_oldest(
+                run, phase, excess - pruned, policy, reported_before=already_pruned + pruned
+            )
         return pruned
 
     def _prune_oldest(
@@ -201,20 +209,23 @@ class EventPruning:
         candidates: QuerySet[m.Event],
         limit: int,
         policy: RetentionPolicy,
+        *,
+        reported_before: int,
     ) -> int:
-        """Delete up to ``limit`` of the oldest candidates, walking (timestamp, sequence, id)."""
-        ordered = candidates.order_by("timestamp", "sequence_number", "id")
+        """Delete up to ``limit`` of the oldest candidates, walking (timestamp, sequence, id).
+
+        Each batch starts right after the previous one's last key: the
+        row-value comparison is an index condition on ``asm_events``'
+        ``timestamp`` index, so a batch reads from its position on instead
+        of rescanning the table from the oldest event (the walk stays linear
+        in the table's size). ``reported_before`` is what the step already
+        reported (earlier phases, per-session pruning), so progress counts on.
+        """
+        ordered = candidates.order_by(*_OLDEST_FIRST.keys)
         pruned = 0
-        last: tuple[Any, int, str] | None = None
+        last: Sequence[Any] | None = None
         while pruned < limit:
-            page = ordered
-            if last is not None:
-                stamp, number, event_id = last
-                page = ordered.filter(
-                    Q(timestamp__gt=stamp)
-                    | Q(timestamp=stamp, sequence_number__gt=number)
-                    | Q(timestamp=stamp, sequence_number=number, id__gt=event_id)
-                )
+            page = ordered if last is None else ordered.filter(_OLDEST_FIRST.after(last))
             with self._write(run, "prune_events"):
                 keys = list(
                     page.values_list("timestamp", "sequence_number", "id")[
@@ -226,7 +237,7 @@ class EventPruning:
                 break
             pruned += deleted
             last = keys[-1]
-            self._report(run, "prune_events", deleted, pruned)
+            self._report(run, "prune_events", deleted, reported_before + pruned)
         return pruned
 
     def _delete_events(self, ids: Sequence[str], archive: ArchiveWriter | None) -> int:
