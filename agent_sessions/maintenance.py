@@ -296,28 +296,6 @@ class DjangoMaintenance(SessionSweeps, EventPruning, MaintenanceAsyncMixin):
         dry_run: bool = False,
         batch_size: int = 1000,
     ) -> RestoreReport:
-        """Bring back what archive files hold; see :mod:`agent_sessions.restore`.
-
-        Verifies every file (manifest SHA-256 and counts) and refuses, before
-        writing anything, to overwrite a live row that differs from its
-        archived record. Rows already present and identical are left alone,
-        so restoring twice gives the same rows. Sequence numbers are kept;
-        counters never go below the highest restored sequence number.
-
-        Args:
-            paths: Archive files (``asm-archive-….jsonl``).
-            dry_run: Verify and count; write nothing.
-            batch_size: Records per transaction.
-
-        Returns:
-            What was (or would be) restored.
-
-        Raises:
-            ArchiveError: a file is unreadable or does not match its manifest.
-            RestoreConflictError: a live row differs; nothing was written.
-            ValidationError: a record is invalid, or ``paths`` is empty.
-            StorageError: the database failed (batches written before stay).
-        """
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         if isinstance(paths, str | os.PathLike):
             paths = [paths]

@@ -28,6 +28,7 @@ This module has no Django dependency.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -37,6 +38,7 @@ from agent_sessions.results import (
     CostSummary,
     EventPage,
     MaintenanceReport,
+    RestoreReport,
     RunPage,
     SessionPage,
     TextHit,
@@ -51,6 +53,7 @@ __all__ = [
     "Maintenance",
     "MaintenanceReport",
     "QueryAPI",
+    "RestoreReport",
     "RunPage",
     "SessionPage",
     "SessionStore",
@@ -544,6 +547,37 @@ class Maintenance(Protocol):
 
     def clean_orphaned_artifacts(self, *, dry_run: bool = False) -> int:
         """Delete artifacts whose (non-null) session has no row; return how many."""
+        ...
+
+    def restore(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+    ) -> RestoreReport:
+        """Bring back what archive files (written with ``archive_before_prune``) hold.
+
+        Verifies every file (manifest SHA-256 and counts) and refuses, before
+        writing anything, to overwrite a live row that differs from its
+        archived record. Rows already present and identical are left alone,
+        so restoring twice gives the same rows. Sequence numbers are kept;
+        counters never go below the highest restored sequence number.
+
+        Args:
+            paths: Archive files (``asm-archive-….jsonl``); one path is accepted too.
+            dry_run: Verify and count; write nothing.
+            batch_size: Records per transaction.
+
+        Returns:
+            What was (or would be) restored.
+
+        Raises:
+            ArchiveError: a file is unreadable or does not match its manifest.
+            RestoreConflictError: a live row differs; nothing was written.
+            ValidationError: a record is invalid, or ``paths`` is empty.
+            StorageError: the database failed (batches written before stay).
+        """
         ...
 
     def health_check(self) -> list[str]:

@@ -22,6 +22,7 @@ __all__ = [
     "ModelCost",
     "ProviderCost",
     "ProviderUsage",
+    "RestoreReport",
     "RunPage",
     "SessionPage",
     "SessionStats",
@@ -138,6 +139,62 @@ class MaintenanceReport:
         data = dataclasses.asdict(self)
         data["errors"] = list(self.errors)
         return data
+
+
+@dataclass(slots=True)
+class RestoreReport:
+    """What a restore did (or, in a dry run, would do).
+
+    Attributes:
+        files: The archive files read.
+        dry_run: Nothing was written.
+        sessions_restored, runs_restored, events_restored, artifacts_restored:
+            Rows inserted (or that would be).
+        counters_restored: Sequence counters created or raised.
+        already_present: Records whose identical row was already there.
+        records_read: Records read from the files.
+        skipped_lines: Torn lines skipped (a write cut short by a crash).
+        unverified_files: Files without a manifest (written by an older version).
+        unconfirmed_skipped: Records after the durable part a manifest names
+            (their batch failed before deleting anything): not restored.
+        conflicts: ``"<table> <id>: <why>"`` for live rows that differ (at
+            most ``agent_sessions.restore.MAX_CONFLICTS_LISTED``); empty when the restore ran.
+        duration_ms: Wall-clock duration.
+    """
+
+    files: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    sessions_restored: int = 0
+    runs_restored: int = 0
+    events_restored: int = 0
+    artifacts_restored: int = 0
+    counters_restored: int = 0
+    already_present: int = 0
+    records_read: int = 0
+    skipped_lines: int = 0
+    unverified_files: list[str] = field(default_factory=list)
+    unconfirmed_skipped: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    conflict_count: int = 0
+    duration_ms: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def summary(self) -> str:
+        """One line for people."""
+        verb = "Dry run, nothing written: would restore" if self.dry_run else "Restored"
+        return (
+            f"{verb} {self.sessions_restored} session(s), {self.runs_restored} run(s), "
+            f"{self.events_restored} event(s), {self.artifacts_restored} artifact(s) and "
+            f"{self.counters_restored} sequence counter(s) from {len(self.files)} file(s); "
+            f"{self.already_present} record(s) already present ({self.duration_ms} ms)."
+        )
+
+    def _count(self, kind: str, n: int) -> None:
+        name = f"{kind}s_restored"
+        setattr(self, name, getattr(self, name) + n)
 
 
 # ------------------------------------------------------------------- statistics and summaries
