@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections
@@ -226,19 +226,37 @@ class EventPruning:
         last: Sequence[Any] | None = None
         while pruned < limit:
             page = ordered if last is None else ordered.filter(_OLDEST_FIRST.after(last))
+            size = min(policy.batch_size, limit - pruned)
             with self._write(run, "prune_events"):
-                keys = list(
-                    page.values_list("timestamp", "sequence_number", "id")[
-                        : min(policy.batch_size, limit - pruned)
-                    ]
-                )
-                deleted = self._delete_events([key[2] for key in keys], run.archive)
+                if run.archive is None:
+                    keys = self._delete_oldest(page, size)
+                    deleted = len(keys)
+                else:
+                    keys = list(page.values_list(*_OLDEST_FIRST.keys)[:size])
+                    deleted = self._delete_events([key[2] for key in keys], run.archive)
             if not keys:
                 break
             pruned += deleted
             last = keys[-1]
             self._report(run, "prune_events", deleted, reported_before + pruned)
         return pruned
+
+    def _delete_oldest(self, page: QuerySet[m.Event], size: int) -> list[tuple[Any, ...]]:
+        """Delete the first ``size`` events of ``page`` in one statement; their sort keys, sorted.
+
+        Without an archive nothing needs reading first: the batch is selected
+        and deleted by one ``DELETE … WHERE id IN (SELECT … LIMIT n)
+        RETURNING`` round trip (PostgreSQL and SQLite ≥ 3.35).
+        """
+        select, params = page.values("id")[:size].query.sql_with_params()
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM asm_events WHERE id IN ({select}) "
+                'RETURNING "timestamp", sequence_number, id',
+                params,
+            )
+            rows = cursor.fetchall()
+        return sorted((_utc(stamp), number, event_id) for stamp, number, event_id in rows)
 
     def _delete_events(self, ids: Sequence[str], archive: ArchiveWriter | None) -> int:
         """Archive (when asked) then delete these events; call inside a transaction."""
@@ -252,6 +270,13 @@ class EventPruning:
             archive.write("event", (row.to_domain() for row in rows.iterator(READ_CHUNK)))
             archive.sync()
         return int(doomed.delete()[0])
+
+
+def _utc(value: Any) -> datetime:
+    """A ``timestamp`` read by a raw cursor (naive UTC; ISO text on SQLite) as an aware datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value  # type: ignore[no-any-return]
 
 
 def excess(group: dict[str, Any], cap: int) -> int:

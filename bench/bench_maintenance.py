@@ -20,6 +20,17 @@ after both must agree ("same result"). "write batches" counts the write
 transactions of ``execute`` and the largest batch (sessions or rows).
 Then the same again at a tenth of the size, to show that peak memory does not
 grow with the data.
+
+``--dataset total`` measures ``max_total_events`` where prune-first types
+dominate (issue #17): sessions of 30 events, 24 of them ``message_streamed`` /
+``token_usage_updated``, each with its own timestamp; the policy keeps half of
+the events (no age rules), at the default ``batch_size`` (100) unless told.
+Sizes come from ``--events`` (default 1,000,000 and 3,000,000). The set-based
+contender is one ``DELETE … WHERE id IN (SELECT … ORDER BY <prune-first>,
+timestamp, sequence_number, id LIMIT excess)``; the table also shows the time
+per pruned event, which stays flat when the walk is linear::
+
+    .venv/bin/python -m bench.bench_maintenance --dataset total
 """
 
 from __future__ import annotations
@@ -168,6 +179,141 @@ def table_counts(dsn: str) -> dict[str, int]:
         return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
 
 
+TOTAL_EVENTS_PER_SESSION = 30
+# Per session: two anchors, then 24 prune-first events among 4 others, then run_completed.
+TOTAL_EVENT_TYPES = ["session_created", "run_started"] + (
+    ["message_streamed"] * 5 + ["token_usage_updated"] + ["message_sent"]
+) * 4
+
+
+def total_types() -> list[str]:
+    types = [*TOTAL_EVENT_TYPES[: TOTAL_EVENTS_PER_SESSION - 1], "run_completed"]
+    assert len(types) == TOTAL_EVENTS_PER_SESSION
+    return types
+
+
+def generate_total(dsn: str, events: int, now: dt.datetime) -> int:
+    """Sessions of 30 events dominated by prune-first types, every event its own timestamp."""
+    import psycopg
+
+    sessions = max(1, events // TOTAL_EVENTS_PER_SESSION)
+    types = total_types()
+    start = now - dt.timedelta(days=30)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+        with conn.cursor() as cur:
+            with cur.copy(
+                "COPY asm_sessions (id, agent_id, status, metadata, context, tags, "
+                "created_at, updated_at) FROM STDIN"
+            ) as copy:
+                for i in range(sessions):
+                    copy.write_row(
+                        (f"ses_{i:08d}", "agent", "active", "{}", "{}", "{}", start, now)
+                    )
+            with cur.copy(
+                "COPY asm_events (id, type, timestamp, session_id, sequence_number, data, "
+                "metadata, schema_version) FROM STDIN"
+            ) as copy:
+                # Sessions interleave in time: event n of every session, then event n + 1.
+                for n, event_type in enumerate(types, start=1):
+                    for i in range(sessions):
+                        stamp = start + dt.timedelta(seconds=n * sessions + i)
+                        copy.write_row(
+                            (
+                                f"evt_{i:08d}_{n:02d}",
+                                event_type,
+                                stamp,
+                                f"ses_{i:08d}",
+                                n,
+                                '{"text": "hello"}',
+                                "{}",
+                                1,
+                            )
+                        )
+            with cur.copy(
+                "COPY asm_session_sequences (session_id, last_sequence, updated_at) FROM STDIN"
+            ) as copy:
+                for i in range(sessions):
+                    copy.write_row((f"ses_{i:08d}", TOTAL_EVENTS_PER_SESSION, now))
+        conn.execute("VACUUM ANALYZE")
+    return sessions * TOTAL_EVENTS_PER_SESSION
+
+
+def total_policy_fields(events: int, batch_size: int) -> dict[str, Any]:
+    return {
+        "max_completed_session_age_days": None,
+        "hard_delete_after_days": None,
+        "max_total_events": events // 2,
+        "prune_event_types_first": PRUNE_FIRST,
+        "batch_size": batch_size,
+    }
+
+
+def run_total_sql(dsn: str, events: int) -> float:
+    """max_total_events by hand: one DELETE of the excess, in pruning order."""
+    import psycopg
+
+    sql = """
+        DELETE FROM asm_events WHERE id IN (
+            SELECT id FROM asm_events WHERE type <> ALL(%(protected)s)
+            ORDER BY CASE WHEN type = ANY(%(first)s) THEN 0 ELSE 1 END,
+                     "timestamp", sequence_number, id
+            LIMIT (SELECT count(*) FROM asm_events) - %(cap)s)
+    """
+    params = {"protected": PROTECTED, "first": PRUNE_FIRST, "cap": events // 2}
+    with psycopg.connect(dsn) as conn:
+        start = time.perf_counter()
+        with conn.transaction():
+            conn.execute(sql, params)
+        return time.perf_counter() - start
+
+
+def main_total(args: argparse.Namespace) -> None:
+    from bench.common import print_table
+    from bench.settings import raw_dsn
+
+    dsn = raw_dsn()
+    rows = []
+    for size in args.events:
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        events = generate_total(dsn, size, now)
+        sql_seconds = run_total_sql(dsn, events)
+        after_sql = table_counts(dsn)
+        generate_total(dsn, size, now)
+        ours = _child(args.db, args.batch_size, total_events=events)
+        after_ours = table_counts(dsn)
+        pruned = events - after_ours["asm_events"]
+        rows.append(
+            [
+                f"{events:,}",
+                f"{pruned:,}",
+                ours["seconds"],
+                sql_seconds,
+                ours["seconds"] / sql_seconds,
+                ours["seconds"] / max(pruned, 1) * 1e6,
+                ours["rss_mb"],
+                "yes" if after_ours == after_sql else f"NO: {after_ours} vs {after_sql}",
+            ]
+        )
+    print_table(
+        f"max_total_events, prune-first types dominating: execute vs one DELETE "
+        f"(PostgreSQL, batch_size={args.batch_size}; target ratio <= 2, us/event flat)",
+        [
+            "events",
+            "pruned",
+            "execute s",
+            "raw SQL s",
+            "ratio",
+            "execute us/pruned event",
+            "peak RSS MiB",
+            "same result",
+        ],
+        rows,
+    )
+    if len(rows) > 1:
+        print(f"\nus per pruned event, largest / smallest size: {rows[-1][5] / rows[0][5]:.2f}")
+
+
 # --------------------------------------------------------------------------- the two contenders
 
 
@@ -222,13 +368,18 @@ def run_set_based_sql(dsn: str, now: dt.datetime) -> float:
         return time.perf_counter() - start
 
 
-def child_execute(batch_size: int) -> dict[str, Any]:
+def child_execute(batch_size: int, total_events: int | None = None) -> dict[str, Any]:
     """In a fresh process: run ``execute`` once; report its time, peak RSS and report."""
     from agent_sessions.maintenance import DjangoMaintenance
     from agent_sessions.retention import RetentionPolicy
     from bench.common import peak_rss_mb
 
-    policy = RetentionPolicy(**policy_fields(batch_size))
+    fields = (
+        policy_fields(batch_size)
+        if total_events is None
+        else total_policy_fields(total_events, batch_size)
+    )
+    policy = RetentionPolicy(**fields)
     batches: list[int] = []
     maintenance = DjangoMaintenance(progress=lambda step, rows, total: batches.append(rows))
     start = time.perf_counter()
@@ -246,7 +397,8 @@ def child_execute(batch_size: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- driver
 
 
-def _child(db: str, batch_size: int) -> dict[str, Any]:
+def _child(db: str, batch_size: int, *, total_events: int | None = None) -> dict[str, Any]:
+    extra = [] if total_events is None else ["--total-events", str(total_events)]
     done = subprocess.run(
         [
             sys.executable,
@@ -257,6 +409,7 @@ def _child(db: str, batch_size: int) -> dict[str, Any]:
             "--batch-size",
             str(batch_size),
             "--child",
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -274,14 +427,32 @@ def main() -> None:
     parser.add_argument(
         "--batch-size", type=int, default=1000, help="policy batch_size (default 1000)"
     )
+    parser.add_argument(
+        "--dataset",
+        choices=("expiry", "total"),
+        default="expiry",
+        help="expiry: the ages and per-session cap (default); total: max_total_events",
+    )
+    parser.add_argument(
+        "--events",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1_000_000, 3_000_000],
+        help="--dataset total: comma-separated sizes (default 1000000,3000000)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--total-events", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.dataset == "total" and "--batch-size" not in sys.argv:
+        args.batch_size = 100  # RetentionPolicy's default
 
     from bench.common import print_table, setup_django
 
     setup_django(args.db)
     if args.child:
-        print(json.dumps(child_execute(args.batch_size)))
+        print(json.dumps(child_execute(args.batch_size, args.total_events)))
+        return
+    if args.dataset == "total":
+        main_total(args)
         return
 
     from bench.settings import raw_dsn
