@@ -24,6 +24,7 @@ from google.genai import types
 from agent_sessions import core
 from agent_sessions import models as m
 from agent_sessions.integrations.adk import DjangoSessionService, asm_session_id
+from agent_sessions.integrations.adk_mapping import app_state_id, user_state_id
 from agent_sessions.query import DjangoQueryAPI
 from agent_sessions.store import DjangoSessionStore
 
@@ -180,6 +181,44 @@ def test_separator_lookalikes_in_ids_do_not_collide(service: DjangoSessionServic
     run(service.create_session(app_name="a:b", user_id="c", session_id="d"))
     assert asm_session_id("a", "b:c", "d") != asm_session_id("a", "b", "c:d")
     assert m.Session.objects.filter(metadata__adk_kind="session").count() == 3
+
+
+def test_user_state_of_names_with_colons_is_kept_apart(service: DjangoSessionService) -> None:
+    # Under the plain form adk-user-state:<app>:<user>, both pairs would be a:b:c.
+    pairs = [("a:b", "c"), ("a", "b:c")]
+    for app, user in pairs:
+        session = run(
+            service.create_session(
+                app_name=app, user_id=user, state={"user:owner": f"{app}/{user}"}
+            )
+        )
+        delta = EventActions(state_delta={"user:seen": f"{app}/{user}"})
+        run(service.append_event(session, user_event("hi", actions=delta)))
+    for app, user in pairs:
+        state = run(service.get_user_state(app_name=app, user_id=user))
+        assert state == {"owner": f"{app}/{user}", "seen": f"{app}/{user}"}
+    assert user_state_id("a:b", "c") != user_state_id("a", "b:c")
+    assert m.Session.objects.filter(metadata__adk_kind="user_state").count() == 2
+
+
+def test_user_state_rows_of_names_without_colons_keep_their_ids(
+    service: DjangoSessionService,
+) -> None:
+    # Rows written by earlier versions stay valid: the same id is computed.
+    run(service.create_session(app_name=APP, user_id="u%1", state={"user:lang": "en"}))
+    assert user_state_id(APP, "u%1") == f"adk-user-state:{APP}:u%1"
+    assert m.Session.objects.get(id=f"adk-user-state:{APP}:u%1").context == {"lang": "en"}
+
+
+def test_shared_state_rows_of_very_long_names_fit_the_column(service: DjangoSessionService) -> None:
+    app, user = "a" * 250, "u:" * 120
+    session = run(
+        service.create_session(app_name=app, user_id=user, state={"app:x": 1, "user:y": 2, "z": 3})
+    )
+    assert session.state == {"app:x": 1, "user:y": 2, "z": 3}
+    assert max(len(app_state_id(app)), len(user_state_id(app, user))) <= 255
+    got = run(service.get_session(app_name=app, user_id=user, session_id=session.id))
+    assert got.state == {"app:x": 1, "user:y": 2, "z": 3}
 
 
 def test_very_long_ids_fit_the_column(service: DjangoSessionService) -> None:

@@ -20,21 +20,19 @@ a re-delivered event is stored once, with the whole event in
 ``data["adk_event"]``. Each invocation with model usage is an asm run
 (:mod:`agent_sessions.integrations.runs`).
 App-scoped (``app:``) and user-scoped (``user:``) state live in one asm
-session row each (``adk-app-state:<app>``, ``adk-user-state:<app>:<user>``,
-``metadata["adk_kind"]`` saying which), updated in the same transaction as
-the event that changes them.
+session row each (:func:`~.adk_mapping.app_state_id`,
+:func:`~.adk_mapping.user_state_id`, ``metadata["adk_kind"]`` saying which),
+updated in the same transaction as the event that changes them. The ids and
+shapes are in :mod:`.adk_mapping`; this module reads and writes them.
 
 Needs ``pip install django-agent-sessions[adk]``.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
-from urllib.parse import quote
 
 from django.db import IntegrityError, connections
 from django.db.models import QuerySet
@@ -46,14 +44,12 @@ try:
     from google.adk.errors.already_exists_error import AlreadyExistsError
     from google.adk.errors.session_not_found_error import SessionNotFoundError
     from google.adk.events.event import Event as AdkEvent
-    from google.adk.sessions._session_util import make_json_safe_state
     from google.adk.sessions.base_session_service import (
         BaseSessionService,
         GetSessionConfig,
         ListSessionsResponse,
     )
     from google.adk.sessions.session import Session as AdkSession
-    from google.adk.sessions.state import State
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise missing_extra("adk", exc) from exc
 
@@ -61,6 +57,24 @@ from agent_sessions import core
 from agent_sessions import models as m
 from agent_sessions.aio import run_in_worker
 from agent_sessions.db import db_for_read, db_for_write, translate_errors
+from agent_sessions.integrations.adk_mapping import (
+    EVENT_KEY,
+    KIND_APP_STATE,
+    KIND_SESSION,
+    KIND_USER_STATE,
+    PROVIDER,
+    SOURCE,
+    app_state_id,
+    asm_session_id,
+    event_type_for_adk_event,
+    json_safe,
+    merged_state,
+    normalised_id,
+    run_update,
+    split_state,
+    stored_event,
+    user_state_id,
+)
 from agent_sessions.integrations.payload_log import write_transaction
 from agent_sessions.integrations.pgasync import aclose_connections
 from agent_sessions.integrations.pgsql import (
@@ -73,123 +87,27 @@ from agent_sessions.integrations.pgsql import (
     is_postgres,
     read_payloads,
 )
-from agent_sessions.integrations.runs import (
-    RunRecord,
-    derived_run_id,
-    record_run,
-    record_runs_enabled,
-    usage_dict,
-)
+from agent_sessions.integrations.runs import record_run
 from agent_sessions.store import DjangoSessionStore
 from agent_sessions.validation import check_id, utcnow
 
-__all__ = ["DjangoSessionService", "asm_session_id", "event_type_for_adk_event"]
+__all__ = [
+    "EVENT_KEY",
+    "PROVIDER",
+    "SOURCE",
+    "DjangoSessionService",
+    "asm_session_id",
+    "event_type_for_adk_event",
+]
 
-#: Where the serialised ADK event sits inside the asm event's ``data``.
-EVENT_KEY = "adk_event"
-SOURCE = "adk"
-_KIND_SESSION, _KIND_APP_STATE, _KIND_USER_STATE = "session", "app_state", "user_state"
 #: How many sessions list_sessions loads per round trip.
 LIST_CHUNK_SIZE = 500
-#: ``asm_runs.provider`` of the runs recorded for ADK invocations.
-PROVIDER = "google"
 #: How many (app, user, session id) → asm id resolutions a service remembers.
 _RESOLVED_CACHE_SIZE = 10_000
-_ID_PREFIX = "adk:"
-
-
-def asm_session_id(app_name: str, user_id: str, session_id: str) -> str:
-    """The ``asm_sessions.id`` of the ADK session (app, user, session id).
-
-    ``adk:<app>:<user>:<session id>`` with each part percent-escaped (``:``
-    and ``%`` included), so distinct identities never share an id; when that
-    would exceed the 255 characters of the column, ``adk:sha256:`` and the
-    hash of the three parts instead. Sessions created by earlier versions of
-    this adapter kept the ADK id itself; they are still found.
-
-    Args:
-        app_name: The ADK app.
-        user_id: The ADK user.
-        session_id: The ADK session id (already stripped).
-
-    Returns:
-        The asm session id.
-    """
-    readable = _ID_PREFIX + ":".join(
-        quote(part, safe="") for part in (app_name, user_id, session_id)
-    )
-    if len(readable) <= 255:
-        return readable
-    digest = hashlib.sha256("\x1f".join((app_name, user_id, session_id)).encode()).hexdigest()
-    return f"{_ID_PREFIX}sha256:{digest}"
-
-
-def _normalised_id(session_id: str | None) -> str:
-    """ADK's normalisation of a session id, the same on every call: surrounding blanks go."""
-    return session_id.strip() if session_id else ""
-
-
-def _asm_event_id(storage_id: str, adk_event_id: str) -> str:
-    """The asm event id of an ADK event: re-delivering the event finds the stored one."""
-    digest = hashlib.sha256(f"{storage_id}\x1f{adk_event_id}".encode()).hexdigest()
-    return f"evt_{digest[:32]}"
-
-
-def _json_safe(delta: dict[str, Any]) -> dict[str, Any]:
-    """A state delta in the JSON form ADK's database services store (datetimes as ISO
-    strings, sets as lists, anything else unserialisable as its string form)."""
-    return make_json_safe_state(delta) if delta else {}
 
 
 class _Duplicate(Exception):
     """The event is already stored: roll back the append's other writes."""
-
-
-def event_type_for_adk_event(event: AdkEvent) -> core.EventType:
-    """The asm event type that stores an ADK event.
-
-    Returns:
-        ``tool_call_completed`` for function responses, ``tool_call_started``
-        for function calls, ``message_sent`` for user content,
-        ``message_received`` otherwise.
-    """
-    if event.get_function_responses():
-        return core.EventType.TOOL_CALL_COMPLETED
-    if event.get_function_calls():
-        return core.EventType.TOOL_CALL_STARTED
-    if event.content is not None and event.content.role == "user":
-        return core.EventType.MESSAGE_SENT
-    return core.EventType.MESSAGE_RECEIVED
-
-
-def _split_state(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Split a state (delta) into app, user and session parts; ``temp:`` keys are dropped."""
-    app, user, session = {}, {}, {}
-    for key, value in state.items():
-        if key.startswith(State.APP_PREFIX):
-            app[key.removeprefix(State.APP_PREFIX)] = value
-        elif key.startswith(State.USER_PREFIX):
-            user[key.removeprefix(State.USER_PREFIX)] = value
-        elif not key.startswith(State.TEMP_PREFIX):
-            session[key] = value
-    return app, user, session
-
-
-def _merged_state(
-    app: dict[str, Any], user: dict[str, Any], session: dict[str, Any]
-) -> dict[str, Any]:
-    merged = copy.deepcopy(session)
-    merged.update({State.APP_PREFIX + k: v for k, v in app.items()})
-    merged.update({State.USER_PREFIX + k: v for k, v in user.items()})
-    return merged
-
-
-def _app_state_id(app_name: str) -> str:
-    return f"adk-app-state:{app_name}"
-
-
-def _user_state_id(app_name: str, user_id: str) -> str:
-    return f"adk-user-state:{app_name}:{user_id}"
 
 
 class DjangoSessionService(BaseSessionService):
@@ -248,7 +166,7 @@ class DjangoSessionService(BaseSessionService):
     ) -> AdkSession | None:
         """Return the session with its events (filtered by ``config``), or None."""
         return await run_in_worker(
-            self._get_session, app_name, user_id, _normalised_id(session_id), config
+            self._get_session, app_name, user_id, normalised_id(session_id), config
         )
 
     async def list_sessions(
@@ -259,12 +177,12 @@ class DjangoSessionService(BaseSessionService):
 
     async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
         """Delete the session with its events (no error when it does not exist)."""
-        await run_in_worker(self._delete_session, app_name, user_id, _normalised_id(session_id))
+        await run_in_worker(self._delete_session, app_name, user_id, normalised_id(session_id))
 
     async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
         """Return the user-scoped state (keys without the ``user:`` prefix)."""
         alias = db_for_read(self.using, m.Session, consistent=True)
-        return await run_in_worker(self._state_row, alias, _user_state_id(app_name, user_id))
+        return await run_in_worker(self._state_row, alias, user_state_id(app_name, user_id))
 
     async def append_event(self, session: AdkSession, event: AdkEvent) -> AdkEvent:
         """Store the event and apply its state delta, atomically; partial events are not stored.
@@ -292,7 +210,7 @@ class DjangoSessionService(BaseSessionService):
         versions of this adapter kept the ADK id itself.
         """
         alias = db_for_write(self.using, m.Session)
-        return self._resolve(alias, app_name, user_id, _normalised_id(session_id))
+        return self._resolve(alias, app_name, user_id, normalised_id(session_id))
 
     async def aclose(self) -> None:
         """Close the private PostgreSQL connections of the running event loop.
@@ -323,17 +241,17 @@ class DjangoSessionService(BaseSessionService):
         if app_delta:
             self._update_state_row(
                 alias,
-                _app_state_id(session.app_name),
+                app_state_id(session.app_name),
                 session.app_name,
-                _KIND_APP_STATE,
+                KIND_APP_STATE,
                 app_delta,
             )
         if user_delta:
             self._update_state_row(
                 alias,
-                _user_state_id(session.app_name, session.user_id),
+                user_state_id(session.app_name, session.user_id),
                 session.app_name,
-                _KIND_USER_STATE,
+                KIND_USER_STATE,
                 user_delta,
             )
 
@@ -369,11 +287,11 @@ class DjangoSessionService(BaseSessionService):
         self, app_name: str, user_id: str, state: dict[str, Any], session_id: str | None
     ) -> AdkSession:
         # A blank or whitespace-only id asks for a generated one, as in ADK.
-        adk_id = _normalised_id(session_id) or str(uuid.uuid4())
+        adk_id = normalised_id(session_id) or str(uuid.uuid4())
         check_id(adk_id, "session_id")
         check_id(app_name, "app_name")
         check_id(user_id, "user_id")
-        app_delta, user_delta, session_state = (_json_safe(part) for part in _split_state(state))
+        app_delta, user_delta, session_state = (json_safe(part) for part in split_state(state))
         alias = db_for_write(self.using, m.Session)
         storage_id = asm_session_id(app_name, user_id, adk_id)
         new = core.Session.new(
@@ -382,7 +300,7 @@ class DjangoSessionService(BaseSessionService):
             context=session_state,
             metadata={
                 "framework": SOURCE,
-                "adk_kind": _KIND_SESSION,
+                "adk_kind": KIND_SESSION,
                 "adk_user_id": user_id,
                 "adk_session_id": adk_id,
             },
@@ -395,17 +313,17 @@ class DjangoSessionService(BaseSessionService):
             m.Session.from_domain(new).save(using=alias, force_insert=True)
             app = (
                 self._update_state_row(
-                    alias, _app_state_id(app_name), app_name, _KIND_APP_STATE, app_delta
+                    alias, app_state_id(app_name), app_name, KIND_APP_STATE, app_delta
                 )
                 if app_delta
-                else self._state_row(alias, _app_state_id(app_name))
+                else self._state_row(alias, app_state_id(app_name))
             )
             user = (
                 self._update_state_row(
-                    alias, _user_state_id(app_name, user_id), app_name, _KIND_USER_STATE, user_delta
+                    alias, user_state_id(app_name, user_id), app_name, KIND_USER_STATE, user_delta
                 )
                 if user_delta
-                else self._state_row(alias, _user_state_id(app_name, user_id))
+                else self._state_row(alias, user_state_id(app_name, user_id))
             )
             return app, user
 
@@ -415,12 +333,12 @@ class DjangoSessionService(BaseSessionService):
             id=adk_id,
             app_name=app_name,
             user_id=user_id,
-            state=_merged_state(app, user, session_state),
+            state=merged_state(app, user, session_state),
             last_update_time=new.updated_at.timestamp(),
         )
 
     def _forget(self, session: AdkSession) -> None:
-        self._resolved.pop((session.app_name, session.user_id, _normalised_id(session.id)), None)
+        self._resolved.pop((session.app_name, session.user_id, normalised_id(session.id)), None)
 
     def _remember(self, app_name: str, user_id: str, adk_id: str, storage_id: str) -> None:
         if len(self._resolved) >= _RESOLVED_CACHE_SIZE:
@@ -445,7 +363,7 @@ class DjangoSessionService(BaseSessionService):
                 .filter(
                     id__in=[storage_id, adk_id],
                     agent_id=app_name,
-                    metadata__adk_kind=_KIND_SESSION,
+                    metadata__adk_kind=KIND_SESSION,
                     metadata__adk_user_id=user_id,
                 )
                 .values_list("id", flat=True)
@@ -474,13 +392,13 @@ class DjangoSessionService(BaseSessionService):
                 after = datetime.fromtimestamp(config.after_timestamp, UTC)
             recent = config.num_recent_events if config else None
             payloads = self._event_payloads(alias, storage_id, after, recent)
-            app = self._state_row(alias, _app_state_id(app_name))
-            user = self._state_row(alias, _user_state_id(app_name, user_id))
+            app = self._state_row(alias, app_state_id(app_name))
+            user = self._state_row(alias, user_state_id(app_name, user_id))
         return AdkSession(
             id=session_id,
             app_name=app_name,
             user_id=user_id,
-            state=_merged_state(app, user, row.context or {}),
+            state=merged_state(app, user, row.context or {}),
             events=[AdkEvent.model_validate(payload) for payload in payloads],
             last_update_time=row.updated_at.timestamp(),
         )
@@ -508,11 +426,11 @@ class DjangoSessionService(BaseSessionService):
         alias = db_for_read(self.using, m.Session, consistent=True)
         with translate_errors("list_sessions"):
             rows = m.Session.objects.using(alias).filter(
-                agent_id=app_name, metadata__adk_kind=_KIND_SESSION
+                agent_id=app_name, metadata__adk_kind=KIND_SESSION
             )
             if user_id is not None:
                 rows = rows.filter(metadata__adk_user_id=user_id)
-            app = self._state_row(alias, _app_state_id(app_name))
+            app = self._state_row(alias, app_state_id(app_name))
             user_states: dict[str, dict[str, Any]] = {}
             sessions = []
             # A server-side cursor on PostgreSQL: memory stays flat however many sessions.
@@ -524,13 +442,13 @@ class DjangoSessionService(BaseSessionService):
                 # Rows of the earlier mapping have no adk_session_id: their id is the ADK id.
                 adk_id = row.metadata.get("adk_session_id", row.id)
                 if owner not in user_states:
-                    user_states[owner] = self._state_row(alias, _user_state_id(app_name, owner))
+                    user_states[owner] = self._state_row(alias, user_state_id(app_name, owner))
                 sessions.append(
                     AdkSession(
                         id=adk_id,
                         app_name=app_name,
                         user_id=owner,
-                        state=_merged_state(app, user_states[owner], row.context or {}),
+                        state=merged_state(app, user_states[owner], row.context or {}),
                         last_update_time=row.updated_at.timestamp(),
                     )
                 )
@@ -561,10 +479,8 @@ class DjangoSessionService(BaseSessionService):
         if not (self.fast_path and is_postgres(alias)):
             return await run_in_worker(self._append_event, session, event)
         storage_id = await self._aresolve(alias, session)
-        stored, app_delta, user_delta, session_delta = self._stored_event(
-            session, storage_id, event
-        )
-        if app_delta or user_delta or self._run_update(session, storage_id, event):
+        stored, app_delta, user_delta, session_delta = stored_event(storage_id, event)
+        if app_delta or user_delta or run_update(storage_id, event):
             return await run_in_worker(self._append_event, session, event)
         with translate_errors("append_event"):
             try:
@@ -581,15 +497,13 @@ class DjangoSessionService(BaseSessionService):
                 # finds it stored.
                 return await run_in_worker(self._append_event, session, event)
         if outcome == ADK_NOT_FOUND:
-            self._resolved.pop(
-                (session.app_name, session.user_id, _normalised_id(session.id)), None
-            )
+            self._resolved.pop((session.app_name, session.user_id, normalised_id(session.id)), None)
             raise SessionNotFoundError(f"Session {session.id} not found.")
         return outcome == ADK_STORED
 
     async def _aresolve(self, alias: str, session: AdkSession) -> str:
         """The asm id of ``session`` (cached; else one query on the private connection)."""
-        adk_id = _normalised_id(session.id)
+        adk_id = normalised_id(session.id)
         key = (session.app_name, session.user_id, adk_id)
         cached = self._resolved.get(key)
         if cached is not None:
@@ -610,61 +524,6 @@ class DjangoSessionService(BaseSessionService):
         self._remember(*key, row[0])
         return str(row[0])
 
-    def _stored_event(
-        self, session: AdkSession, storage_id: str, event: AdkEvent
-    ) -> tuple[core.Event, dict[str, Any], dict[str, Any], dict[str, Any]]:
-        """The validated asm event storing ``event``, and its app, user and session deltas.
-
-        The deltas are in their stored JSON form (see :func:`_json_safe`).
-        """
-        app_delta, user_delta, session_delta = (
-            _json_safe(part)
-            for part in _split_state(dict(event.actions.state_delta or {}) if event.actions else {})
-        )
-        stored = core.Event.new(
-            event_type_for_adk_event(event),
-            storage_id,
-            id=_asm_event_id(storage_id, event.id),
-            timestamp=datetime.fromtimestamp(event.timestamp, UTC),
-            data={EVENT_KEY: event.model_dump(mode="json", exclude_none=True)},
-            metadata={"source": SOURCE, "author": event.author},
-        )  # validated (and normalised) by its constructor
-        return stored, app_delta, user_delta, session_delta
-
-    def _run_update(
-        self, session: AdkSession, storage_id: str, event: AdkEvent
-    ) -> RunRecord | None:
-        """The run update an event brings (model usage, a final answer, an error), or None."""
-        if not (event.invocation_id and record_runs_enabled()):
-            return None
-        usage = event.usage_metadata
-        final = event.author != "user" and event.is_final_response()
-        if usage is None and not final and not event.error_code:
-            return None
-        if event.error_code:
-            status = core.RunStatus.FAILED
-        elif final:
-            status = core.RunStatus.COMPLETED
-        else:
-            status = core.RunStatus.RUNNING
-        return RunRecord(
-            session_id=storage_id,
-            run_id=derived_run_id(storage_id, event.invocation_id),
-            provider=PROVIDER,
-            status=status,
-            model=event.model_version,
-            token_usage=usage_dict(
-                usage.prompt_token_count, usage.candidates_token_count, usage.total_token_count
-            )
-            if usage is not None
-            else {},
-            turns=1 if usage is not None else 0,
-            framework=SOURCE,
-            error={"error_code": event.error_code, "error_message": event.error_message or ""}
-            if event.error_code
-            else None,
-        )
-
     def _append_event(self, session: AdkSession, event: AdkEvent) -> bool:
         """Store the event, its state deltas and its run update in one transaction.
 
@@ -673,14 +532,12 @@ class DjangoSessionService(BaseSessionService):
         """
         alias = db_for_write(self.using, m.Session)
         storage_id = self._resolve(
-            alias, session.app_name, session.user_id, _normalised_id(session.id)
+            alias, session.app_name, session.user_id, normalised_id(session.id)
         )
         if storage_id is None:
             raise SessionNotFoundError(f"Session {session.id} not found.")
-        stored, app_delta, user_delta, session_delta = self._stored_event(
-            session, storage_id, event
-        )
-        run_update = self._run_update(session, storage_id, event)
+        stored, app_delta, user_delta, session_delta = stored_event(storage_id, event)
+        update = run_update(storage_id, event)
 
         def work() -> None:
             if is_postgres(alias):
@@ -714,15 +571,13 @@ class DjangoSessionService(BaseSessionService):
             # Shared state after the session row and the counter: the lock order
             # every append follows (session row, counter, app state, user state).
             self._update_shared_state(alias, session, app_delta, user_delta)
-            if run_update is not None:
-                record_run(run_update, using=alias)
+            if update is not None:
+                record_run(update, using=alias)
 
         try:
             write_transaction(alias, "append_event", work)
         except SessionNotFoundError:
-            self._resolved.pop(
-                (session.app_name, session.user_id, _normalised_id(session.id)), None
-            )
+            self._resolved.pop((session.app_name, session.user_id, normalised_id(session.id)), None)
             raise
         except _Duplicate:
             return False
