@@ -266,7 +266,7 @@ def run_write(
                     if single_statement and outermost and connection.get_autocommit():
                         return work(connection)
                     with transaction.atomic(using=alias):
-                        if connection.vendor == "sqlite":
+                        if _needs_write_lock(connection):
                             with connection.cursor() as cursor:
                                 take_sqlite_write_lock(cursor)
                         return work(connection)
@@ -309,10 +309,22 @@ def write_block(alias: str, operation: str) -> Iterator[BaseDatabaseWrapper]:
     """
     connection = connections[alias]
     with translate_errors(operation), transaction.atomic(using=alias):
-        if connection.vendor == "sqlite":
+        if _needs_write_lock(connection):
             with connection.cursor() as cursor:
                 take_sqlite_write_lock(cursor)
         yield connection
+
+
+def _needs_write_lock(connection: BaseDatabaseWrapper) -> bool:
+    """SQLite, unless its transactions already start with ``BEGIN IMMEDIATE``.
+
+    Django's ``OPTIONS["transaction_mode"] = "IMMEDIATE"`` takes the write
+    lock at BEGIN (inside a nested block, the outer BEGIN took it), so the
+    extra statement would only cost a round trip.
+    """
+    if connection.vendor != "sqlite":
+        return False
+    return getattr(connection, "transaction_mode", None) != "IMMEDIATE"
 
 
 def reconnecting(method: Callable[_P, _T]) -> Callable[_P, _T]:

@@ -44,6 +44,7 @@ from agent_sessions.eventlog.sql import (
     insert_events_sqlite,
     notify_sessions,
     reserve_blocks,
+    reserve_one_sqlite,
 )
 from agent_sessions.pipeline import PipelineOutcome
 from agent_sessions.validation import utcnow
@@ -130,8 +131,10 @@ def append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) -
     """Store validated events inside the current transaction; results in input order."""
     if not events:
         return []
-    if connection.vendor == "postgresql" and len(events) == 1:
-        return [_append_one_postgres(connection, events[0])]
+    if len(events) == 1:
+        if connection.vendor == "postgresql":
+            return [_append_one_postgres(connection, events[0])]
+        return [_append_one_sqlite(connection, events[0])]
     with connection.cursor() as cursor:
         unique_ids = list(dict.fromkeys(event.id for event in events))
         stored = stored_events_by_id(connection, cursor, unique_ids)
@@ -171,6 +174,29 @@ def append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) -
             notify_sessions(connection, cursor, counts)
             signals.events_stored(connection.alias, zip(new_events, outcomes, strict=True))
     return [stored[event.id] for event in events]
+
+
+def _append_one_sqlite(connection: BaseDatabaseWrapper, event: core.Event) -> core.Event:
+    # Two statements: the counter (with the duplicate check) and the insert.
+    with connection.cursor() as cursor:
+        number = reserve_one_sqlite(
+            cursor, event.session_id, event.id, db_time(connection, utcnow())
+        )
+        if number is None:
+            stored = stored_events_by_id(connection, cursor, [event.id]).get(event.id)
+            if stored is None:
+                raise _EventIdRace("the stored event was deleted meanwhile")
+            return stored
+        event.sequence_number = number
+        row, outcome = event_row(connection, event, number)
+        try:
+            insert_events_sqlite(cursor, [row])
+        except IntegrityError as exc:
+            if _is_sequence_conflict(exc):
+                raise _CounterBehind([event.session_id]) from exc
+            raise
+    signals.events_stored(connection.alias, [(event, outcome)])
+    return event
 
 
 def _append_one_postgres(connection: BaseDatabaseWrapper, event: core.Event) -> core.Event:

@@ -44,6 +44,7 @@ __all__ = [
     "insert_events_sqlite",
     "notify_sessions",
     "reserve_blocks",
+    "reserve_one_sqlite",
     "take_sqlite_write_lock",
 ]
 
@@ -151,6 +152,17 @@ ON CONFLICT (session_id) DO UPDATE
 RETURNING session_id, last_sequence
 """
 
+
+# One event on SQLite: bump the counter only when no event is stored under this
+# id yet (no row back: a duplicate, nothing consumed). The SELECT needs its WHERE
+# for SQLite to parse the ON CONFLICT clause after it.
+_RESERVE_ONE_SQLITE = """
+INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
+SELECT %s, 1, %s WHERE NOT EXISTS (SELECT 1 FROM asm_events WHERE id = %s)
+ON CONFLICT (session_id) DO UPDATE
+    SET last_sequence = seq.last_sequence + 1, updated_at = excluded.updated_at
+RETURNING last_sequence
+"""
 
 _RESERVE_SQLITE = """
 INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
@@ -300,6 +312,19 @@ def reserve_blocks(
             params += [sid, counts[sid], now]
         cursor.execute(_RESERVE_SQLITE.format(values=values), params)
     return {sid: last for sid, last in cursor.fetchall()}
+
+
+def reserve_one_sqlite(
+    cursor: CursorWrapper, session_id: str, event_id: str, now: Any
+) -> int | None:
+    """Bump one session's counter for a new event on SQLite; None when ``event_id`` is stored.
+
+    One statement instead of a lookup and an upsert: the single append's
+    idempotency check and its number in one round trip.
+    """
+    cursor.execute(_RESERVE_ONE_SQLITE, [session_id, now, event_id])
+    row = cursor.fetchone()
+    return None if row is None else int(row[0])
 
 
 def copy_events_postgres(
