@@ -29,7 +29,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "agent_sessions"
 #: A module is split by responsibility before it grows past this many lines.
 MAX_MODULE_LINES = 600
 #: Modules still over the limit (#12), each to be split; the list only shrinks.
-OVERSIZED = {"integrations/adk.py"}
+OVERSIZED: set[str] = set()
 #: Import cycles still there (#12), each to be removed; the list only shrinks.
 #: core/records <-> core/stored: a TYPE_CHECKING import of the records.
 CYCLES = {frozenset({"agent_sessions.core.records", "agent_sessions.core.stored"})}
