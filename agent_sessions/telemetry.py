@@ -107,6 +107,21 @@ class _Instruments:
         )
 
 
+def _configured() -> bool:
+    """Whether a tracer or meter provider is set (without one, spans and metrics are no-ops).
+
+    Until the application sets a provider, the API hands out proxies that
+    record nothing; they switch to the real provider once it is set, and so
+    does this check (it runs per call).
+    """
+    assert _otel_trace is not None
+    assert _otel_metrics is not None
+    return not (
+        isinstance(_otel_trace.get_tracer_provider(), _otel_trace.ProxyTracerProvider)
+        and type(_otel_metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+    )
+
+
 @functools.cache
 def _instruments() -> _Instruments:
     return _Instruments()
@@ -158,6 +173,8 @@ def traced(
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                if not _configured():
+                    return await func(*args, **kwargs)
                 with span_for(args, kwargs):
                     return await func(*args, **kwargs)
 
@@ -165,6 +182,10 @@ def traced(
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # The API's no-op span and histogram still cost a few microseconds a
+            # call; on the hot append path that is worth skipping.
+            if not _configured():
+                return func(*args, **kwargs)
             with span_for(args, kwargs):
                 return func(*args, **kwargs)
 

@@ -196,3 +196,40 @@ def test_async_long_poll_has_its_span(spans: InMemorySpanExporter) -> None:
     span = span_named(spans, "agent_sessions.get_events")
     assert span.attributes is not None
     assert span.attributes["gen_ai.conversation.id"] == "ses_async_nobody"
+
+
+def test_spans_start_once_a_provider_is_set_and_cost_nothing_before() -> None:
+    """Without a configured provider the store skips the API's no-op span; a provider set
+    later (even after the first calls) is used from then on. Fresh interpreter: the
+    global providers of this test run are already set."""
+    import subprocess
+    import sys
+
+    code = """
+from agent_sessions import telemetry
+assert not telemetry._configured()
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+calls = []
+
+@telemetry.traced("probe")
+def probe():
+    calls.append(trace.get_current_span().get_span_context().is_valid)
+
+probe()
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+assert telemetry._configured()
+probe()
+assert calls == [False, True], calls
+assert [span.name for span in exporter.get_finished_spans()] == ["agent_sessions.probe"]
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
