@@ -9,6 +9,8 @@ runs, the one-statement CTE takes over with the same guarantees.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import import_module
 
 import pytest
 from django.db import connection
@@ -41,11 +43,9 @@ def _calls_in_this_transaction() -> int:
         return int(cursor.fetchone()[0])
 
 
-@pytest.fixture
-def dropped_function() -> Iterator[None]:
-    """Drop the function for the test and put it back after (as migration 0006 made it)."""
-    from importlib import import_module
-
+@contextmanager
+def _function_dropped() -> Iterator[None]:
+    """Drop the function, and put it back after (as migration 0006 made it)."""
     migration = import_module("agent_sessions.migrations.0006_append_event_function")
     with connection.cursor() as cursor:
         cursor.execute(migration.DROP)
@@ -54,6 +54,12 @@ def dropped_function() -> Iterator[None]:
     finally:
         with connection.cursor() as cursor:
             cursor.execute(migration.CREATE)
+
+
+@pytest.fixture
+def dropped_function() -> Iterator[None]:
+    with _function_dropped():
+        yield
 
 
 def _numbers(session_id: str) -> list[int]:
@@ -104,38 +110,22 @@ def test_without_the_function_the_statement_appends_gap_free() -> None:
 
 
 def test_a_function_dropped_while_running_falls_back_without_losing_the_event() -> None:
-    from importlib import import_module
-
-    migration = import_module("agent_sessions.migrations.0006_append_event_function")
     store = DjangoSessionStore()
     store.append_event(Event.new("message_sent", "ses_fn_gone"))  # found and remembered
-    with connection.cursor() as cursor:
-        cursor.execute(migration.DROP)
-    try:
+    with _function_dropped():
         stored = store.append_event(Event.new("message_sent", "ses_fn_gone"))
         assert stored.sequence_number == 2
         assert _numbers("ses_fn_gone") == [1, 2]
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(migration.CREATE)
 
 
 def test_a_function_dropped_inside_the_callers_transaction_falls_back() -> None:
-    from importlib import import_module
-
     from django.db import transaction
 
-    migration = import_module("agent_sessions.migrations.0006_append_event_function")
     store = DjangoSessionStore()
     store.append_event(Event.new("message_sent", "ses_fn_atomic"))
-    with connection.cursor() as cursor:
-        cursor.execute(migration.DROP)
-    try:
+    with _function_dropped():
         with transaction.atomic():
             m.Session.objects.filter(id="nothing").update(status="x")
             stored = store.append_event(Event.new("message_sent", "ses_fn_atomic"))
         assert stored.sequence_number == 2
         assert _numbers("ses_fn_atomic") == [1, 2]
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(migration.CREATE)
