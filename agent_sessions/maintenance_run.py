@@ -90,6 +90,26 @@ class BatchedSteps:
                 return
             last = keys[-1]
 
+    def _sweep(
+        self,
+        run: MaintenanceRun,
+        step: str,
+        queryset: QuerySet[Any],
+        key: str,
+        change: Callable[[list[str]], int],
+    ) -> int:
+        """Walk ``queryset`` in batches of keys and ``change`` each one; return the total.
+
+        ``change(keys)`` does the batch's work (in its own transaction) and
+        says how many rows it changed; a dry run counts the keys instead.
+        Progress is reported after every batch.
+        """
+        total = 0
+        for keys in self._batches(queryset, key, run.batch_size):
+            total += len(keys) if run.dry_run else change(keys)
+            self._report(run, step, len(keys), total)
+        return total
+
     @contextmanager
     def _write(self, run: MaintenanceRun, operation: str) -> Iterator[None]:
         """One short write transaction of ``run``, errors translated.

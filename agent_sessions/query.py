@@ -335,9 +335,8 @@ class DjangoQueryAPI(QueryAsyncMixin):
 
     # ----------------------------------------------------------------- events
 
+    @staticmethod
     def _event_filters(
-        self,
-        *,
         session_ids: object,
         run_ids: object,
         types: object,
@@ -346,6 +345,7 @@ class DjangoQueryAPI(QueryAsyncMixin):
         until: object,
         correlation_id: object,
     ) -> dict[str, Any]:
+        """The checked filters of :meth:`search_events` and :meth:`count_events`."""
         return {
             "session_ids": _any_of(session_ids, "session_ids", _ids("session_ids")),
             "run_ids": _any_of(run_ids, "run_ids", _ids("run_ids")),
@@ -375,13 +375,7 @@ class DjangoQueryAPI(QueryAsyncMixin):
         order_name, order = check_order(order_by, EVENT_ORDERS)
         limit = check_limit(limit, app_settings.QUERY_EVENT_DEFAULT_LIMIT)
         data = self._event_filters(
-            session_ids=session_ids,
-            run_ids=run_ids,
-            types=types,
-            providers=providers,
-            since=since,
-            until=until,
-            correlation_id=correlation_id,
+            session_ids, run_ids, types, providers, since, until, correlation_id
         )
         position = cursor_position(cursor, "events", order_name, order)
         with translate_errors("search_events"):
@@ -403,13 +397,7 @@ class DjangoQueryAPI(QueryAsyncMixin):
         correlation_id: str | None = None,
     ) -> int:
         data = self._event_filters(
-            session_ids=session_ids,
-            run_ids=run_ids,
-            types=types,
-            providers=providers,
-            since=since,
-            until=until,
-            correlation_id=correlation_id,
+            session_ids, run_ids, types, providers, since, until, correlation_id
         )
         with translate_errors("count_events"):
             return _filtered(EventFilterSet, data, self._objects(models.Event)).count()

@@ -41,35 +41,31 @@ class SessionSweeps(BatchedSteps):
     """Soft and hard deletion of expired sessions, and orphan clean-up (step bodies)."""
 
     def _soft_delete(self, policy: RetentionPolicy, run: MaintenanceRun) -> int:
+        step = "soft_delete_expired_sessions"
         expired = self._expired_sessions(policy, run.now)
         if expired is None:
             return 0
-        total = 0
-        for ids in self._batches(expired, "id", run.batch_size):
-            if run.dry_run:
-                total += len(ids)
-            else:
-                with self._write(run, "soft_delete_expired_sessions"):
-                    page = expired.filter(id__gte=ids[0], id__lte=ids[-1])
-                    total += page.update(deleted_at=run.now)
-            self._report(run, "soft_delete_expired_sessions", len(ids), total)
-        return total
+
+        def soft_delete(ids: list[str]) -> int:
+            with self._write(run, step):
+                page = expired.filter(id__gte=ids[0], id__lte=ids[-1])
+                return page.update(deleted_at=run.now)
+
+        return self._sweep(run, step, expired, "id", soft_delete)
 
     def _hard_delete(self, policy: RetentionPolicy, run: MaintenanceRun) -> int:
         if policy.hard_delete_after_days is None:
             return 0
         cutoff = run.now - timedelta(days=policy.hard_delete_after_days)
         expired = m.conversations(self._sessions()).filter(deleted_at__lt=cutoff)
-        total = 0
         failed: dict[str, StorageError] = {}
-        for ids in self._batches(expired, "id", run.batch_size):
-            if run.dry_run:
-                total += len(ids)
-            else:
-                deleted, errors = self._delete_sessions(run, ids, cutoff)
-                total += deleted
-                failed.update(errors)
-            self._report(run, "hard_delete_expired_sessions", len(ids), total)
+
+        def hard_delete(ids: list[str]) -> int:
+            deleted, errors = self._delete_sessions(run, ids, cutoff)
+            failed.update(errors)
+            return deleted
+
+        total = self._sweep(run, "hard_delete_expired_sessions", expired, "id", hard_delete)
         if failed:
             first = next(iter(failed.values()))
             raise StorageError(
@@ -81,49 +77,45 @@ class SessionSweeps(BatchedSteps):
         return total
 
     def _orphaned_artifacts(self, run: MaintenanceRun) -> int:
+        step = "clean_orphaned_artifacts"
         orphans = (
             self._artifacts()
             .filter(session_id__isnull=False)
             .filter(~Exists(self._sessions().filter(id=OuterRef("session_id"))))
         )
-        total = 0
-        for ids in self._batches(orphans, "id", run.batch_size):
-            if run.dry_run:
-                total += len(ids)
-            else:
-                with self._write(run, "clean_orphaned_artifacts"):
-                    locked = orphans.filter(id__gte=ids[0], id__lte=ids[-1]).select_for_update()
-                    rows = list(locked.order_by("id").values(*ARTIFACT_COLUMNS))
-                    if run.archive is not None and rows:
-                        run.archive.write("artifact", rows)
-                        run.archive.sync()
-                    # Exactly the rows read (and archived), not the range again.
-                    doomed = self._artifacts().filter(id__in=[row["id"] for row in rows])
-                    total += doomed.delete()[0]
-            self._report(run, "clean_orphaned_artifacts", len(ids), total)
-        return total
+
+        def clean(ids: list[str]) -> int:
+            with self._write(run, step):
+                locked = orphans.filter(id__gte=ids[0], id__lte=ids[-1]).select_for_update()
+                rows = list(locked.order_by("id").values(*ARTIFACT_COLUMNS))
+                if run.archive is not None and rows:
+                    run.archive.write("artifact", rows)
+                    run.archive.sync()
+                # Exactly the rows read (and archived), not the range again.
+                doomed = self._artifacts().filter(id__in=[row["id"] for row in rows])
+                return doomed.delete()[0]
+
+        return self._sweep(run, step, orphans, "id", clean)
 
     def _orphaned_sequences(self, run: MaintenanceRun) -> int:
+        step = "clean_orphaned_sequences"
         orphans = self._counters().filter(
             ~Exists(self._sessions().filter(id=OuterRef("session_id"))),
             ~Exists(self._events().filter(session_id=OuterRef("session_id"))),
         )
-        total = 0
-        for ids in self._batches(orphans, "session_id", run.batch_size):
-            if run.dry_run:
-                total += len(ids)
-            else:
-                with self._write(run, "clean_orphaned_sequences"):
-                    # Counters an append is updating right now are skipped (it
-                    # will create events); the DELETE re-checks with a fresh view.
-                    locked = list(
-                        orphans.filter(session_id__gte=ids[0], session_id__lte=ids[-1])
-                        .select_for_update(skip_locked=True)
-                        .values_list("session_id", flat=True)
-                    )
-                    total += orphans.filter(session_id__in=locked).delete()[0]
-            self._report(run, "clean_orphaned_sequences", len(ids), total)
-        return total
+
+        def clean(ids: list[str]) -> int:
+            with self._write(run, step):
+                # Counters an append is updating right now are skipped (it
+                # will create events); the DELETE re-checks with a fresh view.
+                locked = list(
+                    orphans.filter(session_id__gte=ids[0], session_id__lte=ids[-1])
+                    .select_for_update(skip_locked=True)
+                    .values_list("session_id", flat=True)
+                )
+                return orphans.filter(session_id__in=locked).delete()[0]
+
+        return self._sweep(run, step, orphans, "session_id", clean)
 
     def _delete_sessions(
         self, run: MaintenanceRun, ids: list[str], cutoff: datetime
