@@ -309,6 +309,8 @@ def append_rows(rounds: int, batch_events: int, single_events: int) -> list[list
 
 def setup(args: argparse.Namespace) -> None:
     if args.sqlite:
+        if args.sqlite_temp_store_memory:
+            os.environ["ASM_BENCH_SQLITE_TEMP_STORE"] = "MEMORY"
         STATE_DIR.mkdir(exist_ok=True)
         os.environ["ASM_BENCH_SQLITE"] = str(STATE_DIR / f"{args.db}.sqlite3")
         os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings_sqlite"
@@ -337,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
     parser.add_argument("--db", default="asm_bench_search")
     parser.add_argument("--reload", action="store_true", help="regenerate the data")
+    parser.add_argument(
+        "--sqlite-temp-store-memory",
+        action="store_true",
+        help="SQLite: PRAGMA temp_store=MEMORY on the connection (statement journals in memory)",
+    )
     parser.add_argument("--repeat", type=int, default=30, help="calls per search figure")
     parser.add_argument("--rounds", type=int, default=3, help="append rounds per side")
     parser.add_argument("--append-batch-events", type=int, default=2000)
@@ -346,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     from django.db import connection
 
     vendor = connection.vendor
-    print(f"bench_search on {vendor}, {args.events:,} events")
+    pragma = ", temp_store=MEMORY" if args.sqlite and args.sqlite_temp_store_memory else ""
+    print(f"bench_search on {vendor}{pragma}, {args.events:,} events")
     if args.reload or loaded_events() != args.events:
         print(f"loaded in {load(args.events):.0f} s")
         print(f"search index built in {build_index():.0f} s")

@@ -16,7 +16,13 @@ DATABASES = {
         "OPTIONS": {
             "timeout": 30,
             "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL",
+            # ASM_BENCH_SQLITE_TEMP_STORE=MEMORY: see docs/search.md ("SQLite: temp_store").
+            "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL"
+            + (
+                f";PRAGMA temp_store={os.environ['ASM_BENCH_SQLITE_TEMP_STORE']}"
+                if os.environ.get("ASM_BENCH_SQLITE_TEMP_STORE")
+                else ""
+            ),
         },
     }
 }
