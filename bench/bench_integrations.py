@@ -4,7 +4,12 @@ One-line command (needs the extras ``openai-agents,adk,langgraph,bench``)::
 
     .venv/bin/python -m bench.bench_integrations --items 2000 --read-items 10000
 
-(The defaults, 300 and 2000, are a quick smoke run.)
+(The defaults, 300 and 2000, are a quick smoke run.) ``--only langgraph``
+(repeatable) runs one framework's rows; ``--prepare-threshold 5`` runs Django
+with the statement preparation docs/guide.md recommends (the frameworks'
+stores prepare theirs: asyncpg caches prepared statements, ``PostgresSaver``
+connects with ``prepare_threshold=0``); without it Django's default (no
+preparation) applies. The load average is printed: the machine may be shared.
 Database: ``asm_bench_integrations`` (``--db``). Compared, one call at a time:
 
 - OpenAI Agents SDK: ``DjangoAgentsSession.add_items([item])`` vs the SDK's
@@ -23,7 +28,9 @@ Database: ``asm_bench_integrations`` (``--db``). Compared, one call at a time:
 
 Fair play: every client talks to the same database with the server's
 durability (``synchronous_commit`` is checked and printed for Django and
-asyncpg); each timed append case runs ``--repeat`` rounds, the three contenders
+asyncpg); the search index's GIN pending list is flushed before each timed
+case (:func:`settle_search_index`, what autovacuum does in the background);
+each timed append case runs ``--repeat`` rounds, the three contenders
 taking turns inside each round so that load from other processes hits them
 alike, and the best round counts; reads are best of ``--read-repeat``. Tables
 are ANALYZEd after loading so that every side's reads get real plans.
@@ -42,6 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -128,6 +136,26 @@ def raw_read(dsn: str, session_id: str, key: str) -> list[Any]:
 # --------------------------------------------------------------------------- helpers
 
 
+def settle_search_index() -> None:
+    """Flush the pending list of every GIN index (the full-text search index's) now.
+
+    Inserts into a GIN index go to a pending list that autovacuum flushes in
+    the background; on a server without autovacuum (this benchmark's may run
+    with it off) the insert that finds the list full (4 MB by default) flushes
+    it, which takes about a second, inside whichever contender's timed loop it
+    happens to fall. Flushed before every timed case instead, as autovacuum
+    would keep it between bursts.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT gin_clean_pending_list(i.indexrelid) FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam"
+            " WHERE a.amname = 'gin'"
+        )
+
+
 def rounds(repeat: int, cases: dict[str, Callable[[int], float]]) -> dict[str, float]:
     """Run each case ``repeat`` times, rotating who goes first; the best time of each."""
     best = {name: float("inf") for name in cases}
@@ -135,6 +163,7 @@ def rounds(repeat: int, cases: dict[str, Callable[[int], float]]) -> dict[str, f
     for n in range(repeat):
         order = names[n % len(names) :] + names[: n % len(names)]
         for name in order:
+            settle_search_index()
             best[name] = min(best[name], cases[name](n))
     return best
 
@@ -481,6 +510,18 @@ def bench_langgraph(args: argparse.Namespace, url: str, dsn: str) -> list[list[A
     ]
 
 
+SECTIONS: dict[str, Callable[[argparse.Namespace, str, str], list[list[Any]]]] = {
+    "openai": bench_openai,
+    "adk": bench_adk,
+    "langgraph": bench_langgraph,
+}
+
+
+def _load() -> list[str]:
+    """The machine's 1, 5 and 15 minute load averages (the benchmark shares its cores)."""
+    return [f"{value:.2f}" for value in os.getloadavg()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default="asm_bench_integrations")
@@ -491,6 +532,18 @@ def main() -> None:
     parser.add_argument(
         "--graph-messages", type=int, default=50, help="messages of the LangGraph thread"
     )
+    parser.add_argument(
+        "--only",
+        choices=sorted(SECTIONS),
+        action="append",
+        help="run only this framework's rows (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--prepare-threshold",
+        type=int,
+        default=None,
+        help="Django's OPTIONS['prepare_threshold'] (default: Django's, no preparation)",
+    )
     args = parser.parse_args()
     setup_django(args.db)
     from django.db import connections
@@ -498,11 +551,15 @@ def main() -> None:
     from bench.settings import raw_dsn
 
     connections.settings["default"]["CONN_MAX_AGE"] = 600
+    if args.prepare_threshold is not None:
+        options = connections.settings["default"].setdefault("OPTIONS", {})
+        options["prepare_threshold"] = args.prepare_threshold
     url, dsn = sqlalchemy_url(args.db), raw_dsn()
     durability = durability_check(url)
+    load_before = " ".join(_load())
     rows: list[list[Any]] = []
-    for section in (bench_openai, bench_adk, bench_langgraph):
-        found = section(args, url, dsn)
+    for name in args.only or SECTIONS:
+        found = SECTIONS[name](args, url, dsn)
         # Each framework's rows as soon as they are measured (a long run keeps them
         # even if a later section fails).
         print(found, flush=True)
@@ -513,7 +570,11 @@ def main() -> None:
         ["case", "ours", "theirs", "raw psycopg", "theirs/ours", "raw/ours"],
         rows,
     )
-    print(f"\n{durability}; peak RSS {peak_rss_mb():.0f} MiB")
+    prepared = "off" if args.prepare_threshold is None else args.prepare_threshold
+    print(
+        f"\n{durability}; Django prepare_threshold: {prepared}; peak RSS {peak_rss_mb():.0f} MiB; "
+        f"load average before/after: {load_before} / {' '.join(_load())}"
+    )
 
 
 if __name__ == "__main__":
