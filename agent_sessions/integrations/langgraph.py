@@ -170,14 +170,14 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
         last = self._touched.get(thread_id)
         if last is not None and now - last < TOUCH_INTERVAL_SECONDS:
             return
-        # Created on first use, and again when it was deleted meanwhile (by
-        # another process's delete_thread, say: touching then finds no row).
-        if last is None or not touch_session(thread_id, using=self.using):
+        # Touched first: an existing thread (a saver of another process, or a
+        # new saver resuming it) needs nothing more. Created when the touch
+        # finds no row: on first use, or after another process's delete_thread.
+        if not touch_session(thread_id, using=self.using):
             ensure_session(
                 core.Session.new(self.agent_id, id=thread_id, metadata={"framework": SOURCE}),
                 using=self.using,
             )
-            touch_session(thread_id, using=self.using)
         if len(self._touched) > 10_000:
             self._touched.clear()
         self._touched[thread_id] = now
