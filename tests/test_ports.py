@@ -56,6 +56,7 @@ PROTOCOL_METHODS = {
         "hard_delete_expired_sessions",
         "prune_session_events",
         "clean_orphaned_artifacts",
+        "restore",
         "health_check",
     ],
 }
