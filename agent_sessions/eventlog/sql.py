@@ -340,9 +340,29 @@ def copy_events_postgres(
             copy.write_row(row)
 
 
+#: Rows per multi-row INSERT on SQLite: within the 999 bound parameters of
+#: SQLite builds before 3.32.
+SQLITE_ROWS_PER_INSERT = 999 // len(EVENT_COLUMNS)
+
+
 def insert_events_sqlite(cursor: CursorWrapper, rows: Sequence[Sequence[Any]]) -> None:
-    """Insert event rows (in :data:`EVENT_COLUMNS` order) on SQLite."""
-    cursor.executemany(_INSERT_SQLITE, rows)
+    """Insert event rows (in :data:`EVENT_COLUMNS` order) on SQLite.
+
+    One ``INSERT … VALUES (…), (…)`` per :data:`SQLITE_ROWS_PER_INSERT` rows,
+    not ``executemany``: each statement costs a statement journal and, with
+    the full-text index's FTS5 triggers, a new index segment, so a batch pays
+    for a handful of statements instead of one per event.
+    """
+    for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
+        chunk = rows[start : start + SQLITE_ROWS_PER_INSERT]
+        if len(chunk) == 1:
+            cursor.execute(_INSERT_SQLITE, chunk[0])
+            continue
+        values = ", ".join([f"({_PLACEHOLDERS})"] * len(chunk))
+        cursor.execute(
+            f"INSERT INTO asm_events ({QUOTED_EVENT_COLUMNS}) VALUES {values}",
+            [value for row in chunk for value in row],
+        )
 
 
 def notify_sessions(
