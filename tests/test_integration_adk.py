@@ -11,6 +11,7 @@ import asyncio
 import subprocess
 import sys
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -311,3 +312,36 @@ def test_importing_without_the_extra_names_the_pip_command() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
     assert "pip install django-agent-sessions[adk]" in result.stderr
+
+
+@pytest.mark.postgres_only
+def test_an_append_finds_the_session_row_by_primary_key_whatever_the_statistics() -> None:
+    # Statistics are those of a near-empty table (no ANALYZE): a plan may then
+    # prefer the agent_id index, and walk every version of every session of
+    # the app on each append. The owner check must leave it nothing to use.
+    from django.db import connection
+
+    from agent_sessions.integrations import pgsql
+
+    params = {
+        "id": "evt_x",
+        "type": "message_sent",
+        "timestamp": datetime(2026, 1, 1),
+        "session_id": "adk:app:u:s",
+        "run_id": None,
+        "data": "{}",
+        "metadata": "{}",
+        "schema_version": 1,
+        "provider": None,
+        "correlation_id": None,
+        "now": datetime(2026, 1, 1),
+        "updated_at": datetime(2026, 1, 1),
+        "state_delta": "{}",
+        "app_name": "app",
+        "user_id": "u",
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + pgsql._APPEND_ADK_EVENT, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "asm_sessions_pkey" in plan
+    assert "asm_sessions_agent_id_index" not in plan

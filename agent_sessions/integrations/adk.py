@@ -358,16 +358,16 @@ class DjangoSessionService(BaseSessionService):
             return self._resolved[key]
         storage_id = asm_session_id(app_name, user_id, adk_id)
         with translate_errors("get_session"):
-            found = set(
-                m.Session.objects.using(alias)
-                .filter(
-                    id__in=[storage_id, adk_id],
-                    agent_id=app_name,
-                    metadata__adk_kind=KIND_SESSION,
-                    metadata__adk_user_id=user_id,
-                )
-                .values_list("id", flat=True)
-            )
+            # By primary key only, the owner checked here: a filter on agent_id
+            # could make the planner walk every session of the app instead.
+            rows = m.Session.objects.using(alias).filter(id__in=[storage_id, adk_id])
+            found = {
+                sid
+                for sid, agent_id, metadata in rows.values_list("id", "agent_id", "metadata")
+                if agent_id == app_name
+                and (metadata or {}).get("adk_kind") == KIND_SESSION
+                and (metadata or {}).get("adk_user_id") == user_id
+            }
         # The current mapping first; then a row of the earlier one (asm id = ADK id).
         resolved = next((sid for sid in (storage_id, adk_id) if sid in found), None)
         if resolved is not None:
@@ -585,10 +585,12 @@ class DjangoSessionService(BaseSessionService):
 
 
 # The asm id of an ADK session: the current mapping's row first, else an earlier one's.
+# Found by primary key; the owner check is kept out of reach of any index (see pgsql).
 _RESOLVE_SQL = """
 SELECT id FROM asm_sessions
-WHERE id = ANY(%(ids)s) AND agent_id = %(app_name)s
-  AND metadata ->> 'adk_kind' = 'session' AND metadata ->> 'adk_user_id' = %(user_id)s
+WHERE id = ANY(%(ids)s)
+  AND (agent_id, metadata ->> 'adk_kind', metadata ->> 'adk_user_id')
+      IS NOT DISTINCT FROM (%(app_name)s::varchar, 'session'::text, %(user_id)s::text)
 ORDER BY id = %(preferred)s DESC
 LIMIT 1
 """

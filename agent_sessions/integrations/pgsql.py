@@ -84,6 +84,11 @@ FROM (
 ) AS latest
 """
 
+# The owner check (app, user) is written so that no index can serve it: the
+# row is found by its primary key whatever the statistics say. As plain
+# equalities, a plan could pick the agent_id index and walk every version of
+# every session of the app on each append (each append leaves one: updated_at
+# is indexed, so the update is never HOT).
 # One ADK append. ``duplicate`` finds the event when it is already stored
 # (a re-delivery): then nothing else happens. ``target`` updates (and so locks, until the statement
 # commits) the ADK session row, which queues concurrent appends to the
@@ -97,8 +102,9 @@ WITH duplicate AS (
     UPDATE asm_sessions
     SET updated_at = %(updated_at)s,
         context = coalesce(context, '{{}}'::jsonb) || %(state_delta)s::jsonb
-    WHERE id = %(session_id)s AND agent_id = %(app_name)s
-      AND metadata ->> 'adk_user_id' = %(user_id)s
+    WHERE id = %(session_id)s
+      AND (agent_id, metadata ->> 'adk_user_id')
+          IS NOT DISTINCT FROM (%(app_name)s::varchar, %(user_id)s::text)
       AND NOT EXISTS (SELECT 1 FROM duplicate)
     RETURNING id
 ), counter AS (
