@@ -264,6 +264,11 @@ def _append_cursor(connection: BaseDatabaseWrapper) -> Any:
     created per append: on this hottest statement both cost a noticeable
     share of the time. It belongs to the current driver connection and is
     replaced when Django reconnects.
+
+    A server-binding cursor: the parameters travel apart from the statement
+    (no quoting in Python). With Django's default ``prepare_threshold=None``
+    that is the extended protocol's unnamed statement, which transaction
+    poolers pass through; with a threshold set, psycopg prepares it.
     """
     import psycopg
 
@@ -272,12 +277,7 @@ def _append_cursor(connection: BaseDatabaseWrapper) -> Any:
     cached = getattr(connection, "_agent_sessions_append_cursor", None)
     if cached is not None and cached[0] is driver_connection and not cached[1].closed:
         return cached[1]
-    cursor_class = (
-        psycopg.ClientCursor
-        if getattr(driver_connection, "prepare_threshold", None) is None
-        else psycopg.Cursor
-    )
-    cursor = cursor_class(driver_connection)
+    cursor = psycopg.Cursor(driver_connection)
     connection._agent_sessions_append_cursor = (driver_connection, cursor)  # type: ignore[attr-defined]
     return cursor
 
