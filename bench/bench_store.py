@@ -476,6 +476,22 @@ def run_sqlite(args: argparse.Namespace) -> None:
     def ts(value: datetime) -> str:
         return value.isoformat(" ", timespec="microseconds")
 
+    def sqlite_row(r: dict[str, Any], number: int) -> tuple[Any, ...]:
+        """A plain event as the INSERT's parameters: what the hand-written code encodes."""
+        return (
+            r["id"],
+            r["type"],
+            ts(r["timestamp"]),
+            r["session_id"],
+            r["run_id"],
+            number,
+            json.dumps(r["data"]),
+            json.dumps(r["metadata"]),
+            r["schema_version"],
+            r["provider"],
+            r["correlation_id"],
+        )
+
     ours_in = [make_events(fresh_session(), args.single) for _ in range(args.repeat)]
     raw_in = [make_plain(fresh_session(), args.single) for _ in range(args.repeat)]
 
@@ -489,22 +505,7 @@ def run_sqlite(args: argparse.Namespace) -> None:
             (number,) = raw.execute(
                 SQLITE_COUNTER, (r["session_id"], ts(datetime.now(UTC)))
             ).fetchone()
-            raw.execute(
-                SQLITE_INSERT,
-                (
-                    r["id"],
-                    r["type"],
-                    ts(r["timestamp"]),
-                    r["session_id"],
-                    r["run_id"],
-                    number,
-                    json.dumps(r["data"]),
-                    json.dumps(r["metadata"]),
-                    r["schema_version"],
-                    r["provider"],
-                    r["correlation_id"],
-                ),
-            )
+            raw.execute(SQLITE_INSERT, sqlite_row(r, number))
             raw.execute("COMMIT")
 
     rows: list[list[Any]] = []
@@ -532,21 +533,7 @@ def run_sqlite(args: argparse.Namespace) -> None:
             values = []
             for r in batch:
                 number += 1
-                values.append(
-                    (
-                        r["id"],
-                        r["type"],
-                        ts(r["timestamp"]),
-                        r["session_id"],
-                        r["run_id"],
-                        number,
-                        json.dumps(r["data"]),
-                        json.dumps(r["metadata"]),
-                        r["schema_version"],
-                        r["provider"],
-                        r["correlation_id"],
-                    )
-                )
+                values.append(sqlite_row(r, number))
             raw.executemany(SQLITE_INSERT, values)
             raw.execute("COMMIT")
 
