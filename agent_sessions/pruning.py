@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections
@@ -32,6 +32,7 @@ from django.db.models import Count, Exists, Q, QuerySet
 from agent_sessions import models as m
 from agent_sessions.archive import ArchiveWriter
 from agent_sessions.db import translate_errors
+from agent_sessions.eventlog.codec import stored_timestamp
 from agent_sessions.paging import KeysetOrder
 from agent_sessions.retention import RetentionPolicy
 
@@ -256,7 +257,7 @@ class EventPruning:
                 params,
             )
             rows = cursor.fetchall()
-        return sorted((_utc(stamp), number, event_id) for stamp, number, event_id in rows)
+        return sorted((stored_timestamp(stamp), number, id_) for stamp, number, id_ in rows)
 
     def _delete_events(self, ids: Sequence[str], archive: ArchiveWriter | None) -> int:
         """Archive (when asked) then delete these events; call inside a transaction."""
@@ -270,13 +271,6 @@ class EventPruning:
             archive.write("event", (row.to_domain() for row in rows.iterator(READ_CHUNK)))
             archive.sync()
         return int(doomed.delete()[0])
-
-
-def _utc(value: Any) -> datetime:
-    """A ``timestamp`` read by a raw cursor (naive UTC; ISO text on SQLite) as an aware datetime."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value  # type: ignore[no-any-return]
 
 
 def excess(group: dict[str, Any], cap: int) -> int:

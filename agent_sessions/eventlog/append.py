@@ -176,6 +176,16 @@ def append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) -
     return [stored[event.id] for event in events]
 
 
+def _already_stored(
+    connection: BaseDatabaseWrapper, cursor: CursorWrapper, event_id: str
+) -> core.Event:
+    """The stored event a duplicate single append returns, unchanged (read again on a race)."""
+    stored = stored_events_by_id(connection, cursor, [event_id]).get(event_id)
+    if stored is None:
+        raise _EventIdRace("the stored event was deleted meanwhile")
+    return stored
+
+
 def _append_one_sqlite(connection: BaseDatabaseWrapper, event: core.Event) -> core.Event:
     # Two statements: the counter (with the duplicate check) and the insert.
     with connection.cursor() as cursor:
@@ -183,10 +193,7 @@ def _append_one_sqlite(connection: BaseDatabaseWrapper, event: core.Event) -> co
             cursor, event.session_id, event.id, db_time(connection, utcnow())
         )
         if number is None:
-            stored = stored_events_by_id(connection, cursor, [event.id]).get(event.id)
-            if stored is None:
-                raise _EventIdRace("the stored event was deleted meanwhile")
-            return stored
+            return _already_stored(connection, cursor, event.id)
         event.sequence_number = number
         row, outcome = event_row(connection, event, number)
         try:
@@ -214,12 +221,8 @@ def _append_one_postgres(connection: BaseDatabaseWrapper, event: core.Event) -> 
             raise _CounterBehind([event.session_id]) from exc
         raise
     if number is None:
-        # Already stored: return that event, unchanged.
         with connection.cursor() as cursor:
-            stored = stored_events_by_id(connection, cursor, [event.id]).get(event.id)
-        if stored is None:
-            raise _EventIdRace("the stored event was deleted meanwhile")
-        return stored
+            return _already_stored(connection, cursor, event.id)
     event.sequence_number = number
     signals.events_stored(connection.alias, [(event, outcome)])
     return event

@@ -34,6 +34,7 @@ __all__ = [
     "event_params",
     "event_row",
     "prepared_event",
+    "stored_timestamp",
 ]
 
 #: The columns of ``asm_events`` in table order; rows are read and written in this order.
@@ -109,7 +110,8 @@ def db_time(connection: BaseDatabaseWrapper, value: datetime) -> Any:
     return naive.isoformat(" ", timespec="microseconds")
 
 
-def _aware(value: Any) -> datetime:
+def stored_timestamp(value: Any) -> datetime:
+    """A ``timestamp`` column as a raw cursor returns it (naive UTC; ISO text on SQLite), aware."""
     if type(value) is str:
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
@@ -144,7 +146,7 @@ def event_from_row(row: Sequence[Any]) -> core.Event:
     # A type this version does not know (written by a newer ASM) is passed
     # through as its string rather than making the whole log unreadable.
     event.type = _EVENT_TYPES.get(type_, type_)
-    event.timestamp = _aware(timestamp)
+    event.timestamp = stored_timestamp(timestamp)
     event.data = _json_object(data)
     event.metadata = _json_object(metadata)
     return event
