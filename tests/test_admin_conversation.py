@@ -329,9 +329,10 @@ def test_a_page_never_loads_whole_payloads(admin_client: Client):
     for n in range(1, 4):
         append(session, n, "tool_call_completed", {"tool_name": "dump", "tool_output": huge})
 
+    session_page = reverse("admin:agent_sessions_session_change", args=[quote(session.id)])
     with CaptureQueriesContext(connection) as queries:
         conv = admin_client.get(conversation(session.id))
-        page = admin_client.get(reverse("admin:agent_sessions_session_change", args=[session.id]))
+        page = admin_client.get(session_page)
 
     bounded_uses = (
         'pg_column_size("asm_events"."data")',
