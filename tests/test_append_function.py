@@ -129,3 +129,20 @@ def test_a_function_dropped_inside_the_callers_transaction_falls_back() -> None:
             stored = store.append_event(Event.new("message_sent", "ses_fn_atomic"))
         assert stored.sequence_number == 2
         assert _numbers("ses_fn_atomic") == [1, 2]
+
+
+def test_a_process_that_saw_no_function_uses_it_from_its_next_connection() -> None:
+    """Started before migrate: the CTE until reconnecting, then the function again."""
+    from django.db import transaction
+
+    store = DjangoSessionStore()
+    with _function_dropped():
+        connection.close()
+        store.append_event(Event.new("message_sent", "ses_fn_later"))  # remembered: missing
+    connection.close()  # e.g. the next request with CONN_MAX_AGE=0
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL track_functions = 'pl'")
+        store.append_event(Event.new("message_sent", "ses_fn_later"))
+        assert _calls_in_this_transaction() == 1
+    assert _numbers("ses_fn_later") == [1, 2]

@@ -246,15 +246,22 @@ _UNDEFINED_FUNCTION = "42883"
 
 
 def _has_append_function(connection: BaseDatabaseWrapper, cursor: Any) -> bool:
-    """Whether migration 0006's function exists; looked up once per Django connection object."""
-    known = getattr(connection, "_agent_sessions_append_function", None)
-    if known is None:
-        with connection.wrap_database_errors:
-            cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [_APPEND_EVENT_SIGNATURE])
-            row = cursor.fetchone()
-        known = bool(row and row[0])
-        connection._agent_sessions_append_function = known  # type: ignore[attr-defined]
-    return bool(known)
+    """Whether migration 0006's function exists; looked up once per server connection.
+
+    Remembered with the driver connection it was looked up on, so a process
+    that started before the migration ran uses the function from its next
+    connection on.
+    """
+    driver_connection = connection.connection
+    cached = getattr(connection, "_agent_sessions_append_function", None)
+    if cached is not None and cached[0] is driver_connection:
+        return bool(cached[1])
+    with connection.wrap_database_errors:
+        cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [_APPEND_EVENT_SIGNATURE])
+        row = cursor.fetchone()
+    known = bool(row and row[0])
+    connection._agent_sessions_append_function = (driver_connection, known)  # type: ignore[attr-defined]
+    return known
 
 
 def _append_cursor(connection: BaseDatabaseWrapper) -> Any:
