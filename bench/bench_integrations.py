@@ -562,7 +562,8 @@ def main() -> None:
         found = SECTIONS[name](args, url, dsn)
         # Each framework's rows as soon as they are measured (a long run keeps them
         # even if a later section fails).
-        print(found, flush=True)
+        for case, ours, theirs, *_ in found:
+            print(f"{case}: ours {ours:.3f} s, theirs {theirs:.3f} s", flush=True)
         rows += found
     print_table(
         f"agent-framework adapters on PostgreSQL ({args.db}); seconds (best of "

@@ -146,3 +146,64 @@ def test_a_process_that_saw_no_function_uses_it_from_its_next_connection() -> No
         store.append_event(Event.new("message_sent", "ses_fn_later"))
         assert _calls_in_this_transaction() == 1
     assert _numbers("ses_fn_later") == [1, 2]
+
+
+def _prepared_statements() -> list[str]:
+    """The statements prepared on this connection's server session."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_on_a_direct_connection_only_the_append_is_prepared() -> None:
+    """Planned once per server session; Django's own statements stay unprepared."""
+    from agent_sessions.models import Session as SessionRow
+
+    connection.close()
+    store = DjangoSessionStore()
+    for _ in range(3):
+        store.append_event(Event.new("message_sent", "ses_fn_prep"))
+    for _ in range(10):
+        list(SessionRow.objects.filter(id="nothing"))
+    prepared = _prepared_statements()
+    assert len(prepared) == 1, prepared
+    assert "asm_append_event" in prepared[0]
+    assert connection.connection.prepare_threshold is None
+    assert _numbers("ses_fn_prep") == [1, 2, 3]
+
+
+def test_a_prepared_append_deallocated_behind_psycopgs_back_runs_again_unprepared() -> None:
+    from django.db import transaction
+
+    connection.close()
+    store = DjangoSessionStore()
+    store.append_event(Event.new("message_sent", "ses_fn_dealloc"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        (name,) = cursor.fetchone()
+        cursor.execute(f"DEALLOCATE {name}")  # psycopg still believes it is prepared
+    with transaction.atomic():  # inside a caller's transaction: retried in a savepoint
+        store.append_event(Event.new("message_sent", "ses_fn_dealloc"))
+    store.append_event(Event.new("message_sent", "ses_fn_dealloc"))
+    assert _numbers("ses_fn_dealloc") == [1, 2, 3]
+    assert _prepared_statements() == []
+
+
+def test_a_rolled_back_transaction_leaves_the_prepared_append_working() -> None:
+    """psycopg deallocates its statements on rollback; the next append prepares again."""
+    from django.db import transaction
+
+    connection.close()
+    store = DjangoSessionStore()
+    store.append_event(Event.new("message_sent", "ses_fn_rollback"))
+
+    def undone() -> None:
+        with transaction.atomic():
+            store.append_event(Event.new("message_sent", "ses_fn_rollback"))
+            raise RuntimeError("undo")
+
+    with pytest.raises(RuntimeError):
+        undone()
+    store.append_event(Event.new("message_sent", "ses_fn_rollback"))
+    assert _numbers("ses_fn_rollback") == [1, 2]
+    assert len(_prepared_statements()) == 1

@@ -174,9 +174,10 @@ def test_nothing_is_left_on_pgbouncers_server_connections(
     # maintenance (its lock and synchronous_commit), exports.
     store = DjangoSessionStore(using=ALIAS)
     store.save_session(Session.new("agent", id=sid))
-    store.append_event(Event.new("message_sent", sid))
-    assert store.get_events(sid, after=1, wait_timeout_ms=300) == []
-    on_all(children, f"store.get_events({sid!r}, after=1, wait_timeout_ms=300)")
+    for _ in range(POOL_SIZE * 3):  # single appends are never prepared through a pooler
+        store.append_event(Event.new("message_sent", sid))
+    assert store.get_events(sid, after=POOL_SIZE * 3, wait_timeout_ms=300) == []
+    on_all(children, f"store.get_events({sid!r}, after=10**6, wait_timeout_ms=300)")
     children[0].run(
         "import io; from django.core.management import call_command; "
         f"call_command('asm_maintenance', '--database', {ALIAS!r}, stdout=io.StringIO())"
@@ -199,6 +200,7 @@ def test_nothing_is_left_on_pgbouncers_server_connections(
                     " AND locktype = 'advisory'), "
                     "(SELECT count(*) FROM pg_listening_channels()), "
                     "(SELECT count(*) FROM pg_cursors), "
+                    "(SELECT count(*) FROM pg_prepared_statements), "
                     "current_setting('synchronous_commit'), current_setting('lock_timeout'), "
                     "current_setting('statement_timeout'), "
                     "current_setting('idle_in_transaction_session_timeout')"
@@ -209,7 +211,7 @@ def test_nothing_is_left_on_pgbouncers_server_connections(
             client.close()
     assert len({state[0] for state in states}) == POOL_SIZE, "one client per server connection"
     for state in states:
-        assert state[1:] == (0, 0, 0, "on", "0", "0", "0"), state
+        assert state[1:] == (0, 0, 0, 0, "on", "0", "0", "0"), state
 
 
 def test_the_checks_warn_about_a_pooled_alias_configured_as_if_direct(
