@@ -234,10 +234,12 @@ def run_write(
         alias: The database alias to write to.
         operation: What is being done, for error messages.
         work: Does the writing; receives the connection.
-        single_statement: ``work`` runs exactly one statement. Outside any
-            transaction, in autocommit mode, that statement is atomic on its
-            own and runs without BEGIN/COMMIT (two round trips fewer on the
-            hot append path); a failure still undoes all of it.
+        single_statement: ``work`` is atomic by itself when the connection
+            is in autocommit: it runs exactly one statement, or (the SQLite
+            single append) opens and commits its own transaction. Outside any
+            transaction it then runs without Django's BEGIN/COMMIT (two round
+            trips fewer on the hot append path); a failure still undoes all
+            of it.
         retry_safe: Running ``work`` twice has the effect of running it once
             (an append by event id, an upsert by id), so it may be repeated
             when the connection was lost, even after a COMMIT whose outcome

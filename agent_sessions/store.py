@@ -294,8 +294,9 @@ class DjangoSessionStore(SessionStoreAsyncMixin):
                 alias,
                 "append_event",
                 lambda c: append_prepared(c, prepared)[0],
-                # On PostgreSQL a single append is one statement (see sequences.py).
-                single_statement=connections[alias].vendor == "postgresql",
+                # Atomic by itself in autocommit: one statement on PostgreSQL, its
+                # own BEGIN IMMEDIATE … COMMIT on SQLite (see eventlog/sql.py).
+                single_statement=True,
             )
         except AgentSessionsError as exc:
             signals.write_rejected(exc, getattr(event, "session_id", None))

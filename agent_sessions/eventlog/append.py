@@ -39,12 +39,12 @@ from agent_sessions.eventlog.sql import (
     STORED_EVENTS_POSTGRES,
     AppendFunctionMissing,
     append_one_postgres,
+    append_one_sqlite,
     catch_up_counters,
     copy_events_postgres,
     insert_events_sqlite,
     notify_sessions,
     reserve_blocks,
-    reserve_one_sqlite,
 )
 from agent_sessions.pipeline import PipelineOutcome
 from agent_sessions.validation import utcnow
@@ -188,20 +188,19 @@ def _already_stored(
 
 def _append_one_sqlite(connection: BaseDatabaseWrapper, event: core.Event) -> core.Event:
     # Two statements: the counter (with the duplicate check) and the insert.
-    with connection.cursor() as cursor:
-        number = reserve_one_sqlite(
-            cursor, event.session_id, event.id, db_time(connection, utcnow())
+    row, outcome = event_row(connection, event, 0)
+    try:
+        number = append_one_sqlite(
+            connection, row, event.id, event.session_id, db_time(connection, utcnow())
         )
-        if number is None:
+    except IntegrityError as exc:
+        if _is_sequence_conflict(exc):
+            raise _CounterBehind([event.session_id]) from exc
+        raise
+    if number is None:
+        with connection.cursor() as cursor:
             return _already_stored(connection, cursor, event.id)
-        event.sequence_number = number
-        row, outcome = event_row(connection, event, number)
-        try:
-            insert_events_sqlite(cursor, [row])
-        except IntegrityError as exc:
-            if _is_sequence_conflict(exc):
-                raise _CounterBehind([event.session_id]) from exc
-            raise
+    event.sequence_number = number
     signals.events_stored(connection.alias, [(event, outcome)])
     return event
 

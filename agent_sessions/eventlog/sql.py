@@ -39,6 +39,7 @@ __all__ = [
     "WATCH_LOCK_CLASS",
     "AppendFunctionMissing",
     "append_one_postgres",
+    "append_one_sqlite",
     "catch_up_counters",
     "copy_events_postgres",
     "insert_events_sqlite",
@@ -388,6 +389,57 @@ def reserve_one_sqlite(
     cursor.execute(_RESERVE_ONE_SQLITE, [session_id, now, event_id])
     row = cursor.fetchone()
     return None if row is None else int(row[0])
+
+
+_RESERVE_ONE_SQLITE_DRIVER = _RESERVE_ONE_SQLITE.replace("%s", "?")
+_INSERT_SQLITE_DRIVER = _INSERT_SQLITE.replace("%s", "?")
+_SEQUENCE_INDEX = EVENT_COLUMNS.index("sequence_number")
+
+
+def append_one_sqlite(
+    connection: BaseDatabaseWrapper, row: list[Any], event_id: str, session_id: str, now: Any
+) -> int | None:
+    """Append one event on SQLite: the counter (with the duplicate check), then the insert.
+
+    In autocommit outside any atomic block, the two statements run in a
+    transaction of their own on the driver connection, ``BEGIN IMMEDIATE`` …
+    ``COMMIT`` (the write lock taken up front, as every writer here takes
+    it): Django's transaction and cursor machinery cost about as much as
+    the two statements. Inside a transaction they join it. A failure rolls
+    back everything this call wrote.
+
+    Args:
+        connection: The Django connection.
+        row: The event's values in :data:`EVENT_COLUMNS` order; its
+            ``sequence_number`` is filled in here.
+        event_id: The event's id (the duplicate check).
+        session_id: The event's session (its counter).
+        now: The counter's ``updated_at``, already prepared for the database.
+
+    Returns:
+        The new event's sequence number, or None when an event with this id
+        is already stored (nothing was written).
+    """
+    connection.ensure_connection()
+    driver_connection = connection.connection
+    own = connection.get_autocommit() and not connection.in_atomic_block
+    cursor = driver_connection.cursor()
+    with connection.wrap_database_errors:
+        if own:
+            cursor.execute("BEGIN IMMEDIATE")
+        try:
+            cursor.execute(_RESERVE_ONE_SQLITE_DRIVER, (session_id, now, event_id))
+            reserved = cursor.fetchone()
+            if reserved is not None:
+                row[_SEQUENCE_INDEX] = number = int(reserved[0])
+                cursor.execute(_INSERT_SQLITE_DRIVER, row)
+            if own:
+                cursor.execute("COMMIT")
+        except BaseException:
+            if own and driver_connection.in_transaction:
+                driver_connection.rollback()
+            raise
+    return None if reserved is None else number
 
 
 def copy_events_postgres(
