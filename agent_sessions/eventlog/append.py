@@ -18,7 +18,7 @@ transaction — the store runs it through the one write path
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -151,20 +151,24 @@ def append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) -
             now = db_time(connection, utcnow())
             last = reserve_blocks(connection, cursor, counts, now)
             next_number = {sid: last[sid] - count + 1 for sid, count in counts.items()}
-            rows = []
             outcomes: list[PipelineOutcome | None] = []
-            for event in new_events:
-                event.sequence_number = next_number[event.session_id]
-                next_number[event.session_id] += 1
-                row, outcome = event_row(connection, event, event.sequence_number)
-                rows.append(row)
-                outcomes.append(outcome)
-                stored[event.id] = event
+
+            def encoded() -> Iterator[list[Any]]:
+                for event in new_events:
+                    event.sequence_number = next_number[event.session_id]
+                    next_number[event.session_id] += 1
+                    row, outcome = event_row(connection, event, event.sequence_number)
+                    outcomes.append(outcome)
+                    stored[event.id] = event
+                    yield row
+
             try:
                 if connection.vendor == "postgresql":
-                    copy_events_postgres(connection, cursor, rows)
+                    # Rows are encoded as COPY sends them, so PostgreSQL is
+                    # already inserting while later rows are being encoded.
+                    copy_events_postgres(connection, cursor, encoded())
                 else:
-                    insert_events_sqlite(cursor, rows)
+                    insert_events_sqlite(cursor, list(encoded()))
             except IntegrityError as exc:
                 if _is_event_id_conflict(exc):
                     raise _EventIdRace from exc
