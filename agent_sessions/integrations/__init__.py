@@ -11,7 +11,8 @@ of them:
 - :mod:`agent_sessions.integrations.langgraph` — LangGraph checkpointer
   (``[langgraph]``);
 - :mod:`agent_sessions.integrations.adk` — Google ADK ``BaseSessionService``
-  (``[adk]``).
+  (``[adk]``), and :mod:`agent_sessions.integrations.adk_memory` — its
+  ``BaseMemoryService`` over the full-text search.
 
 Shared pieces live beside them: :mod:`.payload_log` (a framework's records
 kept as events of one asm session), :mod:`.runs` (runs and token usage the

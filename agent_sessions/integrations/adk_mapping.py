@@ -12,7 +12,10 @@ database access here:
 - app- and user-scoped state live in one asm session row each,
   :func:`app_state_id` and :func:`user_state_id`;
 - an event with model usage, a final answer or an error updates the asm run
-  of its invocation (:func:`run_update`).
+  of its invocation (:func:`run_update`);
+- the memory service (:mod:`.adk_memory`) marks how much of a session is
+  memory in ``metadata[MEMORY_MARK]``, and keeps events of sessions stored
+  elsewhere in a session row of its own, :func:`memory_session_id`.
 
 Needs ``pip install django-agent-sessions[adk]``.
 """
@@ -45,8 +48,10 @@ from agent_sessions.integrations.runs import (
 __all__ = [
     "EVENT_KEY",
     "KIND_APP_STATE",
+    "KIND_MEMORY",
     "KIND_SESSION",
     "KIND_USER_STATE",
+    "MEMORY_MARK",
     "PROVIDER",
     "SOURCE",
     "app_state_id",
@@ -54,6 +59,7 @@ __all__ = [
     "asm_session_id",
     "event_type_for_adk_event",
     "json_safe",
+    "memory_session_id",
     "merged_state",
     "normalised_id",
     "run_update",
@@ -67,6 +73,10 @@ EVENT_KEY = "adk_event"
 SOURCE = "adk"
 #: ``metadata["adk_kind"]`` of the asm session rows the service writes.
 KIND_SESSION, KIND_APP_STATE, KIND_USER_STATE = "session", "app_state", "user_state"
+#: ``metadata["adk_kind"]`` of a session row holding memory of a session stored elsewhere.
+KIND_MEMORY = "memory"
+#: ``metadata`` key of a session row: the sequence number its memory reaches.
+MEMORY_MARK = "adk_memory_through"
 #: ``asm_runs.provider`` of the runs recorded for ADK invocations.
 PROVIDER = "google"
 #: The longest ``asm_sessions.id``.
@@ -98,6 +108,22 @@ def asm_session_id(app_name: str, user_id: str, session_id: str) -> str:
         return readable
     digest = hashlib.sha256("\x1f".join((app_name, user_id, session_id)).encode()).hexdigest()
     return f"{_ID_PREFIX}sha256:{digest}"
+
+
+def memory_session_id(app_name: str, user_id: str, session_id: str) -> str:
+    """The asm session holding memory of the ADK session (app, user, id) stored elsewhere.
+
+    ``adk-memory:<app>:<user>:<session id>``, each part percent-escaped as in
+    :func:`asm_session_id`; ``adk-memory:sha256:`` and the hash of the three
+    when that would exceed the column.
+    """
+    readable = "adk-memory:" + ":".join(
+        quote(part, safe="") for part in (app_name, user_id, session_id)
+    )
+    if len(readable) <= _MAX_ID_LENGTH:
+        return readable
+    digest = hashlib.sha256("\x1f".join((app_name, user_id, session_id)).encode()).hexdigest()
+    return f"adk-memory:sha256:{digest}"
 
 
 def normalised_id(session_id: str | None) -> str:
