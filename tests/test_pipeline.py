@@ -407,3 +407,24 @@ def test_maintenance_completed_after_a_run(store: DjangoSessionStore) -> None:
     assert received[0]["sender"] is DjangoMaintenance
     assert received[0]["report"] is report
     assert received[0]["duration_ms"] == report.duration_ms
+
+
+@pytest.mark.usefixtures("redacting")
+def test_a_batch_with_a_stored_id_redacts_and_signals_each_new_event_once(
+    recorder: Recorder, store: DjangoSessionStore, session: Session
+) -> None:
+    """PostgreSQL writes the batch a second time without the stored id; the pipeline runs once."""
+    earlier = store.append_event(Event.new(EventType.MESSAGE_SENT, session.id))
+    secret = Event.new(EventType.MESSAGE_RECEIVED, session.id, data={"content": f"key {SECRET}"})
+    stored = store.append_events([secret, earlier, Event.new(EventType.MESSAGE_SENT, session.id)])
+    assert [e.sequence_number for e in stored] == [2, 1, 3]
+    assert SECRET not in stored[0].data["content"]
+    assert recorder.of(signals.event_redacted) == [
+        {"event": stored[0], "redaction_count": 1, "fields_redacted": ["data.content"]}
+    ]
+    assert [c["event"] for c in recorder.of(signals.event_persisted)] == [
+        earlier,
+        stored[0],
+        stored[2],
+    ]
+    assert store.get_latest_sequence(session.id) == 3

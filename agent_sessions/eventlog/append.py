@@ -22,13 +22,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
 from agent_sessions import core, signals
 from agent_sessions.db import RetryTransaction
 from agent_sessions.eventlog.codec import (
+    EVENT_COLUMNS,
     EVENT_SELECT,
     db_time,
     encode_event,
@@ -128,56 +129,93 @@ def stored_events_by_id(
 
 
 def append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) -> list[core.Event]:
-    """Store validated events inside the current transaction; results in input order."""
+    """Store validated events inside the current transaction; results in input order.
+
+    On PostgreSQL a batch is first written optimistically, without looking
+    up which ids are stored already (a thousand primary-key probes cost about
+    a tenth of the batch): inside a savepoint, so that when ``COPY`` meets a
+    stored id the savepoint is rolled back (counters included) and the batch
+    is written again without the stored ids. SQLite looks them up first.
+    """
     if not events:
         return []
     if len(events) == 1:
         if connection.vendor == "postgresql":
             return [_append_one_postgres(connection, events[0])]
         return [_append_one_sqlite(connection, events[0])]
+    encoded: dict[str, tuple[list[Any], PipelineOutcome | None]] = {}
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            try:
+                with transaction.atomic(using=connection.alias):
+                    return _write_batch(connection, cursor, events, {}, encoded)
+            except _EventIdRace:
+                pass  # a stored id: written again below, without it
         unique_ids = list(dict.fromkeys(event.id for event in events))
         stored = stored_events_by_id(connection, cursor, unique_ids)
-        new_events: list[core.Event] = []
-        seen: set[str] = set(stored)
-        for event in events:
-            if event.id not in seen:
-                seen.add(event.id)
-                new_events.append(event)
-        if new_events:
-            counts: dict[str, int] = {}
-            for event in new_events:
-                counts[event.session_id] = counts.get(event.session_id, 0) + 1
-            now = db_time(connection, utcnow())
-            last = reserve_blocks(connection, cursor, counts, now)
-            next_number = {sid: last[sid] - count + 1 for sid, count in counts.items()}
-            outcomes: list[PipelineOutcome | None] = []
+        return _write_batch(connection, cursor, events, stored, encoded)
 
-            def encoded() -> Iterator[list[Any]]:
-                for event in new_events:
-                    event.sequence_number = next_number[event.session_id]
-                    next_number[event.session_id] += 1
-                    row, outcome = event_row(connection, event, event.sequence_number)
-                    outcomes.append(outcome)
-                    stored[event.id] = event
-                    yield row
 
-            try:
-                if connection.vendor == "postgresql":
-                    # Rows are encoded as COPY sends them, so PostgreSQL is
-                    # already inserting while later rows are being encoded.
-                    copy_events_postgres(connection, cursor, encoded())
-                else:
-                    insert_events_sqlite(cursor, list(encoded()))
-            except IntegrityError as exc:
-                if _is_event_id_conflict(exc):
-                    raise _EventIdRace from exc
-                if _is_sequence_conflict(exc):
-                    raise _CounterBehind(counts) from exc
-                raise
-            notify_sessions(connection, cursor, counts)
-            signals.events_stored(connection.alias, zip(new_events, outcomes, strict=True))
+def _write_batch(
+    connection: BaseDatabaseWrapper,
+    cursor: CursorWrapper,
+    events: list[core.Event],
+    stored: dict[str, core.Event],
+    encoded: dict[str, tuple[list[Any], PipelineOutcome | None]],
+) -> list[core.Event]:
+    """Write the events whose ids are not in ``stored`` (each id once); results in input order.
+
+    ``encoded`` keeps each event's row and pipeline outcome across attempts:
+    the pipeline runs once per event even when the batch is written twice.
+    """
+    new_events: list[core.Event] = []
+    seen: set[str] = set(stored)
+    for event in events:
+        if event.id not in seen:
+            seen.add(event.id)
+            new_events.append(event)
+    if not new_events:
+        return [stored[event.id] for event in events]
+    counts: dict[str, int] = {}
+    for event in new_events:
+        counts[event.session_id] = counts.get(event.session_id, 0) + 1
+    now = db_time(connection, utcnow())
+    last = reserve_blocks(connection, cursor, counts, now)
+    next_number = {sid: last[sid] - count + 1 for sid, count in counts.items()}
+
+    def rows() -> Iterator[list[Any]]:
+        for event in new_events:
+            number = next_number[event.session_id]
+            next_number[event.session_id] += 1
+            event.sequence_number = number
+            if event.id in encoded:
+                row = encoded[event.id][0]
+                row[_SEQUENCE_INDEX] = number
+            else:
+                encoded[event.id] = event_row(connection, event, number)
+                row = encoded[event.id][0]
+            stored[event.id] = event
+            yield row
+
+    try:
+        if connection.vendor == "postgresql":
+            # Rows are encoded as COPY sends them, so PostgreSQL is
+            # already inserting while later rows are being encoded.
+            copy_events_postgres(connection, cursor, rows())
+        else:
+            insert_events_sqlite(cursor, list(rows()))
+    except IntegrityError as exc:
+        if _is_event_id_conflict(exc):
+            raise _EventIdRace from exc
+        if _is_sequence_conflict(exc):
+            raise _CounterBehind(counts) from exc
+        raise
+    notify_sessions(connection, cursor, counts)
+    signals.events_stored(connection.alias, [(event, encoded[event.id][1]) for event in new_events])
     return [stored[event.id] for event in events]
+
+
+_SEQUENCE_INDEX = EVENT_COLUMNS.index("sequence_number")
 
 
 def _already_stored(
