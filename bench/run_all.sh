@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Run every benchmark at the sizes the issues name, one after another, on the
-# local PostgreSQL; each prints its numbers next to raw psycopg and the ratio.
+# local PostgreSQL (and SQLite for bench_store --sqlite and bench_search --sqlite);
+# each prints its numbers next to the hand-written baseline and the ratio.
 # Output is also kept under bench/results/ (git-ignored).
-#   bash bench/run_all.sh            # full size (about 15-20 minutes on 2 cores)
+#   bash bench/run_all.sh            # full size (about 30 minutes on 2 cores)
 #   ASM_BENCH_SMOKE=1 bash bench/run_all.sh   # small sizes, a minute or two
+#   ASM_BENCH_10M=1 bash bench/run_all.sh     # also bench_query and bench_admin at 10M
+#                                             # events (the first run generates them:
+#                                             # about an hour; later runs reuse them)
 set -euo pipefail
 source "$(dirname "$0")/../scripts/_setup.sh"
 cd "$ROOT"
@@ -15,8 +19,10 @@ stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 if [ -n "${ASM_BENCH_SMOKE:-}" ]; then
     runs=(
         "bench_store --single 200 --batches 2 --replay 3000"
+        "bench_store --sqlite --single 200 --batches 2 --replay 3000"
         "bench_query --scale 0.05"
         "bench_maintenance --scale 0.05"
+        "bench_maintenance --dataset total --events 30000,90000"
         "bench_restore --scale 0.05"
         "bench_admin"
         "bench_integrations"
@@ -28,8 +34,10 @@ if [ -n "${ASM_BENCH_SMOKE:-}" ]; then
 else
     runs=(
         "bench_store"
+        "bench_store --sqlite"
         "bench_query --scale 1"
         "bench_maintenance --scale 1 --batch-size 100"
+        "bench_maintenance --dataset total"
         "bench_maintenance --scale 1 --batch-size 1000"
         "bench_restore --scale 1 --batch-size 1000"
         "bench_admin --scale 1"
@@ -39,6 +47,12 @@ else
         "bench_search --events 1000000 --repeat 20"
         "bench_search --events 1000000 --repeat 20 --sqlite"
     )
+    if [ -n "${ASM_BENCH_10M:-}" ]; then
+        runs+=(
+            "bench_query --scale 10 --db asm_bench_query10"
+            "bench_admin --scale 10"
+        )
+    fi
 fi
 for run in "${runs[@]}"; do
     name="${run%% *}"
