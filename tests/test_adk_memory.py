@@ -400,3 +400,51 @@ def test_preload_memory_gives_the_model_earlier_conversations(
     assert "user: My sister Alba lives in Lisbon." in past
     # The question itself is this turn's, not a memory.
     assert "Where does Alba live?" not in past
+
+
+def test_load_memory_answers_the_models_query(
+    sessions: DjangoSessionService, memory: DjangoMemoryService
+) -> None:
+    from google.adk.agents import LlmAgent
+    from google.adk.models.base_llm import BaseLlm
+    from google.adk.models.llm_request import LlmRequest
+    from google.adk.models.llm_response import LlmResponse
+    from google.adk.runners import Runner
+    from google.adk.tools import load_memory
+
+    run(memory.add_session_to_memory(conversation(sessions, "My sister Alba lives in Lisbon.")))
+    recalled: list[Any] = []
+
+    class ToolCallingLlm(BaseLlm):
+        """A local model: asks load_memory first, then answers with what it was given."""
+
+        async def generate_content_async(
+            self, llm_request: LlmRequest, stream: bool = False
+        ) -> AsyncGenerator[LlmResponse, None]:
+            responses = [
+                part.function_response
+                for content in llm_request.contents
+                for part in content.parts
+                if part.function_response
+            ]
+            if not responses:
+                call = types.FunctionCall(name="load_memory", args={"query": "Alba's city"})
+                part = types.Part(function_call=call)
+            else:
+                # The tool's return value, as ADK hands it back: a LoadMemoryResponse.
+                recalled.extend(responses[-1].response["result"].memories)
+                part = types.Part(text="Lisbon")
+            yield LlmResponse(content=types.Content(role="model", parts=[part]))
+
+    agent = LlmAgent(name="helper", model=ToolCallingLlm(model="local"), tools=[load_memory])
+    runner = Runner(app_name=APP, agent=agent, session_service=sessions, memory_service=memory)
+    run(sessions.create_session(app_name=APP, user_id=USER, session_id="s2"))
+
+    async def ask() -> None:
+        message = types.Content(role="user", parts=[types.Part(text="Where does Alba live?")])
+        async for _ in runner.run_async(user_id=USER, session_id="s2", new_message=message):
+            pass
+
+    run(ask())
+    assert texts(recalled) == ["My sister Alba lives in Lisbon."]
+    assert recalled[0].author == "user"
