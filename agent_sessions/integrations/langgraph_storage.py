@@ -6,7 +6,8 @@ knows *how*, on the write path every writer shares
 (:func:`agent_sessions.db.run_write`):
 
 - on PostgreSQL a ``put`` is one statement (the new messages and the
-  checkpoint, :func:`~agent_sessions.integrations.pgsql.append_session_events`)
+  checkpoint, :func:`~agent_sessions.integrations.pgsql.append_session_events`,
+  a call of migration 0007's function, planned once per server connection)
   and a ``get_tuple`` one statement (the checkpoint with its pending writes,
   :func:`~agent_sessions.integrations.pgsql.read_checkpoint_events`);
 - other databases, and the rare races the statement leaves to the store
@@ -25,11 +26,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
 
 from agent_sessions import core
 from agent_sessions import models as m
-from agent_sessions.db import run_write, translate_errors
+from agent_sessions.db import RetryTransaction, run_write, translate_errors
 from agent_sessions.errors import StorageError
 from agent_sessions.integrations.langgraph_codec import (
     CHECKPOINT_TYPE,
@@ -43,6 +45,7 @@ from agent_sessions.integrations.pgsql import (
     is_postgres,
     read_checkpoint_events,
 )
+from agent_sessions.sequences import AppendFunctionMissing
 from agent_sessions.store import DjangoSessionStore
 
 __all__ = [
@@ -250,6 +253,10 @@ def stored_checkpoint(alias: str, event_id: str) -> tuple[Any, Any] | None:
 # ---------------------------------------------------------------------------- writes
 
 
+class _AppendFunctionGone(RetryTransaction):
+    """Migration 0007's function was dropped since it was looked up; run the put again."""
+
+
 def append_new(
     alias: str,
     store: DjangoSessionStore,
@@ -277,13 +284,15 @@ def append_new(
     """
     watched = set(watched)
     if is_postgres(alias):
+
+        def append(connection: BaseDatabaseWrapper) -> dict[str, int]:
+            try:
+                return append_session_events(connection, thread_id, events)
+            except AppendFunctionMissing as exc:
+                raise _AppendFunctionGone from exc
+
         try:
-            numbers = run_write(
-                alias,
-                "put",
-                lambda connection: append_session_events(connection, thread_id, events),
-                single_statement=True,
-            )
+            numbers = run_write(alias, "put", append, single_statement=True)
             return watched & set(numbers)
         except StorageError as exc:
             if exc.details.get("sqlstate") != _UNIQUE_VIOLATION:

@@ -19,7 +19,9 @@ adapters, which callers reach by checking :func:`is_postgres` first.
   counter bump with it.
 - :func:`append_session_events` stores several events of one session in *one*
   statement (the LangGraph saver's ``put``: the new messages and the
-  checkpoint), with the same guarantees as the store's batch append.
+  checkpoint), with the same guarantees as the store's batch append: a call
+  of ``asm_append_session_events`` (migration 0007), planned once per server
+  connection, or the same work as a CTE where the function is missing.
 - :func:`read_checkpoint_events` reads a LangGraph checkpoint (the given one,
   or the thread's latest) with its pending writes in one statement.
 
@@ -36,7 +38,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connections
+from django.db import ProgrammingError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
@@ -49,6 +51,7 @@ from agent_sessions.sequences import (
     EVENT_COLUMNS,
     INSERT_EVENT_FROM_COUNTER,
     NOTIFY_IF_WATCHED,
+    AppendFunctionMissing,
     dump_json,
     encode_event,
 )
@@ -169,6 +172,20 @@ WITH batch AS (
     SELECT {NOTIFY_IF_WATCHED.format(sid="watched.sid", source=_WATCHED)}
 )
 SELECT id, sequence_number, (SELECT count(*) FROM notified) FROM inserted
+"""
+
+#: Migration 0007's function: :data:`_APPEND_SESSION_EVENTS` planned once per
+#: server connection.
+_APPEND_SESSION_EVENTS_FUNCTION = (
+    "asm_append_session_events(varchar, varchar[], varchar[], timestamp[], varchar[], jsonb[],"
+    " jsonb[], integer[], varchar[], varchar[], timestamp)"
+)
+_CALL_APPEND_SESSION_EVENTS = """
+SELECT stored_id, stored_number FROM asm_append_session_events(
+    %(session_id)s, %(id)b::varchar[], %(type)b::varchar[], %(timestamp)b::timestamp[],
+    %(run_id)b::varchar[], %(data)b::jsonb[], %(metadata)b::jsonb[],
+    %(schema_version)b::integer[], %(provider)b::varchar[], %(correlation_id)b::varchar[],
+    %(now)s)
 """
 
 # A LangGraph checkpoint and its pending writes (they share the correlation id):
@@ -417,6 +434,8 @@ def append_session_events(
         django.db.IntegrityError: a concurrent append stored one of the new
             ids first, or the session's counter is behind its events
             (nothing was written; the store's ``append_events`` handles both).
+        AppendFunctionMissing: the function was dropped since it was looked
+            up (nothing was written); call again (then with the CTE).
     """
     columns: dict[str, list[Any]] = {name: [] for name in _BATCH_COLUMNS}
     outcomes: dict[str, PipelineOutcome | None] = {}
@@ -426,17 +445,44 @@ def append_session_events(
         params, outcomes[event.id] = encode_event(event)
         for name, values in columns.items():
             values.append(params[name])
-    with _statement_cursor(connection) as cursor:
-        cursor.execute(
-            _APPEND_SESSION_EVENTS,
-            {**columns, "session_id": session_id, "now": datetime.now(UTC).replace(tzinfo=None)},
-        )
-        numbers = {str(event_id): int(number) for event_id, number, _ in cursor.fetchall()}
+    params = {**columns, "session_id": session_id, "now": datetime.now(UTC).replace(tzinfo=None)}
+    use_function = False
+    try:
+        with _statement_cursor(connection) as cursor:
+            use_function = _has_function(connection, cursor, _APPEND_SESSION_EVENTS_FUNCTION)
+            cursor.execute(
+                _CALL_APPEND_SESSION_EVENTS if use_function else _APPEND_SESSION_EVENTS, params
+            )
+            numbers = {str(row[0]): int(row[1]) for row in cursor.fetchall()}
+    except ProgrammingError as exc:
+        if use_function and getattr(exc.__cause__, "sqlstate", None) == _UNDEFINED_FUNCTION:
+            # Dropped since it was looked up: looked up again on the next call.
+            del connection._agent_sessions_functions  # type: ignore[attr-defined]
+            raise AppendFunctionMissing from exc
+        raise
     stored = [event for event in events if event.id in numbers]
     for event in stored:
         event.sequence_number = numbers[event.id]
     signals.events_stored(connection.alias, [(event, outcomes[event.id]) for event in stored])
     return numbers
+
+
+_UNDEFINED_FUNCTION = "42883"
+
+
+def _has_function(connection: BaseDatabaseWrapper, cursor: Any, signature: str) -> bool:
+    """Whether a database function exists, looked up once per server connection (remembered
+    with the driver connection: a process started before ``migrate`` uses it from its next
+    connection on)."""
+    cached = getattr(connection, "_agent_sessions_functions", None)
+    if cached is None or cached[0] is not connection.connection:
+        cached = (connection.connection, {})
+        connection._agent_sessions_functions = cached  # type: ignore[attr-defined]
+    known: dict[str, bool] = cached[1]
+    if signature not in known:
+        cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [signature])
+        known[signature] = bool(cursor.fetchone()[0])
+    return known[signature]
 
 
 def read_checkpoint_events(

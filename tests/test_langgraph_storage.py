@@ -1,0 +1,160 @@
+"""How DjangoCheckpointSaver stores what it stores: compressed payloads, the put function.
+
+The behaviour LangGraph sees is checked by its conformance suite
+(tests/test_langgraph_checkpointer.py); these check what makes a put cheap
+without changing it: large serialised payloads are stored zlib-compressed
+(and the uncompressed form written before still reads), and on PostgreSQL a
+put is one call of ``asm_append_session_events`` (migration 0007), with the
+CTE taking over where the function is missing or goes away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import import_module
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.base import empty_checkpoint
+
+from agent_sessions import models as m
+from agent_sessions.integrations import langgraph_codec
+from agent_sessions.integrations.langgraph import DjangoCheckpointSaver
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FUNCTION = "asm_append_session_events"
+
+
+def text(n: int) -> str:
+    return f"message {n} " + "lorem ipsum " * 8
+
+
+def conversation(saver: DjangoCheckpointSaver, size: int) -> tuple[Any, dict[str, Any]]:
+    """A checkpoint whose ``messages`` channel holds ``size`` messages, and its new versions."""
+    messages: list[Any] = [
+        (HumanMessage if n % 2 == 0 else AIMessage)(text(n), id=f"m{n}") for n in range(size)
+    ]
+    checkpoint = empty_checkpoint()
+    version = saver.get_next_version(None, None)
+    checkpoint["channel_values"] = {"messages": messages}
+    checkpoint["channel_versions"] = {"messages": version}
+    return checkpoint, {"messages": version}
+
+
+def put(saver: DjangoCheckpointSaver, thread_id: str, size: int) -> Any:
+    checkpoint, versions = conversation(saver, size)
+    config: Any = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    return saver.put(config, checkpoint, {"source": "loop", "step": size}, versions)
+
+
+def stored_payload(thread_id: str) -> list[str]:
+    event = m.Event.objects.get(session_id=thread_id, type="workspace_snapshot_taken")
+    payload: list[str] = event.metadata["langgraph"]["checkpoint"]
+    return payload
+
+
+def contents(saver: DjangoCheckpointSaver, config: Any) -> list[str]:
+    got = saver.get_tuple(config)
+    assert got is not None
+    return [message.content for message in got.checkpoint["channel_values"]["messages"]]
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+def test_a_large_checkpoint_is_stored_compressed_and_reads_back() -> None:
+    saver = DjangoCheckpointSaver()
+    config = put(saver, "thread_z", 20)
+    _kind, stored, encoding = stored_payload("thread_z")
+    serialised_size = len(saver.serde.dumps_typed(conversation(saver, 20)[0])[1])
+    assert encoding == "zlib"
+    assert len(stored) < serialised_size / 2
+    assert contents(saver, config) == [text(n) for n in range(20)]
+
+
+def test_a_small_checkpoint_is_stored_as_it_is() -> None:
+    saver = DjangoCheckpointSaver()
+    put(saver, "thread_small", 0)
+    assert len(stored_payload("thread_small")) == 2
+
+
+def test_checkpoints_stored_uncompressed_still_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Written before payloads were compressed: ``[type, base64]``.
+    saver = DjangoCheckpointSaver()
+    monkeypatch.setattr(langgraph_codec, "COMPRESS_FROM", 10**9)
+    config = put(saver, "thread_old", 20)
+    assert len(stored_payload("thread_old")) == 2
+    monkeypatch.undo()
+    assert len(contents(saver, config)) == 20
+    assert len(list(saver.list({"configurable": {"thread_id": "thread_old"}}))) == 1
+
+
+# --------------------------------------------------------------------------- the put function
+
+
+def _calls_in_this_transaction() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions WHERE funcname = %s",
+            [FUNCTION],
+        )
+        return int(cursor.fetchone()[0])
+
+
+@contextmanager
+def _function_dropped() -> Iterator[None]:
+    """Drop the function, and put it back after (as migration 0007 made it)."""
+    migration = import_module("agent_sessions.migrations.0007_append_session_events_function")
+    with connection.cursor() as cursor:
+        cursor.execute(migration.DROP)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(migration.CREATE)
+
+
+def _numbers(thread_id: str) -> list[int]:
+    return list(
+        m.Event.objects.filter(session_id=thread_id)
+        .order_by("sequence_number")
+        .values_list("sequence_number", flat=True)
+    )
+
+
+@pytest.mark.postgres_only
+def test_a_put_is_one_call_of_the_session_append_function() -> None:
+    saver = DjangoCheckpointSaver()
+    put(saver, "thread_fn", 1)  # the thread's session row is created first
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL track_functions = 'pl'")
+        put(saver, "thread_fn", 2)
+        assert _calls_in_this_transaction() == 1
+    # Two checkpoints and two messages, numbered in order.
+    assert _numbers("thread_fn") == [1, 2, 3, 4]
+
+
+@pytest.mark.postgres_only
+def test_without_the_function_a_put_stores_the_same_events() -> None:
+    with _function_dropped():
+        connection.close()  # a new connection looks the function up again
+        saver = DjangoCheckpointSaver()
+        config = put(saver, "thread_nofn", 2)
+        put(saver, "thread_nofn", 3)
+        assert _numbers("thread_nofn") == [1, 2, 3, 4, 5]
+        assert len(contents(saver, config)) == 2
+
+
+@pytest.mark.postgres_only
+def test_a_function_dropped_while_running_falls_back_without_losing_the_put() -> None:
+    saver = DjangoCheckpointSaver()
+    put(saver, "thread_gone", 1)  # found and remembered
+    with _function_dropped():
+        config = put(saver, "thread_gone", 2)
+        assert _numbers("thread_gone") == [1, 2, 3, 4]
+        assert len(contents(saver, config)) == 2
