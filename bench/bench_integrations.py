@@ -33,7 +33,9 @@ case (:func:`settle_search_index`, what autovacuum does in the background);
 each timed append case runs ``--repeat`` rounds, the three contenders
 taking turns inside each round so that load from other processes hits them
 alike, and the best round counts; reads are best of ``--read-repeat``. Tables
-are ANALYZEd after loading so that every side's reads get real plans.
+are ANALYZEd after loading (LangGraph: before its timed threads, which grow
+in tables holding earlier runs' threads) so that every side's reads get real
+plans, as autovacuum would keep them.
 
 Our single-item appends run on the adapters' private async connections
 (``agent_sessions.integrations.pgasync``: built from Django's connection
@@ -475,6 +477,12 @@ def bench_langgraph(args: argparse.Namespace, url: str, dsn: str) -> list[list[A
     count = args.graph_messages
     with PostgresSaver.from_conn_string(dsn) as theirs_saver:
         theirs_saver.setup()
+        # Same durability: PostgresSaver's own connection, checked like the others.
+        theirs_commit = theirs_saver.conn.execute("SHOW synchronous_commit").fetchone()
+        print(f"PostgresSaver synchronous_commit: {dict(theirs_commit or {})}", flush=True)
+        # Real plans for both sides' reads (as autovacuum keeps them): the tables
+        # hold earlier runs' threads, and the timed threads grow in them.
+        analyze(dsn)
 
         def ours(_: int) -> float:
             return run_thread(DjangoCheckpointSaver(), new_id("lg"), count)
