@@ -5,7 +5,9 @@ The behaviour LangGraph sees is checked by its conformance suite
 without changing it: large serialised payloads are stored zlib-compressed
 (and the uncompressed form written before still reads), and on PostgreSQL a
 put is one call of ``asm_append_session_events`` (migration 0007), with the
-CTE taking over where the function is missing or goes away.
+CTE taking over where the function is missing or goes away, and on a direct
+connection the put and get_tuple statements are prepared (run again
+unprepared when they vanish).
 """
 
 from __future__ import annotations
@@ -158,3 +160,37 @@ def test_a_function_dropped_while_running_falls_back_without_losing_the_put() ->
         config = put(saver, "thread_gone", 2)
         assert _numbers("thread_gone") == [1, 2, 3, 4]
         assert len(contents(saver, config)) == 2
+
+
+# --------------------------------------------------------------------------- prepared statements
+
+
+def _prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.postgres_only
+def test_on_a_direct_connection_put_and_get_tuple_are_prepared() -> None:
+    saver = DjangoCheckpointSaver()
+    connection.close()
+    for size in (1, 2):
+        config = put(saver, "thread_prepared", size)
+        assert len(contents(saver, config)) == size
+    prepared = _prepared_statements()
+    assert any(FUNCTION in statement for statement in prepared)
+    assert any("metadata -> $2" in statement for statement in prepared)
+
+
+@pytest.mark.postgres_only
+def test_statements_deallocated_behind_the_drivers_back_run_again_unprepared() -> None:
+    saver = DjangoCheckpointSaver()
+    config = put(saver, "thread_dealloc", 1)
+    contents(saver, config)
+    with connection.cursor() as cursor:
+        # Unseen by psycopg, as a pooler's DISCARD ALL would be.
+        cursor.execute("DO $$ BEGIN EXECUTE 'DEALLOCATE ALL'; END $$")
+    config = put(saver, "thread_dealloc", 2)
+    assert contents(saver, config) == [text(0), text(1)]
+    assert _numbers("thread_dealloc") == [1, 2, 3, 4]

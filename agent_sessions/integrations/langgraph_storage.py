@@ -6,10 +6,10 @@ knows *how*, on the write path every writer shares
 (:func:`agent_sessions.db.run_write`):
 
 - on PostgreSQL a ``put`` is one statement (the new messages and the
-  checkpoint, :func:`~agent_sessions.integrations.pgsql.append_session_events`,
+  checkpoint, :func:`~agent_sessions.integrations.langgraph_pgsql.append_session_events`,
   a call of migration 0007's function, planned once per server connection)
   and a ``get_tuple`` one statement (the checkpoint with its pending writes,
-  :func:`~agent_sessions.integrations.pgsql.read_checkpoint_events`);
+  :func:`~agent_sessions.integrations.langgraph_pgsql.read_checkpoint_events`);
 - other databases, and the rare races the statement leaves to the store
   (a concurrent append of the same new id, a counter found behind), go
   through :class:`~agent_sessions.store.DjangoSessionStore` and the ORM.
@@ -40,11 +40,11 @@ from agent_sessions.integrations.langgraph_codec import (
     WRITE_TYPE,
     payload,
 )
-from agent_sessions.integrations.pgsql import (
+from agent_sessions.integrations.langgraph_pgsql import (
     append_session_events,
-    is_postgres,
     read_checkpoint_events,
 )
+from agent_sessions.integrations.pgsql import is_postgres
 from agent_sessions.sequences import AppendFunctionMissing
 from agent_sessions.store import DjangoSessionStore
 

@@ -6,7 +6,7 @@ already stored are skipped without using a number, the others get the
 session's next numbers in input order, a reader watching the session is
 notified, all or nothing. It is the statement of the LangGraph saver's
 ``put`` (the new messages and the checkpoint;
-:func:`agent_sessions.integrations.pgsql.append_session_events`), which
+:func:`agent_sessions.integrations.langgraph_pgsql.append_session_events`), which
 without it is a CTE parsed and planned on every call: Django's default
 connection settings prepare nothing, and PL/pgSQL keeps the plans of its
 statements for the life of the server connection (which PgBouncer's
