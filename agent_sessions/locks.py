@@ -39,6 +39,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import Error as DjangoError
@@ -51,6 +52,7 @@ from agent_sessions.errors import MaintenanceLockLost, StorageError
 
 __all__ = [
     "LOCK_NAME",
+    "AdvisoryLockHolder",
     "MaintenanceLock",
     "hold_maintenance_lock",
     "lock_file_path",
@@ -67,6 +69,22 @@ ADVISORY_LOCK_KEY = int.from_bytes(
 )
 
 
+@dataclass(frozen=True)
+class AdvisoryLockHolder:
+    """Which server transaction holds the PostgreSQL lock, as ``pg_locks`` shows it.
+
+    With it a statement on another connection can check the lock itself
+    (``asm_prune_oldest_events`` does, just before its commit), instead of a
+    round trip on the lock's connection. The pid and the virtual transaction
+    id together name the holding transaction; a new one has another id,
+    even in a backend that reused the pid.
+    """
+
+    key: int
+    pid: int
+    transaction: str
+
+
 class MaintenanceLock:
     """The maintenance lock as held by this process.
 
@@ -74,11 +92,18 @@ class MaintenanceLock:
         alias: The database alias the lock protects.
         still_held: Says whether the lock is still held (cheap: one query
             on the lock's own connection, or one ``stat``).
+        holder: PostgreSQL: the transaction holding the lock (None elsewhere).
     """
 
-    def __init__(self, alias: str, still_held: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        alias: str,
+        still_held: Callable[[], bool],
+        holder: AdvisoryLockHolder | None = None,
+    ) -> None:
         self.alias = alias
         self._still_held = still_held
+        self.holder = holder
         self.lost = False
 
     def check(self) -> None:
@@ -115,8 +140,8 @@ def hold_maintenance_lock(using: str | None = None) -> Iterator[MaintenanceLock 
     alias = db_for_write(using, m.Session)
     connection = connections[alias]
     if connection.vendor == "postgresql":
-        with _advisory_lock(connection) as still_held:
-            yield None if still_held is None else MaintenanceLock(alias, still_held)
+        with _advisory_lock(connection) as held:
+            yield None if held is None else MaintenanceLock(alias, *held)
     elif connection.vendor == "sqlite":
         with _file_lock(lock_file_path(connection)) as still_held:
             yield None if still_held is None else MaintenanceLock(alias, still_held)
@@ -154,7 +179,7 @@ def maintenance_lock(using: str | None = None) -> Iterator[bool]:
 # The advisory lock as pg_locks shows it: a bigint key is split into
 # classid (high 32 bits) and objid (low 32 bits), with objsubid 1.
 _HELD_SQL = """
-    SELECT COUNT(*) FROM pg_locks
+    SELECT pid, virtualtransaction FROM pg_locks
     WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
       AND classid = %s AND objid = %s AND objsubid = 1
 """
@@ -163,7 +188,9 @@ _KEY_LOW = ADVISORY_LOCK_KEY & 0xFFFFFFFF
 
 
 @contextmanager
-def _advisory_lock(connection: BaseDatabaseWrapper) -> Iterator[Callable[[], bool] | None]:
+def _advisory_lock(
+    connection: BaseDatabaseWrapper,
+) -> Iterator[tuple[Callable[[], bool], AdvisoryLockHolder] | None]:
     # A copy of the wrapper opens a connection of its own, so no transaction
     # of the maintenance work can release the lock early. The lock is
     # transaction-scoped and that connection keeps its transaction open for
@@ -180,7 +207,7 @@ def _advisory_lock(connection: BaseDatabaseWrapper) -> Iterator[Callable[[], boo
     def still_held() -> bool:
         with dedicated.cursor() as cursor:
             cursor.execute(_HELD_SQL, [_KEY_HIGH, _KEY_LOW])
-            return bool(cursor.fetchone()[0])
+            return cursor.fetchone() is not None
 
     try:
         with translate_errors("maintenance_lock"):
@@ -189,7 +216,13 @@ def _advisory_lock(connection: BaseDatabaseWrapper) -> Iterator[Callable[[], boo
             with dedicated.cursor() as cursor:
                 cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
                 acquired = bool(cursor.fetchone()[0])
-        yield still_held if acquired else None
+                if acquired:
+                    cursor.execute(_HELD_SQL, [_KEY_HIGH, _KEY_LOW])
+                    pid, transaction = cursor.fetchone()
+        if not acquired:
+            yield None
+        else:
+            yield still_held, AdvisoryLockHolder(ADVISORY_LOCK_KEY, pid, transaction)
     finally:
         # Ending the transaction releases the lock; a connection that died
         # took the lock with it.

@@ -18,19 +18,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.models import Exists, OuterRef, QuerySet
 
 from agent_sessions import models as m
 from agent_sessions.archive import ArchiveWriter
-from agent_sessions.db import db_for_write, translate_errors, write_block
+from agent_sessions.db import db_for_write, sqlstate, translate_errors, write_block
 from agent_sessions.errors import ValidationError
-from agent_sessions.locks import MaintenanceLock
+from agent_sessions.locks import AdvisoryLockHolder, MaintenanceLock
 from agent_sessions.retention import RetentionPolicy
 from agent_sessions.telemetry import count_maintenance_batch
 from agent_sessions.validation import utcnow
 
 __all__ = ["BatchedSteps", "MaintenanceProgress", "MaintenanceRun", "check_policy"]
+
+#: What a statement that checks the maintenance lock itself fails with once it is lost
+#: (``asm_prune_oldest_events``, migration 0008).
+LOCK_LOST_SQLSTATE = "AS001"
 
 #: ``progress(step, rows_in_batch, step_total_so_far)``, called after every batch.
 MaintenanceProgress = Callable[[str, int, int], None]
@@ -111,7 +115,9 @@ class BatchedSteps:
         return total
 
     @contextmanager
-    def _write(self, run: MaintenanceRun, operation: str) -> Iterator[None]:
+    def _write(
+        self, run: MaintenanceRun, operation: str, *, async_commit: bool = True
+    ) -> Iterator[None]:
         """One short write transaction of ``run``, errors translated.
 
         The run's lock (when it holds one) is checked before the batch and
@@ -121,7 +127,8 @@ class BatchedSteps:
         SQLite: the write lock is taken first, so the batch queues behind
         appends instead of failing. PostgreSQL: the commit does not wait for
         its WAL flush (``SET LOCAL synchronous_commit = off``: this
-        transaction only, safe behind a transaction pooler). A crash can
+        transaction only, safe behind a transaction pooler; ``async_commit``
+        False leaves that to the batch's own statement). A crash can
         then forget the last few batches, never corrupt anything: the rows
         are simply deleted again by the next run (an archive is
         at-least-once anyway), and thousands of short transactions no longer
@@ -133,12 +140,46 @@ class BatchedSteps:
         if run.lock is not None:
             run.lock.check()
         with write_block(self.alias, operation):
-            if connection.vendor == "postgresql" and outermost:
+            if async_commit and connection.vendor == "postgresql" and outermost:
                 with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL synchronous_commit = off")
             yield
             if run.lock is not None:
                 run.lock.check()
+
+    @contextmanager
+    def _one_statement(
+        self, run: MaintenanceRun, operation: str
+    ) -> Iterator[tuple[bool, AdvisoryLockHolder | None]]:
+        """A write batch that is a single statement (PostgreSQL).
+
+        Yields ``(own_commit, lock_holder)``: whether the statement should
+        switch ``synchronous_commit`` off for its transaction, and the lock
+        it must check itself before it ends (None: nothing to check there).
+
+        Outside any transaction, the statement runs in autocommit: it is the
+        batch's whole transaction, one round trip instead of four or more.
+        The run's PostgreSQL lock is then checked by the statement, which
+        fails with SQLSTATE ``AS001`` when the lock is gone (its batch rolls
+        back; this raises ``MaintenanceLockLost``). Otherwise the statement
+        runs in :meth:`_write`'s transaction, with the lock checked around
+        it, and switches the commit mode only where that transaction is ours.
+        """
+        connection = connections[self.alias]
+        outermost = not connection.in_atomic_block
+        lock = run.lock
+        if outermost and connection.get_autocommit() and (lock is None or lock.holder):
+            with translate_errors(operation):
+                try:
+                    yield True, None if lock is None else lock.holder
+                except DatabaseError as exc:
+                    if lock is not None and sqlstate(exc) == LOCK_LOST_SQLSTATE:
+                        lock.lost = True
+                        lock.check()
+                    raise
+            return
+        with self._write(run, operation, async_commit=False):
+            yield outermost, None
 
     @contextmanager
     def _own_run(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import astuple
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from agent_sessions import models as m
 from agent_sessions.archive import ArchiveWriter
 from agent_sessions.db import translate_errors
 from agent_sessions.eventlog.codec import stored_timestamp
+from agent_sessions.locks import AdvisoryLockHolder
 from agent_sessions.paging import KeysetOrder
 from agent_sessions.retention import RetentionPolicy
 
@@ -55,6 +57,18 @@ READ_CHUNK = 2000
 _WINDOW_FACTOR = 10
 _MIN_WINDOW_EVENTS = 10_000
 
+# Migration 0008's function: one max_total_events batch (PostgreSQL).
+_PRUNE_OLDEST_SIGNATURE = (
+    "asm_prune_oldest_events(timestamp, integer, varchar, varchar[], varchar[], integer,"
+    " boolean, bigint, integer, text)"
+)
+_CALL_PRUNE_OLDEST = (
+    "SELECT pruned, last_timestamp, last_sequence, last_id FROM asm_prune_oldest_events("
+    "%s::timestamp, %s, %s, %s::varchar[], %s::varchar[], %s, %s, %s, %s, %s)"
+)
+# A key below every stored event's (timestamp, sequence_number, id): where the walk starts.
+_BEFORE_OLDEST = ("-infinity", 0, "")
+
 # The order in which max_total_events prunes: oldest first, a total order.
 _OLDEST_FIRST = KeysetOrder(
     ("timestamp", "sequence_number", "id"), ("datetime", "int", "text"), descending=False
@@ -70,6 +84,9 @@ class EventPruning:
         def alias(self) -> str: ...
         def _events(self) -> QuerySet[m.Event]: ...
         def _write(self, run: _Run, operation: str) -> AbstractContextManager[None]: ...
+        def _one_statement(
+            self, run: _Run, operation: str
+        ) -> AbstractContextManager[tuple[bool, AdvisoryLockHolder | None]]: ...
         def _report(self, run: _Run, step: str, rows: int, total: int) -> None: ...
         def _hard_deletable(self, cutoff: datetime) -> Exists: ...
 
@@ -194,26 +211,92 @@ class EventPruning:
                 self._report(run, "prune_events", pruned, already_pruned + pruned)
                 return pruned
         first = [t for t in policy.prune_event_types_first if t not in PROTECTED_EVENT_TYPES]
-        phases = [unprotected.filter(type__in=first), unprotected.exclude(type__in=first)]
+        protected = sorted(PROTECTED_EVENT_TYPES)
+        # Each phase: (only these types, or None for any; never these types).
+        phases: list[tuple[list[str] | None, list[str]]] = [
+            (first, protected),
+            (None, sorted({*protected, *first})),
+        ]
+        walk = self._prune_oldest_postgres if self._prunes_by_function(run) else self._prune_oldest
         pruned = 0
-        for phase in phases:
+        for only, never in phases:
             if excess <= pruned:
                 break
-            pruned += self._prune_oldest(
-                run, phase, excess - pruned, policy, reported_before=already_pruned + pruned
+            if only == []:
+                continue
+            pruned += walk(
+                run, only, never, excess - pruned, policy, reported_before=already_pruned + pruned
             )
         return pruned
 
-    def _prune_oldest(
+    def _prunes_by_function(self, run: _Run) -> bool:
+        """Whether batches of ``max_total_events`` can go through migration 0008's function.
+
+        PostgreSQL without an archive (archived rows are read, written and
+        synced before their delete, which takes a transaction of several
+        statements), once the migration has created the function.
+        """
+        connection = connections[self.alias]
+        if connection.vendor != "postgresql" or run.archive is not None:
+            return False
+        with translate_errors("prune_events"), connection.cursor() as cursor:
+            cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL", [_PRUNE_OLDEST_SIGNATURE])
+            row = cursor.fetchone()
+        return bool(row and row[0])
+
+    def _prune_oldest_postgres(
         self,
         run: _Run,
-        candidates: QuerySet[m.Event],
+        only: list[str] | None,
+        never: list[str],
         limit: int,
         policy: RetentionPolicy,
         *,
         reported_before: int,
     ) -> int:
-        """Delete up to ``limit`` of the oldest candidates, walking (timestamp, sequence, id).
+        """:meth:`_prune_oldest` through ``asm_prune_oldest_events`` (migration 0008).
+
+        A batch is one call: select the next events after the last key,
+        delete them, check the run's lock, return their number and the new
+        last key. Outside a transaction the call is the batch's whole
+        transaction (autocommit, ``synchronous_commit`` off for it alone):
+        one round trip, and a statement the server plans once per connection
+        instead of for every batch. The lock is checked here before the
+        first batch; each batch's own check, just before its commit, is also
+        the check before the next one.
+        """
+        pruned = 0
+        after: Sequence[Any] = _BEFORE_OLDEST
+        if run.lock is not None:
+            run.lock.check()
+        with connections[self.alias].cursor() as cursor:
+            while pruned < limit:
+                size = min(policy.batch_size, limit - pruned)
+                with self._one_statement(run, "prune_events") as (own_commit, holder):
+                    lock = [None] * 3 if holder is None else astuple(holder)
+                    cursor.execute(
+                        _CALL_PRUNE_OLDEST, [*after, only, never, size, own_commit, *lock]
+                    )
+                    row = cursor.fetchone()
+                if row is None:
+                    break
+                deleted, after = int(row[0]), row[1:]
+                pruned += deleted
+                self._report(run, "prune_events", deleted, reported_before + pruned)
+        return pruned
+
+    def _prune_oldest(
+        self,
+        run: _Run,
+        only: list[str] | None,
+        never: list[str],
+        limit: int,
+        policy: RetentionPolicy,
+        *,
+        reported_before: int,
+    ) -> int:
+        """Delete up to ``limit`` of the oldest events of types ``only`` (None: any) but never
+        ``never``, walking (timestamp, sequence, id).
 
         Each batch starts right after the previous one's last key: the
         row-value comparison is an index condition on ``asm_events``'
@@ -222,6 +305,9 @@ class EventPruning:
         in the table's size). ``reported_before`` is what the step already
         reported (earlier phases, per-session pruning), so progress counts on.
         """
+        candidates = self._events().exclude(type__in=never)
+        if only is not None:
+            candidates = candidates.filter(type__in=only)
         ordered = candidates.order_by(*_OLDEST_FIRST.keys)
         pruned = 0
         last: Sequence[Any] | None = None

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 from agent_sessions import models as m
+from agent_sessions.locks import ADVISORY_LOCK_KEY, lock_file_path
 from agent_sessions.retention import RetentionPolicy
 from tests.factories import EventFactory, SessionFactory, SessionSequenceFactory
 
@@ -73,6 +74,36 @@ def counts() -> dict[str, int]:
         "sequences": m.SessionSequence.objects.count(),
         "artifacts": m.Artifact.objects.count(),
     }
+
+
+# --------------------------------------------------------------------------- the lock
+
+
+def terminate_lock_backend() -> int:
+    """Kill the PostgreSQL backend that holds the maintenance lock; return how many.
+
+    Waits (up to 5 s) until it is gone, so its lock is released when this returns.
+    """
+    high, low = (ADVISORY_LOCK_KEY >> 32) & 0xFFFFFFFF, ADVISORY_LOCK_KEY & 0xFFFFFFFF
+    killer = connections["default"].copy()
+    try:
+        with killer.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND granted AND classid = %s AND objid = %s AND objsubid = 1",
+                [high, low],
+            )
+            return len(cursor.fetchall())
+    finally:
+        killer.close()
+
+
+def lose_the_lock() -> None:
+    """Take the lock away from this process as an operator's mishap would."""
+    if connection.vendor == "postgresql":
+        assert terminate_lock_backend() == 1
+    else:
+        os.unlink(lock_file_path(connection))
 
 
 # --------------------------------------------------------------------------- processes

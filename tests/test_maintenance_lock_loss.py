@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from agent_sessions import models as m
 from agent_sessions.archive import read_archive
 from agent_sessions.errors import MaintenanceLockLost
-from agent_sessions.locks import ADVISORY_LOCK_KEY, hold_maintenance_lock, lock_file_path
+from agent_sessions.locks import hold_maintenance_lock
 from agent_sessions.maintenance import DjangoMaintenance
 from tests.factories import SessionFactory
 from tests.maintenance_support import (
@@ -22,36 +21,14 @@ from tests.maintenance_support import (
     ROOT,
     _child_env,
     days_ago,
+    lose_the_lock,
     policy,
     run_manage,
     session_with_log,
+    terminate_lock_backend,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def terminate_lock_backend() -> int:
-    """Kill the PostgreSQL backend that holds the maintenance lock; return how many."""
-    high, low = (ADVISORY_LOCK_KEY >> 32) & 0xFFFFFFFF, ADVISORY_LOCK_KEY & 0xFFFFFFFF
-    killer = connections["default"].copy()
-    try:
-        with killer.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                "AND granted AND classid = %s AND objid = %s AND objsubid = 1",
-                [high, low],
-            )
-            return len(cursor.fetchall())
-    finally:
-        killer.close()
-
-
-def lose_the_lock() -> None:
-    """Take the lock away from this process as an operator's mishap would."""
-    if connection.vendor == "postgresql":
-        assert terminate_lock_backend() == 1
-    else:
-        os.unlink(lock_file_path(connection))
 
 
 @pytest.mark.django_db(transaction=True)
