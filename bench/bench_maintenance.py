@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import time
@@ -293,6 +294,8 @@ def main_total(args: argparse.Namespace) -> None:
                 ours["seconds"] / max(pruned, 1) * 1e6,
                 ours["rss_mb"],
                 "yes" if after_ours == after_sql else f"NO: {after_ours} vs {after_sql}",
+                # The machine is shared: how busy it was while execute ran.
+                " ".join(f"{value:.2f}" for value in os.getloadavg()),
             ]
         )
     print_table(
@@ -307,6 +310,7 @@ def main_total(args: argparse.Namespace) -> None:
             "execute us/pruned event",
             "peak RSS MiB",
             "same result",
+            "load avg 1/5/15 min",
         ],
         rows,
     )
