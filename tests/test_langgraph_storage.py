@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from importlib import import_module
 from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.base import empty_checkpoint
 
@@ -93,6 +95,45 @@ def test_checkpoints_stored_uncompressed_still_read(monkeypatch: pytest.MonkeyPa
     monkeypatch.undo()
     assert len(contents(saver, config)) == 20
     assert len(list(saver.list({"configurable": {"thread_id": "thread_old"}}))) == 1
+
+
+# ------------------------------------------------------------------- the thread's session row
+
+
+def test_the_first_put_creates_the_threads_session() -> None:
+    put(DjangoCheckpointSaver(agent_id="my-graph"), "thread_new", 1)
+    session = m.Session.objects.get(id="thread_new")
+    assert (session.agent_id, session.metadata) == ("my-graph", {"framework": "langgraph"})
+
+
+def test_a_stored_thread_session_only_gets_its_updated_at_refreshed() -> None:
+    m.Session.objects.create(
+        id="thread_kept",
+        agent_id="someone-else",
+        status="active",
+        metadata={"mine": True},
+        context={},
+        tags=["pinned"],
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    put(DjangoCheckpointSaver(), "thread_kept", 1)
+    session = m.Session.objects.get(id="thread_kept")
+    assert (session.agent_id, session.status, session.metadata, session.tags) == (
+        "someone-else",
+        "active",
+        {"mine": True},
+        ["pinned"],
+    )
+    assert session.created_at == datetime(2026, 1, 1, tzinfo=UTC)
+    assert session.updated_at > session.created_at
+
+
+def test_the_first_put_of_a_thread_writes_its_session_row_with_one_statement() -> None:
+    with CaptureQueriesContext(connection) as queries:
+        put(DjangoCheckpointSaver(), "thread_one_statement", 1)
+    on_sessions = [q["sql"] for q in queries.captured_queries if '"asm_sessions"' in q["sql"]]
+    assert [sql.split()[0] for sql in on_sessions] == ["INSERT"]
 
 
 # --------------------------------------------------------------------------- the put function

@@ -99,7 +99,7 @@ from agent_sessions.integrations.langgraph_storage import (
     stored_checkpoint,
     writes_of,
 )
-from agent_sessions.integrations.payload_log import ensure_session, touch_session, write_transaction
+from agent_sessions.integrations.payload_log import create_or_touch_session, write_transaction
 from agent_sessions.integrations.runs import (
     RunRecord,
     derived_run_id,
@@ -170,14 +170,13 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
         last = self._touched.get(thread_id)
         if last is not None and now - last < TOUCH_INTERVAL_SECONDS:
             return
-        # Touched first: an existing thread (a saver of another process, or a
-        # new saver resuming it) needs nothing more. Created when the touch
-        # finds no row: on first use, or after another process's delete_thread.
-        if not touch_session(thread_id, using=self.using):
-            ensure_session(
-                core.Session.new(self.agent_id, id=thread_id, metadata={"framework": SOURCE}),
-                using=self.using,
-            )
+        # One statement: a stored thread (a saver of another process, or a new
+        # saver resuming it) gets only its updated_at; a missing one (first use,
+        # or another process's delete_thread) is created.
+        create_or_touch_session(
+            core.Session.new(self.agent_id, id=thread_id, metadata={"framework": SOURCE}),
+            using=self.using,
+        )
         if len(self._touched) > 10_000:
             self._touched.clear()
         self._touched[thread_id] = now

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, connections
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
 
 from agent_sessions import core
 from agent_sessions import models as m
@@ -23,7 +25,13 @@ from agent_sessions.integrations.pgsql import aappend_one, is_postgres, read_pay
 from agent_sessions.store import DjangoSessionStore
 from agent_sessions.validation import check_id, utcnow
 
-__all__ = ["PayloadLog", "ensure_session", "touch_session", "write_transaction"]
+__all__ = [
+    "PayloadLog",
+    "create_or_touch_session",
+    "ensure_session",
+    "touch_session",
+    "write_transaction",
+]
 
 _T = TypeVar("_T")
 
@@ -54,6 +62,44 @@ def ensure_session(session: core.Session, *, using: str | None = None) -> None:
         lambda _c: m.Session.objects.using(alias).bulk_create(
             [m.Session.from_domain(session)], ignore_conflicts=True
         ),
+        single_statement=True,
+    )
+
+
+def create_or_touch_session(session: core.Session, *, using: str | None = None) -> None:
+    """Insert ``session``, or set the stored row's ``updated_at`` to the new one's: one statement.
+
+    What :func:`touch_session`, then :func:`ensure_session` when the touch
+    found no row, do in up to four round trips (the insert in its own
+    transaction), as one ``INSERT … ON CONFLICT (id) DO UPDATE SET
+    updated_at``, alone in autocommit: safe under concurrent first uses, and
+    every other column of a stored row is left as it is.
+
+    Args:
+        session: The session to create (validated before writing); its
+            ``updated_at`` (now, for a new one) is what a stored row gets.
+        using: Database alias; None follows the routers.
+
+    Raises:
+        ValidationError: the session holds an invalid value.
+        StorageError: the database failed.
+    """
+    session.validate()
+    alias = db_for_write(using, m.Session)
+    row = m.Session.from_domain(session)
+    meta = m.Session._meta
+    # bulk_create(update_conflicts=True) runs the same INSERT, inside a transaction of its own.
+    query = InsertQuery(
+        m.Session,
+        on_conflict=OnConflict.UPDATE,
+        update_fields=[meta.get_field("updated_at")],
+        unique_fields=[meta.pk],
+    )
+    query.insert_values(list(meta.concrete_fields), [row])
+    run_write(
+        alias,
+        "create_or_touch_session",
+        lambda _c: query.get_compiler(using=alias).execute_sql(),
         single_statement=True,
     )
 
