@@ -235,3 +235,44 @@ def test_statements_deallocated_behind_the_drivers_back_run_again_unprepared() -
     config = put(saver, "thread_dealloc", 2)
     assert contents(saver, config) == [text(0), text(1)]
     assert _numbers("thread_dealloc") == [1, 2, 3, 4]
+
+
+@pytest.mark.postgres_only
+def test_a_page_of_list_is_one_statement_with_the_pending_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agent_sessions.integrations import langgraph_pgsql
+
+    saver = DjangoCheckpointSaver()
+    configs = [put(saver, "thread_list", size) for size in (1, 2, 3)]
+    saver.put_writes(configs[1], [("messages", "pending")], task_id="task-1")
+    statements: list[str] = []
+    execute = langgraph_pgsql._execute
+
+    def counted(connection: Any, sql: str, params: Any, **kwargs: Any) -> Any:
+        statements.append(sql)
+        return execute(connection, sql, params, **kwargs)
+
+    monkeypatch.setattr(langgraph_pgsql, "_execute", counted)
+    listed = list(saver.list({"configurable": {"thread_id": "thread_list"}}))
+    assert len(statements) == 1
+    assert [len(t.checkpoint["channel_values"]["messages"]) for t in listed] == [3, 2, 1]
+    assert [t.pending_writes for t in listed] == [[], [("task-1", "messages", "pending")], []]
+
+
+def test_list_pages_through_every_checkpoint_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent_sessions.integrations import langgraph as langgraph_module
+
+    monkeypatch.setattr(langgraph_module, "LIST_CHUNK_SIZE", 2)
+    saver = DjangoCheckpointSaver()
+    ids = [
+        put(saver, thread, size)["configurable"]["checkpoint_id"]
+        for size in (1, 2, 3)
+        for thread in ("thread_page_a", "thread_page_b")
+    ]
+    listed = [t.config["configurable"]["checkpoint_id"] for t in saver.list(None)]
+    assert listed == sorted(ids, reverse=True)
+    limited = list(saver.list({"configurable": {"thread_id": "thread_page_b"}}, limit=2))
+    assert [t.config["configurable"]["checkpoint_id"] for t in limited] == sorted(ids[1::2])[::-1][
+        :2
+    ]

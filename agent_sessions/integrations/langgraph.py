@@ -97,7 +97,6 @@ from agent_sessions.integrations.langgraph_storage import (
     saver_events,
     saver_records,
     stored_checkpoint,
-    writes_of,
 )
 from agent_sessions.integrations.payload_log import create_or_touch_session, write_transaction
 from agent_sessions.integrations.runs import (
@@ -234,23 +233,17 @@ class DjangoCheckpointSaver(BaseCheckpointSaver[str]):
                 size=LIST_CHUNK_SIZE,
             )
             matching = []
-            for session_id, stored in page:
+            for session_id, stored, writes in page:
                 if filter:
                     metadata = untyped(self.serde, stored["metadata"])
                     if any(metadata.get(k) != v for k, v in filter.items()):
                         continue
-                matching.append((session_id, stored))
+                matching.append((session_id, stored, writes))
                 if remaining is not None and len(matching) >= remaining:
                     break
-            writes = writes_of(alias, [(sid, p["ns"], p["checkpoint_id"]) for sid, p in matching])
             release_connections()
-            for session_id, stored in matching:
-                yield checkpoint_tuple(
-                    self.serde,
-                    session_id,
-                    stored,
-                    writes[(session_id, stored["ns"], stored["checkpoint_id"])],
-                )
+            for session_id, stored, writes in matching:
+                yield checkpoint_tuple(self.serde, session_id, stored, writes)
             if remaining is not None:
                 remaining -= len(matching)
                 if remaining <= 0:

@@ -8,6 +8,8 @@
   missing.
 - :func:`read_checkpoint_events` reads a checkpoint (the given one, or the
   thread's latest) with its pending writes in one statement (a ``get_tuple``).
+- :func:`read_checkpoint_page` reads a page of checkpoints with their pending
+  writes in one statement (a page of ``list``).
 
 Both run on the Django connection through a driver cursor that binds
 parameters server-side (large JSON payloads are sent as they are, nothing
@@ -38,7 +40,7 @@ from agent_sessions.sequences import (
     encode_event,
 )
 
-__all__ = ["append_session_events", "read_checkpoint_events"]
+__all__ = ["append_session_events", "read_checkpoint_events", "read_checkpoint_page"]
 
 # Several events of one session in one statement, the columns as binary arrays
 # (no quoting of large JSON texts on either side). ``fresh`` keeps the events
@@ -119,6 +121,34 @@ WHERE session_id = %(session_id)s
   AND data -> %(key)s ->> 'ns' = %(ns)s
 ORDER BY sequence_number
 """
+
+# One page of checkpoints (newest id first), each with its pending writes as one
+# JSON array: a page of ``list`` in one statement. Only the filters asked for
+# are in the statement (``_PAGE_FILTERS``), so each combination gets plans that
+# use its indexes; the writes of a checkpoint are those of its thread, id and
+# namespace.
+_CHECKPOINT_PAGE = """
+SELECT c.session_id, c.data -> %(key)s, c.metadata -> %(key)s, (
+    SELECT json_agg(json_build_array(w.data -> %(key)s, w.metadata -> %(key)s))
+    FROM asm_events w
+    WHERE w.session_id = c.session_id AND w.correlation_id = c.correlation_id
+      AND w.type = %(write_type)s AND w.data -> %(key)s ->> 'ns' = c.data -> %(key)s ->> 'ns'
+)
+FROM asm_events c
+WHERE c.type = %(checkpoint_type)s AND c.data ? %(key)s{filters}
+ORDER BY c.correlation_id DESC, c.session_id, c.sequence_number DESC
+LIMIT %(size)s
+"""
+_PAGE_FILTERS = {
+    "thread_id": "c.session_id = %(thread_id)s",
+    "ns": "c.data -> %(key)s ->> 'ns' = %(ns)s",
+    "checkpoint_id": "c.correlation_id = %(checkpoint_id)s",
+    "before_id": "c.correlation_id < %(before_id)s",
+    "after_id": (
+        "(c.correlation_id < %(after_id)s"
+        " OR (c.correlation_id = %(after_id)s AND c.session_id > %(after_session)s))"
+    ),
+}
 
 _BATCH_COLUMNS = (
     "id",
@@ -224,6 +254,53 @@ def read_checkpoint_events(
         rows = _execute(connection, _READ_CHECKPOINT_EVENTS, params)
     # Django's connections load jsonb as text (its JSONField decodes it).
     return [(bool(first), _json(data), _json(metadata)) for first, data, metadata in rows]
+
+
+def read_checkpoint_page(
+    connection: BaseDatabaseWrapper,
+    *,
+    filters: dict[str, str | None],
+    size: int,
+    key: str,
+    checkpoint_type: str,
+    write_type: str,
+) -> list[tuple[str, Any, Any, list[tuple[Any, Any]]]]:
+    """One page of LangGraph checkpoints with their pending writes, in one statement.
+
+    Args:
+        connection: A PostgreSQL Django connection.
+        filters: ``thread_id``, ``ns``, ``checkpoint_id``, ``before_id`` (ids
+            below it) and ``after_id`` with ``after_session`` (the previous
+            page's last row); None or absent: not filtered.
+        size: At most this many checkpoints.
+        key: The key of ``data`` and ``metadata`` holding the saver's fields.
+        checkpoint_type: The event type of checkpoints.
+        write_type: The event type of pending writes.
+
+    Returns:
+        ``(thread id, data[key], metadata[key], [(data[key], metadata[key])
+        of each pending write])`` per checkpoint, newest checkpoint id first.
+    """
+    asked = {name: value for name, value in filters.items() if value is not None}
+    conditions = "".join(f" AND {_PAGE_FILTERS[name]}" for name in _PAGE_FILTERS if name in asked)
+    params = {
+        **asked,
+        "size": size,
+        "key": key,
+        "checkpoint_type": checkpoint_type,
+        "write_type": write_type,
+    }
+    sql = _CHECKPOINT_PAGE.format(filters=conditions)
+    outside = not connection.in_atomic_block
+    try:
+        rows = _execute(connection, sql, params, may_prepare=outside)
+    except AppendFunctionMissing:
+        # The prepared statement vanished (nothing was done): read again, unprepared.
+        rows = _execute(connection, sql, params)
+    return [
+        (session_id, _json(data), _json(metadata), [tuple(w) for w in _json(writes) or []])
+        for session_id, data, metadata, writes in rows
+    ]
 
 
 def _json(value: Any) -> Any:

@@ -43,6 +43,7 @@ from agent_sessions.integrations.langgraph_codec import (
 from agent_sessions.integrations.langgraph_pgsql import (
     append_session_events,
     read_checkpoint_events,
+    read_checkpoint_page,
 )
 from agent_sessions.integrations.pgsql import is_postgres
 from agent_sessions.sequences import AppendFunctionMissing
@@ -57,7 +58,6 @@ __all__ = [
     "saver_events",
     "saver_records",
     "stored_checkpoint",
-    "writes_of",
 ]
 
 _P = ParamSpec("_P")
@@ -188,8 +188,12 @@ def checkpoint_page(
     before_id: str | None,
     after: tuple[str, str] | None,
     size: int,
-) -> list[tuple[str, dict[str, Any]]]:
-    """One page of checkpoints, newest checkpoint id first: (thread id, payload) each.
+) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
+    """One page of checkpoints, newest checkpoint id first, with their pending writes.
+
+    One statement on PostgreSQL
+    (:func:`~agent_sessions.integrations.langgraph_pgsql.read_checkpoint_page`),
+    two elsewhere.
 
     Args:
         alias: The database to read.
@@ -199,7 +203,32 @@ def checkpoint_page(
         before_id: Only checkpoints whose id is below this one.
         after: The (checkpoint id, thread id) of the previous page's last row.
         size: At most this many rows.
+
+    Returns:
+        (thread id, the checkpoint's payload, its writes' payloads) each.
     """
+    if is_postgres(alias):
+        filters = {
+            "thread_id": thread_id,
+            "ns": ns,
+            "checkpoint_id": checkpoint_id or None,
+            "before_id": before_id or None,
+            "after_id": after[0] if after is not None else None,
+            "after_session": after[1] if after is not None else None,
+        }
+        with translate_errors("list"):
+            rows = read_checkpoint_page(
+                connections[alias],
+                filters=filters,
+                size=size,
+                key=KEY,
+                checkpoint_type=CHECKPOINT_TYPE.value,
+                write_type=WRITE_TYPE.value,
+            )
+        return [
+            (sid, payload(data, metadata), [payload(d, m) for d, m in writes])
+            for sid, data, metadata, writes in rows
+        ]
     checkpoints = saver_records(alias).filter(type=CHECKPOINT_TYPE.value)
     if thread_id is not None:
         checkpoints = checkpoints.filter(session_id=thread_id)
@@ -215,11 +244,13 @@ def checkpoint_page(
         )
     ordered = checkpoints.order_by("-correlation_id", "session_id", "-sequence_number")
     with translate_errors("list"):
-        rows = list(ordered.values_list("session_id", "data", "metadata")[:size])
-    return [(sid, payload(data[KEY], metadata.get(KEY))) for sid, data, metadata in rows]
+        found = list(ordered.values_list("session_id", "data", "metadata")[:size])
+    page = [(sid, payload(data[KEY], metadata.get(KEY))) for sid, data, metadata in found]
+    writes = _writes_of(alias, [(sid, p["ns"], p["checkpoint_id"]) for sid, p in page])
+    return [(sid, p, writes[(sid, p["ns"], p["checkpoint_id"])]) for sid, p in page]
 
 
-def writes_of(
+def _writes_of(
     alias: str, keys: Sequence[tuple[str, str, str]]
 ) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
     """The pending writes' payloads of each (thread, namespace, checkpoint id)."""
