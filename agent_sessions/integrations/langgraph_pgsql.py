@@ -11,7 +11,7 @@
 - :func:`read_checkpoint_page` reads a page of checkpoints with their pending
   writes in one statement (a page of ``list``).
 
-Both run on the Django connection through a driver cursor that binds
+All three run on the Django connection through a driver cursor that binds
 parameters server-side (large JSON payloads are sent as they are, nothing
 to quote). On a direct connection to the server they are prepared, so they
 are not even parsed again; through a transaction-pooling proxy, which
