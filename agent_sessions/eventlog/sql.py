@@ -19,13 +19,14 @@ to write; this module is the one place that knows *how* PostgreSQL and SQLite sp
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
-from django.db import ProgrammingError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
+from agent_sessions.eventlog import routed
 from agent_sessions.eventlog.codec import EVENT_COLUMNS, QUOTED_EVENT_COLUMNS
+from agent_sessions.eventlog.routed import AppendFunctionMissing
 
 __all__ = [
     "APPEND_EVENT_FUNCTION",
@@ -194,14 +195,6 @@ CALL_APPEND_EVENT = f"""SELECT {APPEND_EVENT_FUNCTION}(
     %(metadata)s::jsonb, %(schema_version)s, %(provider)s, %(correlation_id)s, %(now)s)"""
 
 
-class AppendFunctionMissing(Exception):
-    """The append could not run as routed; retry (then routed anew).
-
-    The function went away after it was found (a migration was reversed), or
-    the statement prepared for it is gone from the server connection.
-    """
-
-
 def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any]) -> int | None:
     """Append one event on PostgreSQL in a single statement.
 
@@ -212,10 +205,10 @@ def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any])
     inner statements are planned once per server connection — which survives
     PgBouncer's transaction pooling, unlike a client-side prepared statement.
     On a direct connection to the server (not through a pooler, see
-    :func:`_append_route`) the call itself is prepared too, so it is not even
-    parsed again. Where the function is missing (migration 0006 not applied)
-    the CTE runs instead. Either way the statement bypasses Django's cursor
-    wrapper, so it does not appear in ``connection.queries``.
+    :mod:`agent_sessions.eventlog.routed`) the call itself is prepared too, so
+    it is not even parsed again. Where the function is missing (migration
+    0006 not applied) the CTE runs instead. Either way the statement bypasses
+    Django's cursor wrapper, so it does not appear in ``connection.queries``.
 
     Args:
         connection: The Django connection (in autocommit, or inside the
@@ -233,117 +226,16 @@ def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any])
             up, or its prepared statement vanished; the caller runs the
             append again (then with the CTE, or unprepared).
     """
-    cursor = _append_cursor(connection)
-    route = _append_route(connection, cursor)
-    sql = CALL_APPEND_EVENT if route.function else APPEND_ONE_POSTGRES
-    # Errors are wrapped as Django wraps execute()'s (IntegrityError, …).
-    try:
-        with connection.wrap_database_errors:
-            if route.prepare:
-                _execute_prepared(cursor, sql, params)
-            else:
-                cursor.execute(sql, params)
-            row = cursor.fetchone()
-    except ProgrammingError as exc:
-        sqlstate = getattr(exc.__cause__, "sqlstate", None)
-        if route.function and sqlstate == _UNDEFINED_FUNCTION:
-            del connection._agent_sessions_append_route  # type: ignore[attr-defined]
-            raise AppendFunctionMissing from exc
-        if route.prepare and sqlstate == _UNDEFINED_PREPARED_STATEMENT:
-            # Deallocated behind psycopg's back, or a pooler after all: unprepared from now on.
-            connection._agent_sessions_append_route = route._replace(prepare=False)  # type: ignore[attr-defined]
-            raise AppendFunctionMissing from exc
-        raise
-    if row is None or row[0] is None:
-        return None
-    return int(row[0])
-
-
-_UNDEFINED_FUNCTION = "42883"
-_UNDEFINED_PREPARED_STATEMENT = "26000"
-
-
-class _AppendRoute(NamedTuple):
-    """How single appends run on one server connection (looked up once per connection)."""
-
-    driver_connection: Any
-    function: bool  # migration 0006's function exists
-    prepare: bool  # a direct connection: the statement may be prepared
-
-
-def _append_route(connection: BaseDatabaseWrapper, cursor: Any) -> _AppendRoute:
-    """Whether the function exists and whether the statement may be prepared.
-
-    One statement per server connection, remembered with the driver connection
-    it ran on, so a process that started before the migration ran uses the
-    function from its next connection on.
-
-    Preparing is safe only when every statement of this client reaches the
-    same server session. A transaction-pooling proxy (PgBouncer, pgcat,
-    Odyssey) hands the client a cancel key of its own, so the backend
-    process id the client was told differs from ``pg_backend_pid()``; then,
-    and when the connection already prepares by its ``prepare_threshold``,
-    nothing is prepared here.
-    """
-    driver_connection = connection.connection
-    cached: _AppendRoute | None = getattr(connection, "_agent_sessions_append_route", None)
-    if cached is not None and cached.driver_connection is driver_connection:
-        return cached
-    with connection.wrap_database_errors:
-        cursor.execute(
-            "SELECT to_regprocedure(%s) IS NOT NULL, pg_backend_pid()", [_APPEND_EVENT_SIGNATURE]
-        )
-        row = cursor.fetchone()
-    direct = row[1] == driver_connection.info.backend_pid
-    route = _AppendRoute(
-        driver_connection,
-        function=bool(row[0]),
-        prepare=direct and driver_connection.prepare_threshold is None,
+    use_function = routed.route(connection, _APPEND_EVENT_SIGNATURE).function
+    rows = routed.execute(
+        connection,
+        _APPEND_EVENT_SIGNATURE,
+        CALL_APPEND_EVENT if use_function else APPEND_ONE_POSTGRES,
+        params,
     )
-    connection._agent_sessions_append_route = route  # type: ignore[attr-defined]
-    return route
-
-
-def _execute_prepared(cursor: Any, sql: str, params: dict[str, Any]) -> None:
-    """Run ``sql`` as a statement prepared on the server, leaving every other statement alone.
-
-    psycopg prepares only while its connection has a ``prepare_threshold``;
-    Django's default is None. The threshold is lent for this one call (a
-    Django connection serves one thread at a time), so psycopg prepares and
-    remembers this statement while the connection's other statements stay
-    unprepared.
-    """
-    driver_connection = cursor.connection
-    driver_connection.prepare_threshold = 0
-    try:
-        cursor.execute(sql, params, prepare=True)
-    finally:
-        driver_connection.prepare_threshold = None
-
-
-def _append_cursor(connection: BaseDatabaseWrapper) -> Any:
-    """The driver cursor for single appends, kept on the Django connection and reused.
-
-    The driver's own cursor, not Django's wrapper, and reused rather than
-    created per append: on this hottest statement both cost a noticeable
-    share of the time. It belongs to the current driver connection and is
-    replaced when Django reconnects.
-
-    A server-binding cursor: the parameters travel apart from the statement
-    (no quoting in Python). With Django's default ``prepare_threshold=None``
-    that is the extended protocol's unnamed statement, which transaction
-    poolers pass through; with a threshold set, psycopg prepares it.
-    """
-    import psycopg
-
-    connection.ensure_connection()
-    driver_connection = connection.connection
-    cached = getattr(connection, "_agent_sessions_append_cursor", None)
-    if cached is not None and cached[0] is driver_connection and not cached[1].closed:
-        return cached[1]
-    cursor = psycopg.Cursor(driver_connection)
-    connection._agent_sessions_append_cursor = (driver_connection, cursor)  # type: ignore[attr-defined]
-    return cursor
+    if not rows or rows[0][0] is None:
+        return None
+    return int(rows[0][0])
 
 
 def reserve_blocks(

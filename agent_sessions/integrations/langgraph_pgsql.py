@@ -16,7 +16,7 @@ parameters server-side (large JSON payloads are sent as they are, nothing
 to quote). On a direct connection to the server they are prepared, so they
 are not even parsed again; through a transaction-pooling proxy, which
 client-side prepared statements do not survive, they run as the protocol's
-unnamed statement (see :func:`_route`). Like the store's single append, they
+unnamed statement (see :mod:`agent_sessions.eventlog.routed`). Like the store's single append, they
 bypass Django's cursor wrapper and ``connection.queries``; errors are
 wrapped as Django wraps them.
 """
@@ -26,12 +26,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-from django.db import ProgrammingError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from agent_sessions import core, signals
+from agent_sessions.eventlog import routed
 from agent_sessions.pipeline import PipelineOutcome
 from agent_sessions.sequences import (
     EVENT_COLUMNS,
@@ -202,8 +202,8 @@ def append_session_events(
         for name, values in columns.items():
             values.append(params[name])
     params = {**columns, "session_id": session_id, "now": datetime.now(UTC).replace(tzinfo=None)}
-    route, _cursor = _route(connection)
-    sql = _CALL_APPEND_SESSION_EVENTS if route.function else _APPEND_SESSION_EVENTS
+    use_function = routed.route(connection, _APPEND_SESSION_EVENTS_FUNCTION).function
+    sql = _CALL_APPEND_SESSION_EVENTS if use_function else _APPEND_SESSION_EVENTS
     numbers = {str(row[0]): int(row[1]) for row in _execute(connection, sql, params)}
     stored = [event for event in events if event.id in numbers]
     for event in stored:
@@ -307,59 +307,10 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
-_UNDEFINED_FUNCTION = "42883"
-_UNDEFINED_PREPARED_STATEMENT = "26000"
-
-
-class _Route(NamedTuple):
-    """How the saver's statements run on one server connection (looked up once per connection)."""
-
-    driver_connection: Any
-    function: bool  # migration 0007's function exists
-    prepare: bool  # a direct connection: the statements may be prepared
-
-
-def _route(connection: BaseDatabaseWrapper) -> tuple[_Route, Any]:
-    """The connection's route and a driver cursor on it.
-
-    One lookup per server connection, remembered with the driver connection
-    it ran on, so a process that started before ``migrate`` uses the
-    function from its next connection on. Preparing is safe only when every
-    statement of this client reaches the same server session: a
-    transaction-pooling proxy (PgBouncer, pgcat, Odyssey) hands the client a
-    cancel key of its own, so the backend process id the client was told
-    differs from ``pg_backend_pid()`` (as for the store's single append, see
-    :mod:`agent_sessions.eventlog.sql`). A connection that prepares by its
-    own ``prepare_threshold`` is left to it.
-    """
-    import psycopg
-
-    connection.ensure_connection()
-    driver_connection = connection.connection
-    cached: tuple[_Route, Any] | None = getattr(connection, "_agent_sessions_langgraph", None)
-    if cached is not None and cached[0].driver_connection is driver_connection:
-        return cached
-    cursor = psycopg.Cursor(driver_connection)
-    with connection.wrap_database_errors:
-        cursor.execute(
-            "SELECT to_regprocedure(%s) IS NOT NULL, pg_backend_pid()",
-            [_APPEND_SESSION_EVENTS_FUNCTION],
-        )
-        row = cursor.fetchone()
-    direct = row is not None and row[1] == driver_connection.info.backend_pid
-    route = _Route(
-        driver_connection,
-        function=bool(row and row[0]),
-        prepare=direct and driver_connection.prepare_threshold is None,
-    )
-    connection._agent_sessions_langgraph = (route, cursor)  # type: ignore[attr-defined]
-    return route, cursor
-
-
 def _execute(
     connection: BaseDatabaseWrapper, sql: str, params: dict[str, Any], *, may_prepare: bool = True
 ) -> list[Any]:
-    """Run one of the saver's statements as routed and return its rows.
+    """Run one of the saver's statements as routed (:mod:`agent_sessions.eventlog.routed`).
 
     ``may_prepare=False`` runs it unprepared whatever the route (a read
     inside the caller's transaction, which a vanished prepared statement
@@ -370,28 +321,6 @@ def _execute(
             up, or the statement prepared for it is gone from the server
             connection (nothing was done); run it again, routed anew.
     """
-    route, cursor = _route(connection)
-    try:
-        with connection.wrap_database_errors:
-            if route.prepare and may_prepare:
-                # psycopg prepares only while its connection has a threshold;
-                # lent for this call, the connection's other statements stay unprepared.
-                route.driver_connection.prepare_threshold = 0
-                try:
-                    cursor.execute(sql, params, prepare=True)
-                finally:
-                    route.driver_connection.prepare_threshold = None
-            else:
-                cursor.execute(sql, params)
-            rows: list[Any] = cursor.fetchall()
-            return rows
-    except ProgrammingError as exc:
-        sqlstate = getattr(exc.__cause__, "sqlstate", None)
-        if route.function and sqlstate == _UNDEFINED_FUNCTION:
-            del connection._agent_sessions_langgraph  # type: ignore[attr-defined]
-            raise AppendFunctionMissing from exc
-        if route.prepare and may_prepare and sqlstate == _UNDEFINED_PREPARED_STATEMENT:
-            # Deallocated behind psycopg's back, or a pooler after all: unprepared from now on.
-            connection._agent_sessions_langgraph = (route._replace(prepare=False), cursor)  # type: ignore[attr-defined]
-            raise AppendFunctionMissing from exc
-        raise
+    return routed.execute(
+        connection, _APPEND_SESSION_EVENTS_FUNCTION, sql, params, may_prepare=may_prepare
+    )
