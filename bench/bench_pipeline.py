@@ -146,16 +146,18 @@ def variant(name: str) -> Iterator[None]:
     """Configure the store as ``name`` for the block."""
     from django.conf import settings
 
-    from agent_sessions import sequences
+    # The codec runs the pipeline for every writer (eventlog.codec.encode_event).
+    from agent_sessions.eventlog import codec
 
-    original = sequences.process_event
+    names = vars(codec)
+    original = names["process_event"]
     settings.AGENT_SESSIONS = REDACTION_ON if name == "redaction on" else REDACTION_OFF
     if name == "before #16":
-        sequences.process_event = lambda event: None  # type: ignore[assignment]
+        names["process_event"] = lambda event: None
     try:
         yield
     finally:
-        sequences.process_event = original
+        names["process_event"] = original
         settings.AGENT_SESSIONS = REDACTION_OFF
 
 
