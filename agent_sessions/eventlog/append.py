@@ -140,9 +140,7 @@ def append_prepared(connection: BaseDatabaseWrapper, events: list[core.Event]) -
     if not events:
         return []
     if len(events) == 1:
-        if connection.vendor == "postgresql":
-            return [_append_one_postgres(connection, events[0])]
-        return [_append_one_sqlite(connection, events[0])]
+        return [_append_one(connection, events[0])]
     encoded: dict[str, tuple[list[Any], PipelineOutcome | None]] = {}
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -228,31 +226,19 @@ def _already_stored(
     return stored
 
 
-def _append_one_sqlite(connection: BaseDatabaseWrapper, event: core.Event) -> core.Event:
-    # Two statements: the counter (with the duplicate check) and the insert.
-    row, outcome = event_row(connection, event, 0)
+def _append_one(connection: BaseDatabaseWrapper, event: core.Event) -> core.Event:
+    """A single event: one statement on PostgreSQL, two in their own transaction on SQLite."""
+    outcome: PipelineOutcome | None
     try:
-        number = append_one_sqlite(
-            connection, row, event.id, event.session_id, db_time(connection, utcnow())
-        )
-    except IntegrityError as exc:
-        if _is_sequence_conflict(exc):
-            raise _CounterBehind([event.session_id]) from exc
-        raise
-    if number is None:
-        with connection.cursor() as cursor:
-            return _already_stored(connection, cursor, event.id)
-    event.sequence_number = number
-    signals.events_stored(connection.alias, [(event, outcome)])
-    return event
-
-
-def _append_one_postgres(connection: BaseDatabaseWrapper, event: core.Event) -> core.Event:
-    # The hot path: parameters built directly (validated timestamps are already UTC).
-    params, outcome = encode_event(event)
-    params["now"] = datetime.now(UTC).replace(tzinfo=None)
-    try:
-        number = append_one_postgres(connection, params)
+        if connection.vendor == "postgresql":
+            # The hot path: parameters built directly (validated timestamps are already UTC).
+            params, outcome = encode_event(event)
+            params["now"] = datetime.now(UTC).replace(tzinfo=None)
+            number = append_one_postgres(connection, params)
+        else:
+            row, outcome = event_row(connection, event, 0)
+            now = db_time(connection, utcnow())
+            number = append_one_sqlite(connection, row, event.id, event.session_id, now)
     except AppendFunctionMissing as exc:
         raise _AppendFunctionGone from exc
     except IntegrityError as exc:
