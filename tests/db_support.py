@@ -13,6 +13,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +155,20 @@ def eventually(predicate: Any, timeout: float = 5.0, pause: float = 0.02) -> boo
             return False
         time.sleep(pause)
     return True
+
+
+@contextmanager
+def function_dropped(migration: str) -> Iterator[None]:
+    """Run a function migration's ``DROP`` SQL, and its ``CREATE`` again after the block.
+
+    Args:
+        migration: The migration's module name, e.g. ``"0006_append_event_function"``.
+    """
+    module = import_module(f"agent_sessions.migrations.{migration}")
+    with connection.cursor() as cursor:
+        cursor.execute(module.DROP)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(module.CREATE)

@@ -9,8 +9,7 @@ runs, the one-statement CTE takes over with the same guarantees.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from importlib import import_module
+from contextlib import AbstractContextManager
 
 import pytest
 from django.db import connection
@@ -18,6 +17,7 @@ from django.db import connection
 from agent_sessions import models as m
 from agent_sessions.core import Event
 from agent_sessions.store import DjangoSessionStore
+from tests.db_support import function_dropped
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 
@@ -43,17 +43,9 @@ def _calls_in_this_transaction() -> int:
         return int(cursor.fetchone()[0])
 
 
-@contextmanager
-def _function_dropped() -> Iterator[None]:
+def _function_dropped() -> AbstractContextManager[None]:
     """Drop the function, and put it back after (as migration 0006 made it)."""
-    migration = import_module("agent_sessions.migrations.0006_append_event_function")
-    with connection.cursor() as cursor:
-        cursor.execute(migration.DROP)
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(migration.CREATE)
+    return function_dropped("0006_append_event_function")
 
 
 @pytest.fixture

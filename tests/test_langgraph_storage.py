@@ -12,10 +12,8 @@ unprepared when they vanish).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from importlib import import_module
 from typing import Any
 
 import pytest
@@ -27,6 +25,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 from agent_sessions import models as m
 from agent_sessions.integrations import langgraph_codec
 from agent_sessions.integrations.langgraph import DjangoCheckpointSaver
+from tests.db_support import function_dropped
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -148,17 +147,9 @@ def _calls_in_this_transaction() -> int:
         return int(cursor.fetchone()[0])
 
 
-@contextmanager
-def _function_dropped() -> Iterator[None]:
+def _function_dropped() -> AbstractContextManager[None]:
     """Drop the function, and put it back after (as migration 0007 made it)."""
-    migration = import_module("agent_sessions.migrations.0007_append_session_events_function")
-    with connection.cursor() as cursor:
-        cursor.execute(migration.DROP)
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(migration.CREATE)
+    return function_dropped("0007_append_session_events_function")
 
 
 def _numbers(thread_id: str) -> list[int]:

@@ -9,8 +9,7 @@ Where the function is missing the ORM path prunes the same events.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from importlib import import_module
+from contextlib import AbstractContextManager
 
 import pytest
 from django.db import connection, transaction
@@ -21,6 +20,7 @@ from agent_sessions.db import translate_errors
 from agent_sessions.errors import StorageError
 from agent_sessions.locks import hold_maintenance_lock
 from agent_sessions.maintenance import DjangoMaintenance
+from tests.db_support import function_dropped
 from tests.factories import SessionFactory
 from tests.maintenance_support import days_ago, event_log, lose_the_lock, policy
 
@@ -40,17 +40,9 @@ def _left() -> list[tuple[str, str]]:
     return list(m.Event.objects.order_by("timestamp").values_list("session_id", "type"))
 
 
-@contextmanager
-def _function_dropped() -> Iterator[None]:
+def _function_dropped() -> AbstractContextManager[None]:
     """Drop the function, and put it back after (as migration 0008 made it)."""
-    migration = import_module("agent_sessions.migrations.0008_prune_oldest_events_function")
-    with connection.cursor() as cursor:
-        cursor.execute(migration.DROP)
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(migration.CREATE)
+    return function_dropped("0008_prune_oldest_events_function")
 
 
 @pytest.fixture
