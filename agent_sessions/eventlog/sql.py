@@ -46,7 +46,6 @@ __all__ = [
     "insert_events_sqlite",
     "notify_sessions",
     "reserve_blocks",
-    "reserve_one_sqlite",
     "take_sqlite_write_lock",
 ]
 
@@ -158,9 +157,11 @@ RETURNING session_id, last_sequence
 # One event on SQLite: bump the counter only when no event is stored under this
 # id yet (no row back: a duplicate, nothing consumed). The SELECT needs its WHERE
 # for SQLite to parse the ON CONFLICT clause after it.
+#: The single append's counter upsert on SQLite, with its idempotency check:
+#: one statement, no row when the id is stored (driver ``?`` placeholders).
 _RESERVE_ONE_SQLITE = """
 INSERT INTO asm_session_sequences AS seq (session_id, last_sequence, updated_at)
-SELECT %s, 1, %s WHERE NOT EXISTS (SELECT 1 FROM asm_events WHERE id = %s)
+SELECT ?, 1, ? WHERE NOT EXISTS (SELECT 1 FROM asm_events WHERE id = ?)
 ON CONFLICT (session_id) DO UPDATE
     SET last_sequence = seq.last_sequence + 1, updated_at = excluded.updated_at
 RETURNING last_sequence
@@ -270,20 +271,6 @@ def reserve_blocks(
     return {sid: last for sid, last in cursor.fetchall()}
 
 
-def reserve_one_sqlite(
-    cursor: CursorWrapper, session_id: str, event_id: str, now: Any
-) -> int | None:
-    """Bump one session's counter for a new event on SQLite; None when ``event_id`` is stored.
-
-    One statement instead of a lookup and an upsert: the single append's
-    idempotency check and its number in one round trip.
-    """
-    cursor.execute(_RESERVE_ONE_SQLITE, [session_id, now, event_id])
-    row = cursor.fetchone()
-    return None if row is None else int(row[0])
-
-
-_RESERVE_ONE_SQLITE_DRIVER = _RESERVE_ONE_SQLITE.replace("%s", "?")
 _INSERT_SQLITE_DRIVER = _INSERT_SQLITE.replace("%s", "?")
 _SEQUENCE_INDEX = EVENT_COLUMNS.index("sequence_number")
 
@@ -320,7 +307,7 @@ def append_one_sqlite(
         if own:
             cursor.execute("BEGIN IMMEDIATE")
         try:
-            cursor.execute(_RESERVE_ONE_SQLITE_DRIVER, (session_id, now, event_id))
+            cursor.execute(_RESERVE_ONE_SQLITE, (session_id, now, event_id))
             reserved = cursor.fetchone()
             if reserved is not None:
                 row[_SEQUENCE_INDEX] = number = int(reserved[0])
