@@ -24,13 +24,13 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, TypeVar
 
 import django_filters
 from django.core.exceptions import EmptyResultSet, FullResultSet
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import Exists, Model, OuterRef, QuerySet
 
 from agent_sessions import models, summaries
@@ -73,6 +73,7 @@ from agent_sessions.results import (
     UsageSummary,
 )
 from agent_sessions.search import (
+    SEARCH_INDEX_DROPPED,
     RankedId,
     TextQuery,
     fts5_available,
@@ -439,7 +440,11 @@ class DjangoQueryAPI(QueryAsyncMixin):
             return TextPage([], None)
         alias = db_for_read(self.using, models.Event, consistent=self.consistent)
         narrowed = agent_id is not None or any(value is not None for value in data.values())
-        with _search_available(alias), translate_errors("search_text"):
+        with (
+            _search_available(alias),
+            translate_errors("search_text"),
+            _savepoint_in_transaction(alias),
+        ):
             events = _filtered(EventFilterSet, data, self._objects(models.Event))
             sessions = self._objects(models.Session).filter(id=OuterRef("session_id"))
             if agent_id is not None:
@@ -572,13 +577,30 @@ def _where_sql(queryset: QuerySet[Any], alias: str) -> tuple[str, list[Any]] | N
     return sql, list(params)
 
 
+def _savepoint_in_transaction(alias: str) -> AbstractContextManager[Any]:
+    """A savepoint when the caller's transaction is open, so that a failed search
+    (the index dropped, say) leaves it usable (e.g. under ``ATOMIC_REQUESTS``)."""
+    if connections[alias].in_atomic_block:
+        return transaction.atomic(using=alias)
+    return nullcontext()
+
+
 @contextmanager
 def _search_available(alias: str) -> Iterator[None]:
-    """Say :class:`SearchUnavailableError` when a missing index is due to SQLite lacking FTS5."""
+    """Say :class:`SearchUnavailableError` when the search index is missing.
+
+    Two causes: SQLite without FTS5, or an index dropped on purpose
+    (``manage.py asm_search_index --drop``), told apart from missing asm
+    tables by the name in the database's error (no query: the transaction
+    may be aborted). Any other failure passes as is.
+    """
     try:
         yield
     except (MigrationRequiredError, StorageError) as exc:
-        connection = connections[alias]
-        if connection.vendor == "sqlite" and not fts5_available():
+        if connections[alias].vendor == "sqlite" and not fts5_available():
             raise SearchUnavailableError(details=exc.details) from exc
+        if isinstance(exc, MigrationRequiredError) and "asm_events_search" in str(
+            exc.details.get("cause", "")
+        ):
+            raise SearchUnavailableError(message=SEARCH_INDEX_DROPPED, details=exc.details) from exc
         raise

@@ -55,6 +55,7 @@ from agent_sessions.validation import check_text
 
 __all__ = [
     "MAX_QUERY_LENGTH",
+    "SEARCH_INDEX_DROPPED",
     "SEARCH_TABLES",
     "SNIPPET_START",
     "SNIPPET_STOP",
@@ -66,6 +67,7 @@ __all__ = [
     "parse_text_query",
     "ranked_matches",
     "remove_search_index",
+    "search_index_exists",
     "snippets",
 ]
 
@@ -81,6 +83,13 @@ SEARCH_TABLES = {
     "postgresql": ("asm_events_search",),
     "sqlite": ("asm_events_search", "asm_events_search_fts"),
 }
+
+#: What ``search_text`` says (``search_unavailable``) when the index was dropped.
+SEARCH_INDEX_DROPPED = (
+    "Full-text search is turned off on this database: its search index does not exist "
+    "(dropped with `manage.py asm_search_index --drop`). Run `python manage.py "
+    "asm_search_index` to build it again."
+)
 
 _CONFIG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _TOKEN = re.compile(r'(-?)"([^"]*)"?|(-?)([^\s"]+)')
@@ -392,7 +401,12 @@ def install_search_index(connection: BaseDatabaseWrapper, config: str) -> bool:
 
 
 def remove_search_index(connection: BaseDatabaseWrapper) -> None:
-    """Drop the search index tables, functions and triggers (``migrate`` backwards)."""
+    """Drop the search index tables, functions and triggers.
+
+    Used by ``migrate`` backwards and ``manage.py asm_search_index --drop``:
+    appends stop paying for the index, and ``search_text`` raises
+    ``SearchUnavailableError`` until :func:`install_search_index` runs again.
+    """
     statements = {"postgresql": _POSTGRES_REMOVE, "sqlite": _SQLITE_REMOVE}
     with connection.cursor() as cursor:
         for statement in statements.get(connection.vendor, []):

@@ -90,6 +90,17 @@ def test_a_refused_query_is_explained_not_a_500(admin_client: Client) -> None:
     assert "errornote" in response.content.decode()
 
 
+def test_a_dropped_index_is_explained_not_a_500(admin_client: Client) -> None:
+    from django.core.management import call_command
+
+    call_command("asm_search_index", "--drop", verbosity=0)
+    response = admin_client.get(reverse(TEXT_SEARCH), {"q": "anything"})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "errornote" in page
+    assert "asm_search_index" in page
+
+
 def test_users_without_view_permission_on_events_are_refused(db: Any) -> None:
     user = User.objects.create_user("staff", password="x", is_staff=True)
     user.user_permissions.add(

@@ -124,3 +124,17 @@ def test_a_user_without_view_event_is_refused(db: Any) -> None:
 
 def test_only_get_is_allowed(client: Client) -> None:
     assert client.post(reverse(SEARCH), {"q": "x"}).status_code == 405
+
+
+def test_a_dropped_index_answers_503_with_its_code(client: Client) -> None:
+    from django.core.management import call_command
+
+    said("anything")
+    call_command("asm_search_index", "--drop", verbosity=0)
+    try:
+        response = client.get(reverse(SEARCH), {"q": "anything"})
+    finally:
+        call_command("asm_search_index", verbosity=0)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "search_unavailable"
+    assert client.get(reverse(SEARCH), {"q": "anything"}).status_code == 200

@@ -474,6 +474,46 @@ def test_sqlite_without_fts5_raises_a_typed_error(
     assert isinstance(info.value, StorageError)
 
 
+def test_a_dropped_index_turns_search_off_until_rebuilt(
+    query_api: DjangoQueryAPI, store: Any
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    before = said("indexed before it was dropped", minutes=-1)
+    out = StringIO()
+    call_command("asm_search_index", "--drop", stdout=out)
+    assert "Dropped the full-text search index on 'default'" in out.getvalue()
+    assert not search.search_index_exists(connection)
+    # Appends go on without the index's triggers.
+    during = store.append_event(
+        Event.new("message_sent", before.session_id, data={"content": "appended while dropped"})
+    )
+    # Inside the test's transaction: the failed search leaves it usable.
+    with pytest.raises(SearchUnavailableError) as info:
+        query_api.search_text("dropped")
+    assert info.value.code == "search_unavailable"
+    assert "asm_search_index" in info.value.message
+    assert "FTS5" not in info.value.message
+    call_command("asm_search_index", verbosity=0)
+    assert ids(query_api.search_text("dropped")) == [during.id, before.id]
+
+
+def test_missing_tables_still_ask_for_the_migration(query_api: DjangoQueryAPI) -> None:
+    from agent_sessions.errors import MigrationRequiredError
+
+    said("anything")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DROP TABLE asm_events CASCADE"
+            if connection.vendor == "postgresql"
+            else "DROP TABLE asm_events"
+        )
+    with pytest.raises(MigrationRequiredError):
+        query_api.search_text("anything")
+
+
 @pytest.mark.postgres_only
 def test_postgres_queries_use_the_index() -> None:
     with connection.cursor() as cursor:
