@@ -5,7 +5,7 @@
 # Output is also kept under bench/results/ (git-ignored).
 #   bash bench/run_all.sh            # full size (about 30 minutes on 2 cores)
 #   ASM_BENCH_SMOKE=1 bash bench/run_all.sh   # small sizes, a minute or two
-#   ASM_BENCH_10M=1 bash bench/run_all.sh     # also bench_query and bench_admin at 10M
+#   ASM_BENCH_10M=1 bash bench/run_all.sh     # also bench_query, bench_admin, bench_search at 10M
 #                                             # events (the first run generates them:
 #                                             # about an hour; later runs reuse them)
 set -euo pipefail
@@ -51,6 +51,7 @@ else
         runs+=(
             "bench_query --scale 10 --db asm_bench_query10"
             "bench_admin --scale 10"
+            "bench_search --events 10000000 --db asm_bench_search10 --repeat 10"
         )
     fi
 fi
