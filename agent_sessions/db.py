@@ -31,7 +31,7 @@ import functools
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, ParamSpec, TypeVar
 
 from django.db import Error as DjangoError
@@ -315,6 +315,18 @@ def write_block(alias: str, operation: str) -> Iterator[BaseDatabaseWrapper]:
             with connection.cursor() as cursor:
                 take_sqlite_write_lock(cursor)
         yield connection
+
+
+def savepoint_in_transaction(alias: str) -> AbstractContextManager[Any]:
+    """A savepoint when a transaction is open on ``alias``, else nothing.
+
+    For a read that may fail in an expected way (a search whose index was
+    dropped): on PostgreSQL the failure would otherwise abort the caller's
+    transaction (``ATOMIC_REQUESTS``, say), and with it the rest of the request.
+    """
+    if connections[alias].in_atomic_block:
+        return transaction.atomic(using=alias)
+    return nullcontext()
 
 
 def _needs_write_lock(connection: BaseDatabaseWrapper) -> bool:

@@ -24,13 +24,13 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
 import django_filters
 from django.core.exceptions import EmptyResultSet, FullResultSet
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import Exists, Model, OuterRef, QuerySet
 
 from agent_sessions import models, summaries
@@ -38,7 +38,13 @@ from agent_sessions.aio import QueryAsyncMixin
 from agent_sessions.artifacts import DjangoArtifactRegistry
 from agent_sessions.conf import app_settings
 from agent_sessions.core import EventType, RunStatus, SessionStatus
-from agent_sessions.db import check_alias, db_for_read, reconnecting, translate_errors
+from agent_sessions.db import (
+    check_alias,
+    db_for_read,
+    reconnecting,
+    savepoint_in_transaction,
+    translate_errors,
+)
 from agent_sessions.errors import (
     MigrationRequiredError,
     NotFoundError,
@@ -443,7 +449,7 @@ class DjangoQueryAPI(QueryAsyncMixin):
         with (
             _search_available(alias),
             translate_errors("search_text"),
-            _savepoint_in_transaction(alias),
+            savepoint_in_transaction(alias),
         ):
             events = _filtered(EventFilterSet, data, self._objects(models.Event))
             sessions = self._objects(models.Session).filter(id=OuterRef("session_id"))
@@ -577,30 +583,17 @@ def _where_sql(queryset: QuerySet[Any], alias: str) -> tuple[str, list[Any]] | N
     return sql, list(params)
 
 
-def _savepoint_in_transaction(alias: str) -> AbstractContextManager[Any]:
-    """A savepoint when the caller's transaction is open, so that a failed search
-    (the index dropped, say) leaves it usable (e.g. under ``ATOMIC_REQUESTS``)."""
-    if connections[alias].in_atomic_block:
-        return transaction.atomic(using=alias)
-    return nullcontext()
-
-
 @contextmanager
 def _search_available(alias: str) -> Iterator[None]:
-    """Say :class:`SearchUnavailableError` when the search index is missing.
-
-    Two causes: SQLite without FTS5, or an index dropped on purpose
-    (``manage.py asm_search_index --drop``), told apart from missing asm
-    tables by the name in the database's error (no query: the transaction
-    may be aborted). Any other failure passes as is.
-    """
+    """``SearchUnavailableError`` for a missing index: SQLite without FTS5, or one dropped
+    (``asm_search_index --drop``), told by the table the error names (no query: the
+    transaction may be aborted). Any other failure passes as is."""
     try:
         yield
     except (MigrationRequiredError, StorageError) as exc:
         if connections[alias].vendor == "sqlite" and not fts5_available():
             raise SearchUnavailableError(details=exc.details) from exc
-        if isinstance(exc, MigrationRequiredError) and "asm_events_search" in str(
-            exc.details.get("cause", "")
-        ):
+        cause = str(exc.details.get("cause", ""))
+        if isinstance(exc, MigrationRequiredError) and "asm_events_search" in cause:
             raise SearchUnavailableError(message=SEARCH_INDEX_DROPPED, details=exc.details) from exc
         raise
