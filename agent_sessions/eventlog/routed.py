@@ -65,13 +65,18 @@ def route(connection: BaseDatabaseWrapper, signature: str) -> Route:
         signature: The function's ``regprocedure`` text, e.g.
             ``"asm_append_event(varchar, …)"``.
     """
+    cached: tuple[Any, dict[str, Route]] | None = getattr(
+        connection, "_agent_sessions_routes", None
+    )
+    # The hot path: this driver connection's route is known (one lookup per append).
+    if cached is not None and cached[0] is connection.connection is not None:
+        known = cached[1].get(signature)
+        if known is not None:
+            return known
     import psycopg
 
     connection.ensure_connection()
     driver_connection = connection.connection
-    cached: tuple[Any, dict[str, Route]] | None = getattr(
-        connection, "_agent_sessions_routes", None
-    )
     if cached is None or cached[0] is not driver_connection:
         cached = (driver_connection, {})
         connection._agent_sessions_routes = cached  # type: ignore[attr-defined]
@@ -99,9 +104,10 @@ def execute(
     sql: str,
     params: Mapping[str, Any],
     *,
+    without_function: str | None = None,
     may_prepare: bool = True,
 ) -> list[Any]:
-    """Run ``sql`` (chosen by the caller from :func:`route`'s ``function``) and return its rows.
+    """Run ``sql`` (or ``without_function`` where the function is missing) and return its rows.
 
     Errors are wrapped as Django wraps ``execute()``'s (``IntegrityError``, …).
 
@@ -110,6 +116,9 @@ def execute(
         signature: The function the route belongs to.
         sql: The statement, with ``%(name)s`` parameters.
         params: Its parameters.
+        without_function: The statement to run instead when the route says
+            the function does not exist (the same parameters); None runs
+            ``sql`` whatever the route.
         may_prepare: False runs it unprepared whatever the route (inside the
             caller's transaction with no savepoint to return to, where a
             vanished prepared statement would abort the transaction).
@@ -118,6 +127,8 @@ def execute(
         AppendFunctionMissing: the statement did nothing; run it again.
     """
     current = route(connection, signature)
+    if without_function is not None and not current.function:
+        sql = without_function
     prepare = current.prepare and may_prepare
     try:
         with connection.wrap_database_errors:

@@ -227,12 +227,12 @@ def append_one_postgres(connection: BaseDatabaseWrapper, params: dict[str, Any])
             up, or its prepared statement vanished; the caller runs the
             append again (then with the CTE, or unprepared).
     """
-    use_function = routed.route(connection, _APPEND_EVENT_SIGNATURE).function
     rows = routed.execute(
         connection,
         _APPEND_EVENT_SIGNATURE,
-        CALL_APPEND_EVENT if use_function else APPEND_ONE_POSTGRES,
+        CALL_APPEND_EVENT,
         params,
+        without_function=APPEND_ONE_POSTGRES,
     )
     if not rows or rows[0][0] is None:
         return None

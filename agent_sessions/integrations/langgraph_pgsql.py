@@ -202,9 +202,10 @@ def append_session_events(
         for name, values in columns.items():
             values.append(params[name])
     params = {**columns, "session_id": session_id, "now": datetime.now(UTC).replace(tzinfo=None)}
-    use_function = routed.route(connection, _APPEND_SESSION_EVENTS_FUNCTION).function
-    sql = _CALL_APPEND_SESSION_EVENTS if use_function else _APPEND_SESSION_EVENTS
-    numbers = {str(row[0]): int(row[1]) for row in _execute(connection, sql, params)}
+    rows = _execute(
+        connection, _CALL_APPEND_SESSION_EVENTS, params, without_function=_APPEND_SESSION_EVENTS
+    )
+    numbers = {str(row[0]): int(row[1]) for row in rows}
     stored = [event for event in events if event.id in numbers]
     for event in stored:
         event.sequence_number = numbers[event.id]
@@ -308,13 +309,19 @@ def _json(value: Any) -> Any:
 
 
 def _execute(
-    connection: BaseDatabaseWrapper, sql: str, params: dict[str, Any], *, may_prepare: bool = True
+    connection: BaseDatabaseWrapper,
+    sql: str,
+    params: dict[str, Any],
+    *,
+    without_function: str | None = None,
+    may_prepare: bool = True,
 ) -> list[Any]:
     """Run one of the saver's statements as routed (:mod:`agent_sessions.eventlog.routed`).
 
-    ``may_prepare=False`` runs it unprepared whatever the route (a read
-    inside the caller's transaction, which a vanished prepared statement
-    would abort with no savepoint to return to).
+    ``without_function`` runs instead where ``asm_append_session_events`` is
+    missing. ``may_prepare=False`` runs it unprepared whatever the route (a
+    read inside the caller's transaction, which a vanished prepared
+    statement would abort with no savepoint to return to).
 
     Raises:
         AppendFunctionMissing: the function went away since it was looked
@@ -322,5 +329,10 @@ def _execute(
             connection (nothing was done); run it again, routed anew.
     """
     return routed.execute(
-        connection, _APPEND_SESSION_EVENTS_FUNCTION, sql, params, may_prepare=may_prepare
+        connection,
+        _APPEND_SESSION_EVENTS_FUNCTION,
+        sql,
+        params,
+        without_function=without_function,
+        may_prepare=may_prepare,
     )
