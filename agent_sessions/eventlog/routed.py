@@ -80,10 +80,7 @@ def route(connection: BaseDatabaseWrapper, signature: str) -> Route:
     if cached is None or cached[0] is not driver_connection:
         cached = (driver_connection, {})
         connection._agent_sessions_routes = cached  # type: ignore[attr-defined]
-    routes = cached[1]
-    found = routes.get(signature)
-    if found is not None:
-        return found
+    routes = cached[1]  # without ``signature``: the hot path above would have found it
     cursor = next(iter(routes.values())).cursor if routes else psycopg.Cursor(driver_connection)
     with connection.wrap_database_errors:
         cursor.execute("SELECT to_regprocedure(%s) IS NOT NULL, pg_backend_pid()", [signature])

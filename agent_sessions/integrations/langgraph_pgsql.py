@@ -247,12 +247,7 @@ def read_checkpoint_events(
         "checkpoint_type": checkpoint_type,
         "write_type": write_type,
     }
-    outside = not connection.in_atomic_block
-    try:
-        rows = _execute(connection, _READ_CHECKPOINT_EVENTS, params, may_prepare=outside)
-    except AppendFunctionMissing:
-        # The prepared statement vanished (nothing was done): read again, unprepared.
-        rows = _execute(connection, _READ_CHECKPOINT_EVENTS, params)
+    rows = _read(connection, _READ_CHECKPOINT_EVENTS, params)
     # Django's connections load jsonb as text (its JSONField decodes it).
     return [(bool(first), _json(data), _json(metadata)) for first, data, metadata in rows]
 
@@ -291,13 +286,7 @@ def read_checkpoint_page(
         "checkpoint_type": checkpoint_type,
         "write_type": write_type,
     }
-    sql = _CHECKPOINT_PAGE.format(filters=conditions)
-    outside = not connection.in_atomic_block
-    try:
-        rows = _execute(connection, sql, params, may_prepare=outside)
-    except AppendFunctionMissing:
-        # The prepared statement vanished (nothing was done): read again, unprepared.
-        rows = _execute(connection, sql, params)
+    rows = _read(connection, _CHECKPOINT_PAGE.format(filters=conditions), params)
     return [
         (session_id, _json(data), _json(metadata), [tuple(w) for w in _json(writes) or []])
         for session_id, data, metadata, writes in rows
@@ -306,6 +295,19 @@ def read_checkpoint_page(
 
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _read(connection: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> list[Any]:
+    """Run one of the saver's reads: prepared outside a transaction where the route allows.
+
+    Inside the caller's transaction it runs unprepared (a vanished prepared
+    statement would abort the transaction); when the prepared statement
+    vanished (nothing was done), it runs again, unprepared.
+    """
+    try:
+        return _execute(connection, sql, params, may_prepare=not connection.in_atomic_block)
+    except AppendFunctionMissing:
+        return _execute(connection, sql, params)
 
 
 def _execute(
